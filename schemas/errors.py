@@ -1,0 +1,64 @@
+"""The project's one error tree.
+
+It lives in the lowest layer (``schemas``) so that every package can raise and catch the same types
+while dependencies keep pointing one way::
+
+    CrmScorerError
+    ├── InvalidEventError          a message that cannot be scored: it goes to the dead-letter topic
+    │   ├── FramingError           reason ``empty_value`` / ``unknown_framing``: not one of our framings
+    │   ├── UnknownSchemaError     reason ``unknown_schema``: fingerprint or registry id we cannot resolve
+    │   ├── AvroDecodeError        reason ``avro_decode_error``: bytes do not match the writer schema
+    │   └── EventValidationError   reason ``missing_id`` / ``invalid_field``: decoded, but unusable
+    ├── RegistryUnavailableError   the Schema Registry did not answer: transient, retried, never dead-lettered
+    ├── ConfigError                settings or scorer.yaml are wrong; names the key
+    └── ArtifactError              a model artifact is missing, tampered with, or its manifest is inconsistent
+
+Library exceptions are translated where they enter (``raise AvroDecodeError(...) from exc``).
+Every message names the field (as a dotted path) or the source it is about.
+"""
+
+from __future__ import annotations
+
+
+class CrmScorerError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class InvalidEventError(CrmScorerError):
+    """A message that cannot be scored. ``reason`` is the dead-letter reason code, ``field`` the dotted path."""
+
+    reason = "invalid_event"
+
+    def __init__(self, message: str, *, field: str | None = None, reason: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        if reason is not None:
+            self.reason = reason
+
+
+class FramingError(InvalidEventError):
+    reason = "unknown_framing"
+
+
+class UnknownSchemaError(InvalidEventError):
+    reason = "unknown_schema"
+
+
+class AvroDecodeError(InvalidEventError):
+    reason = "avro_decode_error"
+
+
+class EventValidationError(InvalidEventError):
+    reason = "invalid_field"
+
+
+class RegistryUnavailableError(CrmScorerError):
+    """The Schema Registry could not be reached; the caller retries, the message is not dead-lettered."""
+
+
+class ConfigError(CrmScorerError):
+    """Settings are wrong. The message names the key (dotted path) and the source (file or environment)."""
+
+
+class ArtifactError(CrmScorerError):
+    """A model artifact is missing or does not match its manifest."""
