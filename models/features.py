@@ -31,7 +31,7 @@ def slug(text: str) -> str:
 
 
 # (feature name, event section, field, valid range): numeric fields taken as they are, NaN outside the range.
-_NUMERIC: tuple[tuple[str, str, str, float, float], ...] = (
+NUMERIC_FIELDS: tuple[tuple[str, str, str, float, float], ...] = (
     ("income", "applicant", "monthprofit", 0.0, 5_000_000.0),
     ("expense", "applicant", "monthexpense", 0.0, 5_000_000.0),
     ("loan_amount", "applicant", "loan_amount", 1e-9, 10_000_000.0),
@@ -46,7 +46,7 @@ _NUMERIC: tuple[tuple[str, str, str, float, float], ...] = (
 )
 
 # (feature name, event section, field, vocabulary): categorical codes (ranks for ordinal vocabularies).
-_CATEGORICAL: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+CODED_FIELDS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("education_rank", "applicant", "education", vocab.EDUCATION),
     ("tenure_rank", "applicant", "value", vocab.JOB_TENURE),
     ("employment_status", "applicant", "employment_status", vocab.EMPLOYMENT_STATUS),
@@ -55,7 +55,7 @@ _CATEGORICAL: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
 )
 
 # Lead-activity categories one-hot encoded as in the lead-scoring dataset; `<field>_unknown` = missing/unseen.
-_ONE_HOT: tuple[tuple[str, tuple[str, ...]], ...] = (
+ONE_HOT_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("lead_origin", vocab.LEAD_ORIGIN),
     ("lead_source", vocab.LEAD_SOURCE),
     ("last_activity", vocab.LAST_ACTIVITY),
@@ -79,13 +79,13 @@ _DERIVED = (
 
 def _one_hot_names() -> list[str]:
     names: list[str] = []
-    for fname, values in _ONE_HOT:
+    for fname, values in ONE_HOT_FIELDS:
         names += [f"{fname}_{slug(v)}" for v in values] + [f"{fname}_unknown"]
     return names
 
 
 FEATURE_NAMES: tuple[str, ...] = tuple(
-    [n[0] for n in _NUMERIC] + [c[0] for c in _CATEGORICAL] + list(_DERIVED) + _one_hot_names()
+    [n[0] for n in NUMERIC_FIELDS] + [c[0] for c in CODED_FIELDS] + list(_DERIVED) + _one_hot_names()
 )
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -125,9 +125,9 @@ def build_features(events: Sequence[dict[str, Any]]) -> FeatureFrame:
     applicants = [e["applicant"] for e in events]
     activities = [e["activity"] for e in events]
     sections = {"applicant": applicants, "activity": activities}
-    for name, section, src, low, high in _NUMERIC:
+    for name, section, src, low, high in NUMERIC_FIELDS:
         out[:, FEATURE_INDEX[name]] = _ranged(frame, name, _floats(sections[section], src), low, high)
-    for name, section, src, values in _CATEGORICAL:
+    for name, section, src, values in CODED_FIELDS:
         out[:, FEATURE_INDEX[name]] = _codes(frame, name, [r.get(src) for r in sections[section]], values)
     _one_hot(frame, activities)
     _dates_and_ratios(frame, events, applicants)
@@ -166,7 +166,7 @@ def _codes(frame: FeatureFrame, name: str, raw: list[Any], values: tuple[str, ..
 
 def _one_hot(frame: FeatureFrame, activities: list[dict[str, Any]]) -> None:
     out = frame.matrix
-    for fname, values in _ONE_HOT:
+    for fname, values in ONE_HOT_FIELDS:
         codes = _codes(frame, fname, [a.get(fname) for a in activities], values)
         known = ~np.isnan(codes)
         first = FEATURE_INDEX[f"{fname}_{slug(values[0])}"]
