@@ -1,0 +1,60 @@
+"""The application hash and a bounded cache of recent scores, so identical applications are scored once."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Any, Generic, TypeVar
+
+V = TypeVar("V")
+
+APPLICANT_FIELDS = (
+    "birthdate", "education", "employment_status", "value", "jobstartdate", "position", "monthprofit",
+    "monthexpense", "gender", "family_status", "childcount", "snils", "merch_code", "loan_amount", "loan_term",
+    "goods_category",
+)  # fmt: skip
+ACTIVITY_FIELDS = (
+    "lead_origin", "lead_source", "do_not_email", "total_visits", "total_time_spent_on_website",
+    "page_views_per_visit", "last_activity", "last_notable_activity", "occupation", "specialization",
+    "what_matters_most_to_you_in_choosing_a_course",
+)  # fmt: skip
+
+
+def application_hash(event: dict[str, Any]) -> str:
+    """Hash of everything the scores depend on: questionnaire, activity, and the event's date (ages use it).
+
+    Ids, event type and the time of day do not enter it, so a resubmitted application hashes the same.
+    Fields are read in a fixed order, so the writer schema's version does not matter.
+    """
+    applicant, activity = event["applicant"], event["activity"]
+    content = (
+        tuple(applicant.get(f) for f in APPLICANT_FIELDS),
+        tuple(activity.get(f) for f in ACTIVITY_FIELDS),
+        event["occurred_at"].date(),
+    )
+    return hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
+
+
+class RecentScores(Generic[V]):
+    """A least-recently-used map from application hash to its scores, holding at most ``capacity`` entries."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, V] = OrderedDict()
+
+    def get(self, key: str) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: V) -> None:
+        if self.capacity <= 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)

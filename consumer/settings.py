@@ -1,0 +1,216 @@
+"""The scorer's one settings model: scorer.yaml, overridden by ``CRM_SCORER_*`` environment variables,
+overridden by command-line flags.
+
+Nested sections map to environment variables with ``__``: ``CRM_SCORER_KAFKA__BOOTSTRAP_SERVERS``,
+``CRM_SCORER_CONSUMER__GROUP_ID``. Unknown keys are errors. Credentials are ``SecretStr`` (or a file path), and
+only ``as_librdkafka_dict`` ever reveals them, to librdkafka itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from models.config import ModelsConfig
+from schemas.errors import ConfigError
+
+ENV_PREFIX = "CRM_SCORER_"
+DEFAULT_CONFIG = Path("configs/scorer.yaml")
+_yaml_file: ContextVar[Path | None] = ContextVar("scorer_yaml_file", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")
+    client_id: str = "crm-scorer"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = Field(None, description="Prefer sasl_password_file or the environment")
+    sasl_password_file: Path | None = Field(None, description="A file holding the SASL password (a mounted secret)")
+    ssl_ca_location: Path | None = None
+    extra: dict[str, str | int | bool] = Field(default_factory=dict, description="More librdkafka properties")
+
+    def password(self) -> str | None:
+        if self.sasl_password_file is not None:
+            try:
+                return self.sasl_password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"kafka.sasl_password_file: cannot read {self.sasl_password_file}: {exc}") from exc
+        return self.sasl_password.get_secret_value() if self.sasl_password else None
+
+
+class TopicSettings(_Section):
+    input: str = "crm.applications"
+    output: str = "crm.scores"
+    dlq: str = "crm.applications.dlq"
+
+
+class ConsumerSettings(_Section):
+    group_id: str = "crm-scorer"
+    batch_size: int = Field(1000, ge=1, le=100_000, description="Messages per consume() call and engine batch")
+    batch_timeout_s: float = Field(0.05, gt=0, le=10, description="Longest wait for a batch to fill")
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+
+
+class ProducerSettings(_Section):
+    linger_ms: int = Field(5, ge=0, le=1000)
+    compression_type: Literal["none", "lz4", "zstd", "snappy", "gzip"] = "lz4"
+    delivery_timeout_ms: int = Field(120_000, ge=1000)
+
+
+class MetricsSettings(_Section):
+    enabled: bool = True
+    host: str = Field("0.0.0.0", description="Bind address of /metrics, /healthz and /readyz")
+    port: int = Field(9400, ge=0, le=65535, description="0 picks a free port")
+    drift: bool = True
+    drift_interval_s: float = Field(5.0, gt=0)
+    drift_short_window: int = Field(1000, ge=100)
+    drift_long_window: int = Field(50_000, ge=1000)
+
+
+class SchemaRegistrySettings(_Section):
+    url: str | None = Field(None, description="Confluent Schema Registry; unset = single-object framing")
+    basic_auth_user_info: SecretStr | None = None
+
+
+class DedupSettings(_Section):
+    enabled: bool = True
+    capacity: int = Field(100_000, ge=0, description="Recent application hashes kept per worker")
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = Field(False, alias="json")
+
+
+class Settings(BaseSettings):
+    """Everything ``crm-scorer run`` needs. Build it once with ``load_settings`` and pass values down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", populate_by_name=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    workers: int = Field(1, ge=1, le=64, description="Worker processes in the consumer group on this host")
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    schema_registry: SchemaRegistrySettings = Field(default_factory=SchemaRegistrySettings)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_file = _yaml_file.get()
+        if yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+    def as_librdkafka_dict(self) -> dict[str, Any]:
+        """Connection properties shared by every client (the only place secrets are revealed)."""
+        k = self.kafka
+        conf: dict[str, Any] = {"bootstrap.servers": k.bootstrap_servers, "client.id": k.client_id,
+                                "security.protocol": k.security_protocol}  # fmt: skip
+        if k.sasl_mechanism:
+            conf |= {"sasl.mechanism": k.sasl_mechanism, "sasl.username": k.sasl_username or ""}
+            conf["sasl.password"] = k.password() or ""
+        if k.ssl_ca_location:
+            conf["ssl.ca.location"] = str(k.ssl_ca_location)
+        return conf | dict(k.extra)
+
+    def consumer_config(self) -> dict[str, Any]:
+        c = self.consumer
+        return self.as_librdkafka_dict() | {
+            "group.id": c.group_id,
+            "enable.auto.commit": True,  # commits what we *stored*: offsets are stored only after delivery
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": c.auto_offset_reset,
+            "session.timeout.ms": c.session_timeout_ms,
+            "isolation.level": "read_committed",
+            "statistics.interval.ms": 5000,
+        }
+
+    def producer_config(self, transactional_id: str | None = None) -> dict[str, Any]:
+        p = self.producer
+        conf = self.as_librdkafka_dict() | {
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": p.linger_ms,
+            "compression.type": p.compression_type,
+            "delivery.timeout.ms": p.delivery_timeout_ms,
+        }
+        return conf | ({"transactional.id": transactional_id} if transactional_id else {})
+
+    def safe_dump(self) -> dict[str, Any]:
+        """The settings with every secret masked, for logs and the config hash."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def config_hash(self) -> str:
+        """Short hash of what shapes a score (the models section), published with every result."""
+        content = json.dumps(self.models.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(content).hexdigest()[:12]
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``config`` (YAML; the default path only if it exists), the environment and ``overrides``.
+
+    ``overrides`` are nested dicts as the YAML has them (``{"kafka": {"bootstrap_servers": ...}}``); None values
+    are ignored so unset command-line flags do not mask the file.
+
+    Raises:
+        ConfigError: naming every bad key as a dotted path and the source it may come from.
+    """
+    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    token = _yaml_file.set(path)
+    try:
+        return Settings(**_prune(overrides))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+    finally:
+        _yaml_file.reset(token)
+
+
+def _prune(overrides: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            value = _prune(value)
+            if value:
+                out[key] = value
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    source = f"{path}, {ENV_PREFIX}* environment or flags" if path else f"{ENV_PREFIX}* environment or flags"
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        env = ENV_PREFIX + "__".join(str(p) for p in err["loc"] if not isinstance(p, int)).upper()
+        problems.append(f"  {key}: {err['msg']} (env {env})")
+    return f"invalid settings ({source}):\n" + "\n".join(problems)
