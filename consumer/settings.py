@@ -168,8 +168,12 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json", by_alias=True)
 
     def config_hash(self) -> str:
-        """Short hash of what shapes a score (the models section), published with every result."""
-        content = json.dumps(self.models.model_dump(mode="json"), sort_keys=True).encode()
+        """Short hash of what shapes a score (banks, features, thresholds), published with every result.
+
+        The artifacts' location is left out (it differs per machine); their versions are in every result.
+        """
+        models = self.models.model_dump(mode="json", exclude={"artifacts_dir"})
+        content = json.dumps(models, sort_keys=True).encode()
         return hashlib.sha256(content).hexdigest()[:12]
 
 
