@@ -23,6 +23,8 @@ def check_event(event: dict[str, Any]) -> None:
     """Raise EventValidationError (reason ``missing_id`` / ``invalid_field``) when ``event`` cannot be scored."""
     for name in ID_FIELDS:
         value = event.get(name)
+        if value is not None and not isinstance(value, str):  # the uuid logical type decodes to uuid.UUID
+            value = str(value)
         if not value:
             raise EventValidationError("is missing or empty", field=name, reason="missing_id")
         if not SAFE_ID.fullmatch(value):
