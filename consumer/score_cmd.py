@@ -29,4 +29,4 @@ def run(args: argparse.Namespace) -> int:
         f"in {summary.seconds:.2f} s: {summary.events_per_s:,.0f} events/s",
         file=sys.stderr,
     )
-    return 0 if summary.invalid == 0 else 1
+    return 0

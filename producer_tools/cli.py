@@ -12,6 +12,7 @@ import sys
 # Modules that contribute subcommands, in the order `--help` lists them.
 _COMMAND_MODULES = [
     "producer_tools.generate_cmd",
+    "producer_tools.broker_cmd",
 ]
 
 
