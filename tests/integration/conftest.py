@@ -1,0 +1,92 @@
+"""Shared broker fixtures for the integration tests.
+
+One broker per session: ``KAFKA_BOOTSTRAP_SERVERS`` when set, else the local Tansu broker. Every test gets its
+own topics and consumer groups (uuid-suffixed names), so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from producer_tools.broker import BOOTSTRAP_ENV, LocalBroker
+from producer_tools.topics import ensure_topics
+
+_HERE = Path(__file__).parent
+# testcontainers' KafkaContainer drives Confluent's image of Apache Kafka; override to pin another version.
+_TESTCONTAINERS_IMAGE = os.environ.get("KAFKA_TEST_IMAGE", "confluentinc/cp-kafka:7.6.0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # This hook sees the whole session's items, so mark only the ones under this directory.
+    for item in items:
+        if item.path.is_relative_to(_HERE):
+            item.add_marker(pytest.mark.integration)
+
+
+def _external_bootstrap() -> str | None:
+    return os.environ.get(BOOTSTRAP_ENV, "").strip() or None
+
+
+@pytest.fixture(scope="session")
+def _session_local_broker() -> Iterator[LocalBroker]:
+    with LocalBroker() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    """Bootstrap servers of the session's broker: the external cluster if configured, else the local one."""
+    external = _external_bootstrap()
+    if external:
+        return external
+    broker: LocalBroker = request.getfixturevalue("_session_local_broker")
+    return broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def local_broker(request: pytest.FixtureRequest) -> LocalBroker:
+    """The session's local broker itself, for tests that pause it. Skipped against an external cluster."""
+    if _external_bootstrap():
+        pytest.skip(f"needs the local broker (pause/resume); {BOOTSTRAP_ENV} points at an external cluster")
+    broker: LocalBroker = request.getfixturevalue("_session_local_broker")
+    return broker
+
+
+@pytest.fixture
+def make_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callable[..., str]:
+    """Factory: ``make_topic(partitions=1, prefix=None)`` creates a uniquely named topic and returns its name."""
+    default_prefix = request.node.name.split("[")[0].removeprefix("test_").replace("_", "-")
+
+    def make(partitions: int = 1, prefix: str | None = None) -> str:
+        name = f"{prefix or default_prefix}-{uuid.uuid4().hex[:12]}"
+        ensure_topics(kafka_bootstrap, {name: partitions})
+        return name
+
+    return make
+
+
+@pytest.fixture
+def unique_group() -> Callable[[], str]:
+    """Factory: ``unique_group()`` returns a consumer group id no other test uses."""
+    return lambda: f"group-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def testcontainers_kafka() -> Iterator[str]:
+    """Bootstrap servers of an Apache Kafka container; skipped without testcontainers or a Docker engine."""
+    try:
+        import docker
+        from testcontainers.kafka import KafkaContainer
+    except ImportError:
+        pytest.skip("testcontainers is not installed (pip install 'testcontainers[kafka]')")
+    try:
+        docker.from_env().ping()
+    except Exception as exc:  # docker raises several unrelated types when no engine answers
+        pytest.skip(f"no Docker engine answers: {exc}")
+    with KafkaContainer(_TESTCONTAINERS_IMAGE).with_kraft() as container:
+        yield container.get_bootstrap_server()
