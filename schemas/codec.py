@@ -1,0 +1,197 @@
+"""Decoding framed Avro message values into records, one at a time or a batch at a time.
+
+The framing is detected per message (see ``schemas.framing``). The writer schema comes from the catalog (by
+fingerprint) or the Schema Registry (by id, fetched once per id: ids are immutable). When the writer's
+Parsing Canonical Form equals the reader's, the body is read with the reader's parsed schema and no
+resolution; otherwise fastavro resolves the writer to the reader (fields the writer lacks get the reader's
+defaults). Records are returned as fastavro gives them: ``timestamp-millis`` as aware ``datetime``, ``date``
+as ``date``, ``uuid`` as ``uuid.UUID``.
+
+Nothing here imports confluent_kafka: the registry adapter lives in ``schemas.registry``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any, NamedTuple
+
+from fastavro import schemaless_reader
+
+from schemas.catalog import SchemaCatalog, SchemaVersion, load_catalog
+from schemas.errors import AvroDecodeError, FramingError, InvalidEventError, UnknownSchemaError
+from schemas.framing import (
+    CONFLUENT_HEADER_SIZE,
+    CONFLUENT_MAGIC,
+    SINGLE_OBJECT_HEADER_SIZE,
+    SINGLE_OBJECT_MAGIC,
+    SchemaSource,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadPlan:
+    """How to read a body written with one writer schema: ``reader`` is None when no resolution is needed."""
+
+    writer: dict[str, Any]
+    reader: dict[str, Any] | None
+    label: str
+
+
+class DecodedBatch(NamedTuple):
+    """Per-message outcomes of one batch, aligned with its payloads: exactly one of the two is None."""
+
+    records: list[dict[str, Any] | None]
+    errors: list[InvalidEventError | None]
+
+
+class RecordDecoder:
+    """Decodes framed values of one record type into dicts shaped by ``reader`` (a catalog version).
+
+    Caches grow with the number of distinct writer schemas (a handful), never with the number of messages.
+    Not thread-safe: one decoder per worker.
+    """
+
+    expects = "the reader's record type"
+
+    def __init__(self, reader: SchemaVersion, catalog: SchemaCatalog, registry: SchemaSource | None = None) -> None:
+        self.reader = reader
+        self._catalog = catalog
+        self._registry = registry
+        self._plans: dict[bytes, _ReadPlan] = {}  # by single-object fingerprint
+        self._plans_by_id: dict[int, _ReadPlan] = {}  # by registry id
+        self._writers_by_id: dict[int, SchemaVersion] = {}
+        self._unparsable_ids: dict[int, str] = {}  # an id's text never changes: remember why it is unusable
+
+    def decode(self, payload: bytes | None) -> dict[str, Any]:
+        """The record framed in ``payload``.
+
+        Raises:
+            FramingError: empty value (``empty_value``) or unknown framing (``unknown_framing``).
+            UnknownSchemaError: unknown fingerprint or registry id, or a writer of another record type.
+            AvroDecodeError: the body is truncated, corrupt, or followed by trailing bytes.
+            RegistryUnavailableError: the registry did not answer; transient, the message is not at fault.
+        """
+        if not payload:
+            raise FramingError("empty message value", reason="empty_value")
+        if payload[:2] == SINGLE_OBJECT_MAGIC:
+            plan = self._plans.get(payload[2:SINGLE_OBJECT_HEADER_SIZE]) or self._single_object_plan(payload)
+            return _read(payload, SINGLE_OBJECT_HEADER_SIZE, plan)
+        if payload[0] == CONFLUENT_MAGIC:
+            if len(payload) < CONFLUENT_HEADER_SIZE:
+                raise FramingError(f"Confluent header cut short: {len(payload)} bytes", reason="unknown_framing")
+            plan = self._plans_by_id.get(_schema_id(payload)) or self._confluent_plan(payload)
+            return _read(payload, CONFLUENT_HEADER_SIZE, plan)
+        raise FramingError(f"unknown framing: first bytes {payload[:2].hex(' ')}", reason="unknown_framing")
+
+    def decode_batch(self, payloads: Sequence[bytes | None]) -> DecodedBatch:
+        """Decode every payload, capturing each message's ``InvalidEventError`` instead of raising it.
+
+        Raises:
+            RegistryUnavailableError: the registry did not answer; retry the whole batch (decoding has no
+                side effect besides caching).
+        """
+        records: list[dict[str, Any] | None] = [None] * len(payloads)
+        errors: list[InvalidEventError | None] = [None] * len(payloads)
+        decode = self.decode
+        for i, payload in enumerate(payloads):
+            try:
+                records[i] = decode(payload)
+            except InvalidEventError as exc:
+                errors[i] = exc
+        return DecodedBatch(records, errors)
+
+    def _single_object_plan(self, payload: bytes) -> _ReadPlan:
+        if len(payload) < SINGLE_OBJECT_HEADER_SIZE:
+            raise FramingError(f"single-object header cut short: {len(payload)} bytes", reason="unknown_framing")
+        fp = payload[2:SINGLE_OBJECT_HEADER_SIZE]
+        writer = self._catalog.by_fingerprint(fp)
+        if writer is None:
+            raise UnknownSchemaError(f"no shipped schema has fingerprint {fp.hex()} (single-object framing)")
+        plan = self._plans[fp] = self._plan(writer)
+        return plan
+
+    def _confluent_plan(self, payload: bytes) -> _ReadPlan:
+        schema_id = _schema_id(payload)
+        writer = self._writers_by_id.get(schema_id) or self._fetch_writer(schema_id)
+        plan = self._plans_by_id[schema_id] = self._plan(writer)
+        return plan
+
+    def _fetch_writer(self, schema_id: int) -> SchemaVersion:
+        if self._registry is None:
+            raise UnknownSchemaError(f"registry id {schema_id}: Confluent framing, but no schema registry is set")
+        if schema_id in self._unparsable_ids:
+            raise UnknownSchemaError(self._unparsable_ids[schema_id])
+        schema_str = self._registry.get_schema_str(schema_id)
+        try:
+            writer = SchemaVersion.parse(schema_str, f"registry id {schema_id}")
+        except ValueError as exc:
+            self._unparsable_ids[schema_id] = str(exc)
+            raise UnknownSchemaError(str(exc)) from exc
+        self._writers_by_id[schema_id] = writer
+        return writer
+
+    def _plan(self, writer: SchemaVersion) -> _ReadPlan:
+        """The read plan for ``writer``, shared by every framing that names the same canonical form."""
+        plan = self._plans.get(writer.fingerprint)
+        if plan is not None:
+            return plan
+        if writer.full_name != self.reader.full_name:
+            raise UnknownSchemaError(f"writer schema {writer.full_name} is not {self.expects} ({writer.label})")
+        if writer.fingerprint == self.reader.fingerprint:
+            # Same canonical form, same bytes: the reader's parsed schema reads it with no resolution.
+            plan = _ReadPlan(self.reader.parsed, None, f"{writer.label} ({writer.full_name})")
+        else:
+            plan = _ReadPlan(writer.parsed, self.reader.parsed, f"{writer.label} ({writer.full_name})")
+        self._plans[writer.fingerprint] = plan
+        return plan
+
+
+class EventDecoder(RecordDecoder):
+    """Decodes application events into the latest shipped application event schema (or ``reader_schema``)."""
+
+    expects = "an application event"
+
+    def __init__(
+        self,
+        catalog: SchemaCatalog | None = None,
+        registry: SchemaSource | None = None,
+        *,
+        reader_schema: SchemaVersion | None = None,
+    ) -> None:
+        catalog = load_catalog() if catalog is None else catalog
+        super().__init__(reader_schema or catalog.application_event_latest, catalog, registry)
+
+
+class ResultDecoder(RecordDecoder):
+    """Decodes score results (the output topic) into the latest shipped score result schema."""
+
+    expects = "a score result"
+
+    def __init__(self, catalog: SchemaCatalog | None = None, registry: SchemaSource | None = None) -> None:
+        catalog = load_catalog() if catalog is None else catalog
+        super().__init__(catalog.score_result, catalog, registry)
+
+
+def _schema_id(payload: bytes) -> int:
+    return int.from_bytes(payload[1:CONFLUENT_HEADER_SIZE], "big")
+
+
+def _read(payload: bytes, offset: int, plan: _ReadPlan) -> dict[str, Any]:
+    buffer = BytesIO(payload)  # shares the bytes object's memory until written to: no copy
+    buffer.seek(offset)
+    try:
+        record = schemaless_reader(buffer, plan.writer, plan.reader)
+    except Exception as exc:  # hostile bytes raise EOFError, UnicodeDecodeError, IndexError, ValueError, ...
+        raise AvroDecodeError(f"body does not match writer schema {plan.label}: {_describe(exc)}") from exc
+    if buffer.tell() != len(payload):
+        raise AvroDecodeError(
+            f"{len(payload) - buffer.tell()} trailing bytes after the record body (writer schema {plan.label})"
+        )
+    return record  # type: ignore[return-value]  # a record schema always reads as a dict
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
