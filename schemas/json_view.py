@@ -8,6 +8,7 @@ logical type is read from the schema, so a new schema version needs no change he
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ def to_json_view(value: Any) -> Any:
         return value.astimezone(_UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(value, dt.date):
         return value.isoformat()
+    if isinstance(value, uuid.UUID):  # the uuid logical type decodes to uuid.UUID
+        return str(value)
     if isinstance(value, Mapping):
         return {key: to_json_view(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
