@@ -10,6 +10,7 @@ from schemas.errors import ArtifactError, ConfigError
 
 # Modules that contribute subcommands through ``register(subparsers)``.
 _COMMAND_MODULES = [
+    "consumer.run_cmd",
     "consumer.score_cmd",
 ]
 
