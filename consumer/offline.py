@@ -46,11 +46,23 @@ def parse_event(line: str, schema: dict[str, Any], parsed: Any) -> dict[str, Any
     try:
         validate(event, parsed, raise_errors=True)
     except ValidationError as exc:
-        fields = sorted({e.field for e in exc.errors if e.field})
+        fields = sorted({_field_path(e.field, schema) for e in exc.errors if e.field})
         message = f"does not match {schema['name']}: wrong type or missing"
         raise EventValidationError(message, field=", ".join(fields)) from exc
     check_event(event)
     return event
+
+
+def _field_path(avro_path: str, schema: dict[str, Any]) -> str:
+    """fastavro's ``crm.events.Applicant.monthprofit`` as the event's own path, ``applicant.monthprofit``."""
+    namespace = schema.get("namespace", "")
+    for field in schema["fields"]:
+        ftype = field["type"]
+        if isinstance(ftype, dict) and ftype.get("type") == "record":
+            prefix = f"{namespace}.{ftype['name']}." if namespace else f"{ftype['name']}."
+            if avro_path.startswith(prefix):
+                return f"{field['name']}.{avro_path[len(prefix) :]}"
+    return avro_path.removeprefix(f"{namespace}.{schema['name']}.")
 
 
 def _batches(lines: TextIO, schema: dict[str, Any], parsed: Any, summary: OfflineSummary) -> Iterator[list]:

@@ -1,0 +1,119 @@
+"""The scoring engine: bytes in, results and dead letters out; identical content, identical hash and scores."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+
+import fastavro
+import pytest
+
+from consumer.engine import ScoringEngine
+from producer_tools.world import generate
+from schemas import ResultDecoder, SingleObjectEncoder, load_catalog
+
+CATALOG = load_catalog()
+ENCODE = SingleObjectEncoder(CATALOG.application_event_latest)
+ENCODE_V1 = SingleObjectEncoder(CATALOG.get("application_event.v1"))
+
+
+@pytest.fixture(scope="module")
+def events() -> list[dict]:
+    return generate(300, seed=11).events
+
+
+def test_every_payload_ends_as_a_result_or_a_dead_letter(engine: ScoringEngine, events: list[dict]) -> None:
+    payloads = [ENCODE(e) for e in events[:50]] + [b"", b"garbage", ENCODE(events[0])[:-7], None]
+    outcome = engine.score_batch(payloads)
+    assert sorted([s.index for s in outcome.scored] + [r.index for r in outcome.rejected]) == list(range(54))
+    reasons = {r.index: r.error.reason for r in outcome.rejected}
+    assert reasons == {50: "empty_value", 51: "unknown_framing", 52: "avro_decode_error", 53: "empty_value"}
+
+
+def test_results_decode_with_the_score_result_schema(engine: ScoringEngine, events: list[dict]) -> None:
+    outcome = engine.score_batch([ENCODE(e) for e in events[:20]])
+    decoder = ResultDecoder(CATALOG)
+    for scored in outcome.scored:
+        result = decoder.decode(scored.value)
+        source = events[scored.index]
+        assert str(result["event_id"]) == source["event_id"]
+        assert scored.key == source["application_id"].encode()
+        assert [b["bank"] for b in result["banks"]] == ["bank_a", "bank_b", "bank_c", "bank_d", "bank_e"]
+        assert 0 <= result["lead"]["score"] <= 1000
+        assert result["lead"]["score"] == round(1000 * result["lead"]["probability"])
+        assert len(result["reasons"]) == 3
+
+
+def test_best_offer_is_the_approved_bank_with_the_highest_probability(engine: ScoringEngine, events: list) -> None:
+    for result in engine.score_events(events):
+        approved = [b for b in result["banks"] if b["approved"]]
+        if approved:
+            assert result["best_offer"] == max(approved, key=lambda b: b["probability"])["bank"]
+        else:
+            assert result["best_offer"] is None
+        explained = result["best_offer"] or max(result["banks"], key=lambda b: b["probability"])["bank"]
+        assert {r["feature"] for r in result["reasons"]} <= set(engine.models.banks[0].features)
+        assert explained  # every result explains one bank
+
+
+def test_identical_content_gives_identical_hash_and_scores_whatever_the_ids(
+    engine: ScoringEngine, events: list[dict]
+) -> None:
+    original = events[3]
+    twin = copy.deepcopy(original) | {"event_id": str(uuid.uuid4()), "application_id": "app-other", "lead_id": "x1"}
+    twin["occurred_at"] = original["occurred_at"].replace(hour=(original["occurred_at"].hour + 1) % 24)
+    a, b = engine.score_events([original]), engine.score_events([twin])
+    assert a[0]["application_hash"] == b[0]["application_hash"]
+    for key in ("lead", "banks", "best_offer", "reasons"):
+        assert a[0][key] == b[0][key]
+    changed = copy.deepcopy(original)
+    changed["applicant"]["monthprofit"] = (changed["applicant"]["monthprofit"] or 0) + 1000.0
+    assert engine.score_events([changed])[0]["application_hash"] != a[0]["application_hash"]
+
+
+def test_v1_and_v2_writers_score_the_same(engine: ScoringEngine, events: list[dict]) -> None:
+    v1 = {k: v for k, v in events[5].items() if k not in ("channel", "merchant_region")}
+    outcome = engine.score_batch([ENCODE_V1(v1), ENCODE(events[5])])
+    first, second = (ResultDecoder(CATALOG).decode(s.value) for s in outcome.scored)
+    assert first["banks"] == second["banks"] and first["application_hash"] == second["application_hash"]
+
+
+def test_repeated_applications_are_counted_and_not_rescored(settings, events: list[dict]) -> None:
+    from consumer.service import build_engine
+
+    engine = build_engine(settings)
+    payloads = [ENCODE(e) for e in events[:10]]
+    first = engine.score_batch(payloads + payloads[:2])
+    assert first.duplicates == 2 and first.frame is not None and len(first.frame.matrix) == 10
+    again = engine.score_batch(payloads[:4])
+    assert again.duplicates == 4 and again.frame is None and len(again.scored) == 4
+
+
+def test_dedup_can_be_switched_off(events: list[dict]) -> None:
+    from consumer.service import build_engine
+    from consumer.settings import load_settings
+
+    engine = build_engine(load_settings(None, dedup={"enabled": False}))
+    payload = ENCODE(events[0])
+    assert engine.score_batch([payload]).duplicates == 0
+    second = engine.score_batch([payload])
+    assert second.duplicates == 0 and second.frame is not None  # scored afresh: nothing was remembered
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "field"),
+    [
+        ({"application_id": ""}, "missing_id", "application_id"),
+        ({"lead_id": "lead 1\n"}, "invalid_field", "lead_id"),
+        ({"application_id": "a" * 65}, "invalid_field", "application_id"),
+    ],
+)
+def test_unusable_ids_are_dead_lettered_with_the_field(engine, events, change, reason, field) -> None:
+    outcome = engine.score_batch([ENCODE(events[0] | change)])
+    assert [(r.error.reason, r.error.field) for r in outcome.rejected] == [(reason, field)]
+
+
+def test_score_records_match_the_schema(engine: ScoringEngine, events: list[dict]) -> None:
+    schema = CATALOG.score_result.parsed
+    for record in engine.score_events(events[:30]):
+        assert fastavro.validation.validate(record, schema, raise_errors=True)
