@@ -13,6 +13,9 @@ import sys
 _COMMAND_MODULES = [
     "producer_tools.generate_cmd",
     "producer_tools.broker_cmd",
+    "producer_tools.produce_cmd",
+    "producer_tools.replay_cmd",
+    "producer_tools.tail_cmd",
 ]
 
 

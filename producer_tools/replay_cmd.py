@@ -1,0 +1,94 @@
+"""``crm-producer replay-dlq``: re-produce dead letters to the input topic, after the cause is fixed.
+
+A dead letter carries the original key and value untouched (``schemas.dead_letter``), so replaying is
+re-producing both; the ``dlq.*`` headers stay behind. The dead-letter topic is read from the beginning by a
+fresh reader that commits nothing, so a replay can be previewed (``--dry-run``) and repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from producer_tools.produce_cmd import DEFAULT_TOPIC, add_bootstrap_argument
+from producer_tools.publisher import OutboundMessage, publish_messages
+from producer_tools.topics import RecordedMessage, read_all
+from schemas.dead_letter import DeadLetterInfo
+from schemas.errors import CrmScorerError
+
+DEFAULT_DLQ = f"{DEFAULT_TOPIC}.dlq"
+NOT_A_DEAD_LETTER = "(no dlq headers)"
+
+
+@dataclass
+class ReplayPlan:
+    """The messages to re-produce, how many per reason, and what was left out per reason."""
+
+    messages: list[OutboundMessage] = field(default_factory=list)
+    per_reason: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def plan_replay(dead_letters: Iterable[RecordedMessage], reasons: Collection[str] | None = None) -> ReplayPlan:
+    """Select the dead letters whose ``dlq.reason`` is in ``reasons`` (all when None or empty), in order.
+
+    Messages without dead-letter headers are skipped (counted under ``NOT_A_DEAD_LETTER``).
+    """
+    plan = ReplayPlan()
+    for message in dead_letters:
+        try:
+            reason = DeadLetterInfo.from_headers(message.headers).reason
+        except (KeyError, ValueError):
+            plan.skipped[NOT_A_DEAD_LETTER] += 1
+            continue
+        if reasons and reason not in reasons:
+            plan.skipped[reason] += 1
+            continue
+        plan.per_reason[reason] += 1
+        plan.messages.append(OutboundMessage(message.key, message.value))
+    return plan
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``replay-dlq`` subcommand to ``crm-producer``."""
+    parser = subparsers.add_parser(
+        "replay-dlq",
+        help="re-produce dead letters (original key and value) to the input topic",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    add_bootstrap_argument(parser)
+    parser.add_argument("--from", dest="source", default=DEFAULT_DLQ, help=f"dead-letter topic (default {DEFAULT_DLQ})")
+    parser.add_argument(
+        "--to", dest="target", default=DEFAULT_TOPIC, help=f"topic to replay to (default {DEFAULT_TOPIC})"
+    )
+    parser.add_argument("--reason", action="append", default=[], help="replay only this dlq.reason (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="count what would be replayed, send nothing")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed for reading the dead letters")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay as the arguments say; print one line per reason on stdout. Exits 1 if a delivery failed."""
+    try:
+        plan = plan_replay(read_all(args.bootstrap_servers, args.source, args.timeout), args.reason)
+        if not args.dry_run and plan.messages:
+            summary = publish_messages(args.bootstrap_servers, args.target, plan.messages)
+            failed = summary.failed
+        else:
+            failed = 0
+    except CrmScorerError as exc:
+        print(f"crm-producer replay-dlq: {exc}", file=sys.stderr)
+        return 2
+    verb = "would replay" if args.dry_run else "replayed"
+    for reason, count in sorted(plan.per_reason.items()):
+        print(f"{verb} reason={reason} count={count}")
+    for reason, count in sorted(plan.skipped.items()):
+        print(f"skipped reason={reason} count={count}")
+    print(
+        f"{verb} {len(plan.messages)} of {len(plan.messages) + plan.skipped.total()} to {args.target} failed={failed}"
+    )
+    return 1 if failed else 0
