@@ -161,7 +161,10 @@ class Settings(BaseSettings):
             "compression.type": p.compression_type,
             "delivery.timeout.ms": p.delivery_timeout_ms,
         }
-        return conf | ({"transactional.id": transactional_id} if transactional_id else {})
+        if transactional_id:
+            # librdkafka refuses message.timeout.ms above transaction.timeout.ms
+            conf |= {"transactional.id": transactional_id, "transaction.timeout.ms": p.delivery_timeout_ms + 10_000}
+        return conf
 
     def safe_dump(self) -> dict[str, Any]:
         """The settings with every secret masked, for logs and the config hash."""
