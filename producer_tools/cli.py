@@ -16,6 +16,7 @@ _COMMAND_MODULES = [
     "producer_tools.produce_cmd",
     "producer_tools.replay_cmd",
     "producer_tools.tail_cmd",
+    "producer_tools.demo",
 ]
 
 
