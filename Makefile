@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EVENTS ?= 20000
 
-.PHONY: demo test test-unit test-integration lint format train bench clean
+.PHONY: demo test test-unit test-integration test-faults lint format train bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(PY) -m pytest -q tests/integration
 
+# The fault suite alone, with its table of produced / scored / dead-lettered / duplicates / lost.
+test-faults: $(STAMP)
+	$(PY) -m pytest -q -m faults -s tests/integration
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -39,6 +43,9 @@ train: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/crm-scorer bench --json bench.json
+
+bench-quick: $(STAMP)
+	$(VENV)/bin/crm-scorer bench --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
