@@ -133,7 +133,8 @@ class ScoringEngine:
                 fresh_rows.append(row)
             else:
                 known[h] = cached
-        frame, predictions = None, {}
+        frame: FeatureFrame | None = None
+        predictions: dict[str, np.ndarray] = {}
         if fresh_rows:
             with timer("features"):
                 frame = build_features([events[r] for r in fresh_rows])

@@ -17,7 +17,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.delivery import BatchPublisher
-from consumer.engine import ScoringEngine
+from consumer.engine import BatchOutcome, ScoringEngine
 from consumer.observer import LoopObserver, NullObserver
 from consumer.offsets import InFlightBatch, OffsetTracker
 from consumer.settings import Settings
@@ -50,6 +50,7 @@ class ScoringLoop:
 
     def run(self) -> None:
         """Consume until ``request_stop()``; then drain and leave the group. Raises only on fatal Kafka errors."""
+        self.observer.models_loaded(self.engine.models)
         consumer, producer = self._connect()
         try:
             consumer.subscribe([self.settings.topics.input], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -90,17 +91,21 @@ class ScoringLoop:
         if not good:
             return
         outcome = self.engine.score_batch([m.value() for m in good])
-        self.observer.batch_scored(outcome, len(good))
         batch = InFlightBatch(_next_offsets(good), pending=len(good))
         batch.event_times_ms = [s.event_time_ms for s in outcome.scored]
         batch.dead_letters = len(outcome.rejected)
+        started = time.perf_counter()
         if self.exactly_once:
             self._publish_transaction(consumer, producer, batch, good, outcome)
         else:
             self._tracker.add(batch)
             self._publisher.publish(batch, good, outcome)
+        outcome.stage_seconds["publish"] = time.perf_counter() - started
+        self.observer.batch_scored(outcome, len(good))
 
-    def _publish_transaction(self, consumer: Consumer, producer: Producer, batch, good, outcome) -> None:  # type: ignore[no-untyped-def]
+    def _publish_transaction(
+        self, consumer: Consumer, producer: Producer, batch: InFlightBatch, good: list[Message], outcome: BatchOutcome
+    ) -> None:
         assert self._publisher is not None
         producer.begin_transaction()
         self._publisher.publish(batch, good, outcome)
@@ -115,7 +120,7 @@ class ScoringLoop:
             log.warning("transaction aborted (%s); rewinding the batch to score it again", error.str())
             producer.abort_transaction(30)
             for (topic, partition), _ in batch.next_offsets.items():
-                first = min(m.offset() for m in good if m.topic() == topic and m.partition() == partition)
+                first = min(m.offset() or 0 for m in good if m.topic() == topic and m.partition() == partition)
                 consumer.seek(TopicPartition(topic, partition, first))
             return
         self._report(batch)

@@ -39,7 +39,7 @@ def score_frame(models: ModelSet, frame: FeatureFrame, top_k: int, timer: Timer)
         lead_p = models.lead.probability(frame.columns(models.lead.features).astype(np.float64))
     thresholds = np.array([b.threshold for b in banks])
     approved = bank_p >= thresholds
-    has_offer = approved.any(axis=1)
+    has_offer = np.asarray(approved.any(axis=1))
     best = np.where(approved, bank_p, -1.0).argmax(axis=1)
     explained = np.where(has_offer, best, bank_p.argmax(axis=1))
     with timer("reasons"):
