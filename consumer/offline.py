@@ -6,6 +6,7 @@ A line that is not a valid event is reported on stderr with its line number and 
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from fastavro import schemaless_writer
 from fastavro.validation import ValidationError, validate
 
 from consumer.engine import ScoringEngine
@@ -44,13 +46,21 @@ def parse_event(line: str, schema: dict[str, Any], parsed: Any) -> dict[str, Any
         raise EventValidationError(f"not JSON: {exc.msg} at column {exc.colno}", field="$") from exc
     event = from_json_view(obj, schema)
     try:
+        # Writing is the fast check (fastavro's validate builds an error object per union branch tried);
+        # only a record that fails it pays for validate, to name the fields.
+        schemaless_writer(io.BytesIO(), parsed, event)
+    except Exception:
+        pass
+    else:
+        check_event(event)
+        return event
+    try:
         validate(event, parsed, raise_errors=True)
     except ValidationError as exc:
         fields = sorted({_field_path(e.field, schema) for e in exc.errors if e.field})
         message = f"does not match {schema['name']}: wrong type or missing"
         raise EventValidationError(message, field=", ".join(fields)) from exc
-    check_event(event)
-    return event
+    raise EventValidationError(f"cannot be written as {schema['name']}", field="$")
 
 
 def _field_path(avro_path: str, schema: dict[str, Any]) -> str:
