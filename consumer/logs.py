@@ -8,6 +8,30 @@ import sys
 import time
 from typing import Any
 
+# librdkafka's own log lines (connection failures every reconnect) come through here, once a minute per kind
+KAFKA_LOG = logging.getLogger("librdkafka")
+
+
+class OncePerInterval(logging.Filter):
+    """Lets a given (logger, message template) through at most once per ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        key = (record.name, str(args[1] if len(args) > 1 else record.msg))  # librdkafka: (facility, client, text)
+        now = time.monotonic()
+        if now - self._last.get(key, -self.seconds) < self.seconds:
+            return False
+        self._last[key] = now
+        return True
+
+
+KAFKA_LOG.addFilter(OncePerInterval(60.0))
+
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 

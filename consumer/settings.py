@@ -132,7 +132,9 @@ class Settings(BaseSettings):
         """Connection properties shared by every client (the only place secrets are revealed)."""
         k = self.kafka
         conf: dict[str, Any] = {"bootstrap.servers": k.bootstrap_servers, "client.id": k.client_id,
-                                "security.protocol": k.security_protocol}  # fmt: skip
+                                "security.protocol": k.security_protocol,
+                                # back off to 10 s between reconnects while a broker is away
+                                "reconnect.backoff.ms": 500, "reconnect.backoff.max.ms": 10_000}  # fmt: skip
         if k.sasl_mechanism:
             conf |= {"sasl.mechanism": k.sasl_mechanism, "sasl.username": k.sasl_username or ""}
             conf["sasl.password"] = k.password() or ""
