@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from consumer.delivery import BatchPublisher
 from consumer.engine import BatchOutcome, ScoringEngine
+from consumer.logs import KAFKA_LOG
 from consumer.observer import LoopObserver, NullObserver
 from consumer.offsets import InFlightBatch, OffsetTracker
 from consumer.settings import Settings
@@ -66,13 +67,13 @@ class ScoringLoop:
 
     def _connect(self) -> tuple[Consumer, Producer]:
         settings = self.settings
-        callbacks = {"error_cb": self._on_kafka_error, "stats_cb": self.observer.kafka_stats}
+        callbacks = {"error_cb": self._on_kafka_error, "stats_cb": self.observer.kafka_stats, "logger": KAFKA_LOG}
         consumer_conf = settings.consumer_config() | callbacks
         txn_id = None
         if self.exactly_once:
             consumer_conf["enable.auto.commit"] = False
             txn_id = f"{settings.consumer.group_id}-{settings.topics.input}-worker-{self.worker}"
-        producer = Producer(settings.producer_config(txn_id) | {"error_cb": self._on_kafka_error})
+        producer = Producer(settings.producer_config(txn_id) | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG})
         if self.exactly_once:
             producer.init_transactions(30)
         self._consumer, self._producer = Consumer(consumer_conf), producer

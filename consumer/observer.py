@@ -11,11 +11,16 @@ from typing import Protocol
 import numpy as np
 
 from consumer.engine import BatchOutcome
+from models.artifacts import ModelSet
 
 
 class LoopObserver(Protocol):
+    def models_loaded(self, models: ModelSet) -> None:
+        """The worker's models are verified and loaded (versions, thresholds), before it joins the group."""
+
     def batch_scored(self, outcome: BatchOutcome, consumed: int) -> None:
-        """A batch was consumed and scored (before its results are acknowledged)."""
+        """A batch was consumed, scored and handed to the producer (before its results are acknowledged);
+        ``outcome.stage_seconds["publish"]`` is the time handing it over took."""
 
     def batch_published(self, results: int, dead_letters: int, latencies_s: np.ndarray) -> None:
         """A batch's results and dead letters were all acknowledged; end-to-end latency per result."""
@@ -32,6 +37,9 @@ class LoopObserver(Protocol):
 
 
 class NullObserver:
+    def models_loaded(self, models: ModelSet) -> None:
+        pass
+
     def batch_scored(self, outcome: BatchOutcome, consumed: int) -> None:
         pass
 

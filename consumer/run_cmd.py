@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from consumer.health import serve_telemetry
 from consumer.settings import load_settings
 from consumer.workers import run_workers
 
@@ -43,4 +44,5 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, **overrides(args))
-    return run_workers(settings)
+    with serve_telemetry(settings) as observer_factory:
+        return run_workers(settings, observer_factory)
