@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -69,7 +70,9 @@ def _world(limit: int, seed: int, stop: threading.Event) -> Iterator[dict[str, A
     sent, chunk = 0, 0
     while not stop.is_set() and (limit == 0 or sent < limit):
         size = 5000 if limit == 0 else min(5000, limit - sent)
-        for event in generate(size, seed + chunk, schema_version="v2").events:
+        # the world starts now: live event times on events drawn for another date would shift ages and tenures
+        start = dt.datetime.now(dt.UTC)
+        for event in generate(size, seed + chunk, schema_version="v2", start=start).events:
             if stop.is_set():
                 return
             yield event

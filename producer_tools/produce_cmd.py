@@ -7,6 +7,7 @@ Exits 1 when any message was not delivered, 2 on a usage, broker or input error,
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from producer_tools.poison import CATALOGUE, poison_kinds
 from producer_tools.progress import ProgressBar
 from producer_tools.publisher import SCHEMA_CHOICES, event_encoders, producer_config, publish_events, registry_for
 from producer_tools.topics import ensure_topics
-from producer_tools.world import SCENARIOS, generate
+from producer_tools.world import DEFAULT_START, SCENARIOS, generate
 from schemas import FRAMINGS, load_catalog
 from schemas.errors import CrmScorerError, EventValidationError
 from schemas.json_view import from_json_view
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             ensure_topics(args.bootstrap_servers, {args.topic: args.partitions})
         registry = registry_for(args.schema_registry_url) if args.schema_registry_url else None
         encoders = event_encoders(args.schema_version, args.framing, topic=args.topic, registry=registry)
-        events, total = _events(args)
+        events, total = _events(args, live)
         summary = publish_events(
             args.bootstrap_servers,
             args.topic,
@@ -116,14 +117,19 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _events(args: argparse.Namespace) -> tuple[Iterator[dict[str, Any]], int | None]:
-    """The events to publish and how many there will be (None when unknown)."""
+def _events(args: argparse.Namespace, live: bool) -> tuple[Iterator[dict[str, Any]], int | None]:
+    """The events to publish and how many there will be (None when unknown).
+
+    With live timestamps the world starts now: ages and tenures are measured against the event time, so
+    stamping today's time on events drawn for another date would shift them (and show up as drift).
+    """
     if args.from_file is not None:
         return read_events(args.from_file, args.count), args.count
     count = DEFAULT_COUNT if args.count is None else args.count
     # mixed draws v2 events: the v1 writer simply leaves the two v2 fields out.
     version = "v2" if args.schema_version == "mixed" else args.schema_version
-    batch = generate(count, args.seed, scenario=args.scenario, schema_version=version)
+    start = dt.datetime.now(dt.UTC) if live else DEFAULT_START
+    batch = generate(count, args.seed, scenario=args.scenario, schema_version=version, start=start)
     return iter(batch.events), count
 
 

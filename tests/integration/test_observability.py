@@ -30,7 +30,7 @@ from producer_tools.publisher import PublishSummary, event_encoders, publish_eve
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
-SHIFTED = ("income", "goods_category", "job_tenure_years")  # PSI > 0.25 by construction of the drift scenario
+SHIFTED = ("income", "goods_category", "job_tenure_years", "lead_source")  # PSI > 0.25 by the drift scenario
 UNSHIFTED = ("childcount", "gender", "education_rank", "age_years", "loan_term")
 
 
@@ -154,7 +154,7 @@ def test_drift_scenario_crosses_the_thresholds_and_counters_balance(
     baseline = produce(kafka_bootstrap, source, 4000, seed=31, scenario="baseline", bad_ratio=0.02)
     wait_until_settled(scorer, baseline.sent + baseline.bad)
     wait_for_fresh_drift(scorer)
-    for feature in (*SHIFTED, *UNSHIFTED, "lead_source"):
+    for feature in (*SHIFTED, *UNSHIFTED):
         assert scorer.value("crm_scorer_feature_psi", feature=feature, window="short") < 0.1, feature
 
     drift = produce(kafka_bootstrap, source, 1500, seed=32, scenario="drift")
@@ -168,7 +168,6 @@ def test_drift_scenario_crosses_the_thresholds_and_counters_balance(
 
     for feature in SHIFTED:
         assert psi(feature) > 0.25, feature
-    assert psi("lead_source") > 0.1  # Olark Chat 19% -> 40%: PSI ~0.21 by construction, a warning, not critical
     for feature in UNSHIFTED:
         assert psi(feature) < 0.1, feature
     assert psi("income", "long") < psi("income")  # the long window still holds the baseline
