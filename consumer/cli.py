@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
+from typing import Any
 
 from schemas.errors import ArtifactError, ConfigError
 
@@ -12,6 +14,7 @@ from schemas.errors import ArtifactError, ConfigError
 _COMMAND_MODULES = [
     "consumer.run_cmd",
     "consumer.score_cmd",
+    "consumer.bench_cmd",
 ]
 
 
@@ -20,7 +23,24 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for register in _plugin_commands():
+        register(subparsers)
     return parser
+
+
+# Other installed packages may add subcommands (``register(subparsers)``) under this entry-point group: the
+# tools contribute ``bench``, which drives the service from outside, without the service importing them.
+PLUGIN_GROUP = "crm_scorer.commands"
+
+
+def _plugin_commands() -> list[Any]:
+    registers = []
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            registers.append(entry.load())
+        except ImportError:  # a plugin whose own dependencies are missing: the service's commands still work
+            continue
+    return registers
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,143 @@
+"""Measuring the scoring engine alone: the ceiling the streaming scorer is compared with.
+
+``measure_engine`` runs framed message values through one engine, batch by batch, in this process and with no
+Kafka (decode -> features -> every bank and the lead -> reasons -> encode) and reports events per second and
+what each stage (and each model) cost per event. The messages come from a file of length-prefixed values
+(``write_messages``), so the benchmark feeds the engine exactly the bytes it put on the input topic.
+
+``/proc`` readers give a process's resident memory, current and peak, without extra dependencies.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consumer.engine import ScoringEngine
+
+_LENGTH = struct.Struct(">I")
+_NONE = 0xFFFFFFFF  # the length that marks a message without a value (a tombstone)
+_MIB = 1024 * 1024
+
+
+def write_messages(path: Path, values: Iterable[bytes | None]) -> int:
+    """Write message values as 4-byte big-endian length + bytes each; returns how many were written."""
+    count = 0
+    with path.open("wb") as out:
+        for value in values:
+            out.write(_LENGTH.pack(_NONE if value is None else len(value)))
+            if value is not None:
+                out.write(value)
+            count += 1
+    return count
+
+
+def read_messages(path: Path) -> list[bytes | None]:
+    """The message values ``write_messages`` wrote. Raises ValueError when the file is cut short."""
+    data = path.read_bytes()
+    values: list[bytes | None] = []
+    offset, end = 0, len(data)
+    while offset < end:
+        if offset + 4 > end:
+            raise ValueError(f"{path.name}: length prefix cut short at byte {offset}")
+        (length,) = _LENGTH.unpack_from(data, offset)
+        offset += 4
+        if length == _NONE:
+            values.append(None)
+            continue
+        if offset + length > end:
+            raise ValueError(f"{path.name}: message of {length} bytes cut short at byte {offset}")
+        values.append(data[offset : offset + length])
+        offset += length
+    return values
+
+
+def status_kib(pid: int | str, key: str) -> int | None:
+    """A ``kB`` line of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``), or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None
+
+
+def rss_mb(pid: int | str = "self") -> float | None:
+    """Resident memory now, in MiB."""
+    kib = status_kib(pid, "VmRSS")
+    return None if kib is None else kib / 1024
+
+
+def peak_rss_mb(pid: int | str = "self") -> float | None:
+    """Peak resident memory (the high-water mark) so far, in MiB."""
+    kib = status_kib(pid, "VmHWM")
+    return None if kib is None else kib / 1024
+
+
+@dataclass
+class EngineMeasurement:
+    """What ``measure_engine`` saw. Costs are microseconds per consumed message."""
+
+    events: int
+    scored: int
+    dead_letters: int
+    duplicates: int
+    seconds: float
+    batch_size: int
+    stage_us: dict[str, float] = field(default_factory=dict)
+    model_us: dict[str, float] = field(default_factory=dict)
+    trees: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: float | None = None
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"events_per_s": self.events_per_s}
+
+
+def measure_engine(
+    make_engine: Callable[[], ScoringEngine], values: Sequence[bytes | None], batch_size: int = 1000
+) -> EngineMeasurement:
+    """Score ``values`` in batches of ``batch_size`` with a fresh engine and time it.
+
+    A first engine scores one batch to warm up the libraries, then a second one (with an empty cache of recent
+    applications, so nothing is skipped that the streaming run would score) is timed over every value.
+    """
+    make_engine().score_batch(values[:batch_size])
+    engine = make_engine()
+    result = EngineMeasurement(0, 0, 0, 0, 0.0, batch_size, trees=trees_per_bank(engine))
+    stage_seconds: dict[str, float] = {}
+    model_seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    for start in range(0, len(values), batch_size):
+        outcome = engine.score_batch(values[start : start + batch_size])
+        result.scored += len(outcome.scored)
+        result.dead_letters += len(outcome.rejected)
+        result.duplicates += outcome.duplicates
+        _add(stage_seconds, outcome.stage_seconds)
+        _add(model_seconds, getattr(outcome, "model_seconds", {}))
+    result.seconds = time.perf_counter() - started
+    result.events = len(values)
+    per_event = 1e6 / max(1, len(values))
+    result.stage_us = {k: v * per_event for k, v in stage_seconds.items()}
+    result.model_us = {k: v * per_event for k, v in model_seconds.items()}
+    result.peak_rss_mb = peak_rss_mb()
+    return result
+
+
+def trees_per_bank(engine: ScoringEngine) -> dict[str, int]:
+    """How many boosting rounds each bank's model holds (its size, as the results table shows it)."""
+    return {bank.name: int(bank.booster.num_boosted_rounds()) for bank in engine.models.banks}
+
+
+def _add(total: dict[str, float], seconds: dict[str, float]) -> None:
+    for key, value in seconds.items():
+        total[key] = total.get(key, 0.0) + value

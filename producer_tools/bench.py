@@ -1,0 +1,349 @@
+"""``crm-scorer bench``: the scorer's throughput, scaling, latency and memory, measured in one run.
+
+1. ``events`` synthetic events (v1 and v2 writers alternating, about 1% malformed) are encoded once and
+   preloaded into a fresh input topic.
+2. ``ceiling``: ``crm-scorer bench-engine`` scores those exact bytes in one process with no Kafka.
+3. ``one_worker`` / ``two_workers``: ``crm-scorer run`` with 1 and 2 workers (fresh group and output topics
+   each) consumes the preloaded topic; events/s from the broker timestamps of the first to the last output.
+4. ``latency``: a fresh topic; a producer offers half the one-worker rate with live event times; latency is
+   each result's broker timestamp minus its event time.
+5. ``soak`` (optional): one worker over many events; its resident memory after the warm-up and at the end.
+
+The tools drive the service only through its command line, so the service never imports the tools.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from producer_tools.bench_probe import Lanes, ScorerProcess, committed_total, group_reader, memory_mb, read_back
+from producer_tools.broker import BrokerError, free_port
+from producer_tools.poison import poison_kinds
+from producer_tools.publisher import OutboundMessage, event_encoders, event_messages, live_clock, publish_messages
+from producer_tools.topics import ensure_topics
+from producer_tools.world import generate
+from schemas import ResultDecoder
+
+Say = Callable[[str], None]
+_CHUNK = 20_000  # events generated per world call: a long run never holds them all
+_POLL_S = 0.5
+_LENGTH = struct.Struct(">I")
+_NO_VALUE = 0xFFFFFFFF
+# A 900 KB value is a stress case, not traffic: 1% of a realistic mix does not carry dozens of them.
+BENCH_POISON = tuple(k for k in poison_kinds() if k.name != "huge_string")
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    events: int = 200_000
+    partitions: int = 6
+    bad_ratio: float = 0.01
+    seed: int = 2026
+    latency_seconds: float = 20.0
+    soak_events: int = 0
+    config: Path | None = None
+
+
+@dataclass
+class RunResult:
+    """One ``crm-scorer run`` phase."""
+
+    workers: int
+    events: int
+    outputs: int
+    events_per_s: float
+    peak_rss_mb: list[float]
+    rebalances: int
+    stage_us: dict[str, float] = field(default_factory=dict)
+
+
+def world_events(count: int, seed: int) -> Iterator[dict[str, Any]]:
+    """``count`` synthetic v2 events, generated ``_CHUNK`` at a time."""
+    for chunk, start in enumerate(range(0, count, _CHUNK)):
+        yield from generate(min(_CHUNK, count - start), seed + chunk, schema_version="v2").events
+
+
+def workload(count: int, seed: int, bad_ratio: float) -> Iterator[OutboundMessage]:
+    """The benchmark's messages: v1 and v2 writers in turn, ``bad_ratio`` of them malformed."""
+    return event_messages(world_events(count, seed), event_encoders("mixed"), bad_ratio=bad_ratio, seed=seed,
+                          kinds=BENCH_POISON)  # fmt: skip
+
+
+def fresh_lanes(run_id: str, phase: str, input_topic: str | None = None) -> Lanes:
+    base = f"crm-bench-{run_id}-{phase}"
+    return Lanes(input_topic or f"{base}-in", f"{base}-out", f"{base}-dlq", f"{base}-group")
+
+
+def measure_ceiling(values: list[bytes | None], config: Path | None, workdir: Path) -> dict[str, Any]:
+    """``crm-scorer bench-engine`` on ``values`` in a fresh process; its JSON measurement.
+
+    Raises:
+        BrokerError: the command failed (its output is in the message).
+    """
+    messages, out = workdir / "messages.bin", workdir / "ceiling.json"
+    with messages.open("wb") as file:  # the format consumer.bench.read_messages reads: length-prefixed values
+        for value in values:
+            file.write(_LENGTH.pack(_NO_VALUE if value is None else len(value)) + (value or b""))
+    args = [sys.executable, "-m", "consumer.cli", "bench-engine", "--messages", str(messages), "--json", str(out)]
+    if config is not None:
+        args += ["--config", str(config)]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    messages.unlink()
+    if done.returncode != 0:
+        raise BrokerError(f"crm-scorer bench-engine failed ({done.returncode}): {done.stderr[-2000:]}")
+    return dict(json.loads(out.read_text()))
+
+
+def preload(bootstrap: str, topic: str, messages: list[OutboundMessage]) -> None:
+    """Publish ``messages`` as fast as the broker takes them. Raises BrokerError if any was not delivered."""
+    summary = publish_messages(bootstrap, topic, messages, flush_timeout_s=120)
+    if summary.failed:
+        raise BrokerError(f"preloading {topic}: {summary.failed} messages not delivered ({summary.first_error})")
+
+
+def run_phase(bootstrap: str, lanes: Lanes, workers: int, total: int, plan: BenchPlan, workdir: Path) -> RunResult:
+    """Start ``crm-scorer run`` on a topic already holding ``total`` messages; measure until all are done."""
+    ensure_topics(bootstrap, {lanes.output: plan.partitions, lanes.dlq: 1})
+    port = free_port()
+    scorer = ScorerProcess(bootstrap, lanes, workers, workdir / f"{lanes.group}.log", plan.config, port)
+    try:
+        wait_until_done(bootstrap, lanes, total, plan.partitions, scorer)
+        stages = scrape_stage_us(port)
+        rebalances = scorer.rebalances()
+    finally:
+        scorer.stop()
+    back = read_back(bootstrap, [lanes.output, lanes.dlq], total)
+    peaks = sorted(scorer.peak_rss.values(), reverse=True)
+    return RunResult(workers, total, back.count, back.events_per_s(), peaks, rebalances, stages)
+
+
+def wait_until_done(
+    bootstrap: str,
+    lanes: Lanes,
+    total: int,
+    partitions: int,
+    scorer: ScorerProcess,
+    on_sample: Callable[[int], None] | None = None,
+) -> None:
+    """Poll the group's committed offsets until ``total`` messages are done; sample the workers' memory."""
+    reader = group_reader(bootstrap, lanes.group)
+    deadline = time.monotonic() + 120 + total / 500
+    try:
+        while (done := committed_total(reader, lanes.input, partitions)) < total:
+            scorer.check_alive()
+            scorer.sample_peaks()
+            if on_sample is not None:
+                on_sample(done)
+            if time.monotonic() > deadline:
+                raise BrokerError(f"{lanes.group}: only {done} of {total} messages done; log: {scorer.log_path}")
+            time.sleep(_POLL_S)
+        scorer.sample_peaks()
+    finally:
+        reader.close()
+
+
+def scrape_stage_us(port: int) -> dict[str, float]:
+    """Per-event cost of each stage as the running scorer measured it (its ``/metrics``), in microseconds."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("crm_scorer_stage_seconds_"):
+            continue
+        name, _, value = line.rpartition(" ")
+        stage = name.partition('stage="')[2].partition('"')[0]
+        if name.startswith("crm_scorer_stage_seconds_sum"):
+            sums[stage] = sums.get(stage, 0.0) + float(value)
+        elif name.startswith("crm_scorer_stage_seconds_count"):
+            counts[stage] = counts.get(stage, 0.0) + float(value)
+    return {s: 1e6 * sums[s] / counts[s] for s in sums if counts.get(s)}
+
+
+@dataclass
+class LatencyResult:
+    offered_events_per_s: float
+    results: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def run_latency(bootstrap: str, run_id: str, rate: float, plan: BenchPlan, workdir: Path) -> LatencyResult:
+    """Offer ``rate`` events/s with live event times to one worker; latency = result timestamp - event time."""
+    lanes = fresh_lanes(run_id, "latency")
+    ensure_topics(bootstrap, {lanes.input: plan.partitions, lanes.output: plan.partitions, lanes.dlq: 1})
+    scorer = ScorerProcess(bootstrap, lanes, 1, workdir / f"{lanes.group}.log", plan.config, free_port())
+    warmup = 1000
+    paced = max(1, int(rate * plan.latency_seconds))
+    try:
+        preload(bootstrap, lanes.input, list(workload(warmup, plan.seed + 7919, 0.0)))
+        wait_until_done(bootstrap, lanes, warmup, plan.partitions, scorer)  # joined, models warm
+        paced_from_ms = int(time.time() * 1000)
+        events = world_events(paced, plan.seed + 104729)
+        messages = event_messages(
+            events,
+            event_encoders("mixed"),
+            bad_ratio=plan.bad_ratio,
+            seed=plan.seed,
+            kinds=BENCH_POISON,
+            clock=live_clock,
+        )
+        summary = publish_messages(bootstrap, lanes.input, messages, rate=rate)
+        total = warmup + summary.sent + summary.bad
+        wait_until_done(bootstrap, lanes, total, plan.partitions, scorer)
+    finally:
+        scorer.stop()
+    decoder = ResultDecoder()
+    back = read_back(bootstrap, [lanes.output], warmup + summary.sent,
+                     decode=lambda v: _millis(decoder.decode(v)["event_time"]))  # fmt: skip
+    latencies = np.array(
+        [ts - event for ts, event in zip(back.timestamps_ms, back.values, strict=True) if event >= paced_from_ms],
+        dtype=np.float64,
+    )
+    if latencies.size == 0:
+        raise BrokerError(f"{lanes.output}: no result of the paced events came back")
+    p50, p95, p99 = np.percentile(latencies, [50, 95, 99]).tolist()
+    return LatencyResult(summary.events_per_s, int(latencies.size), p50, p95, p99, float(latencies.max()))
+
+
+def _millis(when: dt.datetime) -> int:
+    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+@dataclass
+class SoakResult:
+    events: int
+    warmup_events: int
+    rss_after_warmup_mb: float
+    rss_end_mb: float
+    peak_rss_mb: float
+    growth_mb: float
+    samples: list[tuple[int, float]]  # (messages done, resident MiB)
+
+
+def run_soak(bootstrap: str, run_id: str, plan: BenchPlan, workdir: Path) -> SoakResult:
+    """One worker over ``plan.soak_events`` produced meanwhile; memory sampled against progress.
+
+    The warm-up covers the first 20% of the events and at least the dedup cache's default capacity (100,000
+    applications), which legitimately grows until it is full.
+    """
+    lanes = fresh_lanes(run_id, "soak")
+    total = plan.soak_events
+    ensure_topics(bootstrap, {lanes.input: plan.partitions, lanes.output: plan.partitions, lanes.dlq: 1})
+    producer = threading.Thread(
+        target=publish_messages,
+        args=(bootstrap, lanes.input, workload(total, plan.seed + 15485863, plan.bad_ratio)),
+        daemon=True,
+    )
+    scorer = ScorerProcess(bootstrap, lanes, 1, workdir / f"{lanes.group}.log", plan.config, free_port())
+    samples: list[tuple[int, float]] = []
+
+    def sample(done: int) -> None:
+        rss = memory_mb(scorer.process.pid, "VmRSS")
+        if rss is not None and done > 0:
+            samples.append((done, rss))
+
+    producer.start()
+    try:
+        wait_until_done(bootstrap, lanes, total, plan.partitions, scorer, sample)
+        sample(total)
+    finally:
+        scorer.stop()
+        producer.join(60)
+    warmup = min(total, max(total // 5, 150_000))
+    after = [rss for done, rss in samples if done >= warmup] or [samples[-1][1]]
+    peak = max(scorer.peak_rss.values(), default=0.0)
+    return SoakResult(total, warmup, after[0], after[-1], peak, after[-1] - after[0], samples)
+
+
+def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[str, Any]:
+    """Every phase, in order; returns the report (see ``producer_tools.bench_cmd`` for its keys)."""
+    run_id = uuid.uuid4().hex[:8]
+    say(f"building {plan.events:,} events ({plan.bad_ratio:.1%} malformed)")
+    messages = list(workload(plan.events, plan.seed, plan.bad_ratio))
+    malformed = sum(1 for m in messages if m.poison is not None)
+    shared = fresh_lanes(run_id, "one")
+    ensure_topics(bootstrap, {shared.input: plan.partitions})
+    say(f"preloading {shared.input} ({plan.partitions} partitions)")
+    preload(bootstrap, shared.input, messages)
+    say("ceiling: the engine alone, one process, no Kafka")
+    ceiling = measure_ceiling([m.value for m in messages], plan.config, workdir)
+    del messages
+    say("one worker")
+    one = run_phase(bootstrap, shared, 1, plan.events, plan, workdir)
+    say("two workers")
+    two = run_phase(bootstrap, fresh_lanes(run_id, "two", shared.input), 2, plan.events, plan, workdir)
+    rate = round(one.events_per_s / 2)
+    say(f"latency: offering {rate:,} events/s for {plan.latency_seconds:.0f} s")
+    latency = run_latency(bootstrap, run_id, rate, plan, workdir)
+    soak = None
+    if plan.soak_events:
+        say(f"soak: {plan.soak_events:,} events through one worker")
+        soak = run_soak(bootstrap, run_id, plan, workdir)
+    return report(plan, malformed, ceiling, one, two, latency, soak)
+
+
+def report(
+    plan: BenchPlan,
+    malformed: int,
+    ceiling: dict[str, Any],
+    one: RunResult,
+    two: RunResult,
+    latency: LatencyResult,
+    soak: SoakResult | None,
+) -> dict[str, Any]:
+    """The JSON report: the headline keys first, then the details of each phase."""
+    peak = max(itertools.chain(one.peak_rss_mb, two.peak_rss_mb), default=0.0)
+    stages = {**ceiling["stage_us"], **ceiling["model_us"], "publish": one.stage_us.get("publish")}
+    return {
+        "events": plan.events,
+        "malformed": malformed,
+        "partitions": plan.partitions,
+        "ceiling_events_per_s": ceiling["events_per_s"],
+        "one_worker_events_per_s": one.events_per_s,
+        "two_workers_events_per_s": two.events_per_s,
+        "ratio_one_worker_to_ceiling": _ratio(one.events_per_s, ceiling["events_per_s"]),
+        "scaling_two_over_one": _ratio(two.events_per_s, one.events_per_s),
+        "latency_offered_events_per_s": latency.offered_events_per_s,
+        "latency_p50_ms": latency.p50_ms,
+        "latency_p95_ms": latency.p95_ms,
+        "latency_p99_ms": latency.p99_ms,
+        "latency_max_ms": latency.max_ms,
+        "latency_results": latency.results,
+        "peak_rss_mb": peak,
+        "peak_rss_mb_per_worker": {"one_worker": one.peak_rss_mb, "two_workers": two.peak_rss_mb},
+        "trees_per_bank": ceiling["trees"],
+        "stage_us_per_event": stages,
+        "ceiling": ceiling,
+        "runs": {"one_worker": one.__dict__, "two_workers": two.__dict__},
+        "soak": None if soak is None else soak.__dict__,
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else 0.0
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=1, default=str) + "\n")
