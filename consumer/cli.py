@@ -15,6 +15,7 @@ _COMMAND_MODULES = [
     "consumer.run_cmd",
     "consumer.score_cmd",
     "consumer.bench_cmd",
+    "consumer.config_reference",
 ]
 
 
