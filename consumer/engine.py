@@ -1,8 +1,13 @@
 """The scoring engine: framed bytes in, encoded score results and dead letters out, one batch at a time.
 
 decode -> validate -> application hash (recent scores reused) -> features -> every bank + lead -> best offer
--> reasons -> result records -> encode. It imports no Kafka client: the run loop, the offline ``score``
-command and the benchmark all drive this same object.
+-> reasons -> result bytes. It imports no Kafka client: the run loop, the offline ``score`` command and the
+benchmark all drive this same object.
+
+The batch path never builds a result record: ``ResultWriter`` packs each application's scores into Avro bytes
+column-wise (the same bytes fastavro writes, see ``tests/unit/test_fast_paths.py``), and the cache of recent
+applications keeps those bytes. Records (dicts) are built only by ``score_events`` and for an encoder the
+writer does not know.
 """
 
 from __future__ import annotations
@@ -16,14 +21,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from consumer.dedup import RecentScores, application_hash
-from consumer.scoring import Scores, score_frame
+from consumer.result_writer import ResultWriter, zigzag_varint
+from consumer.scoring import RowScores, ScoreColumns, score_columns, scores_of
 from consumer.validation import check_event
 from models.artifacts import ModelSet
 from models.features import FeatureFrame, build_features
 from schemas.errors import InvalidEventError
 
-STAGES = ("decode", "features", "predict", "reasons", "encode")
-_PENDING = Scores({}, [], None, [])  # placeholder while a batch's first occurrence of a hash is being scored
+STAGES = ("decode", "dedup", "features", "predict", "reasons", "encode")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class BatchDecoder(Protocol):
@@ -56,14 +62,17 @@ class BatchOutcome:
     frame: FeatureFrame | None = None  # features of the events scored afresh (for drift)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # per model, aligned with ``frame``
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    model_seconds: dict[str, float] = field(default_factory=dict)  # the predict stage, per model
 
 
-@dataclass
-class _Scored:
-    records: list[dict[str, Any]]
-    duplicates: int
-    frame: FeatureFrame | None
-    predictions: dict[str, np.ndarray]
+class _Cached:
+    """A recent application's scores: as plain values (records path) and/or as result bytes (batch path)."""
+
+    __slots__ = ("block", "row")
+
+    def __init__(self, row: RowScores | None = None, block: bytes | None = None) -> None:
+        self.row = row
+        self.block = block
 
 
 class ScoringEngine:
@@ -77,7 +86,7 @@ class ScoringEngine:
         *,
         config_hash: str,
         reasons: int = 3,
-        recent: RecentScores[Scores] | None = None,
+        recent: RecentScores[Any] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.models = models
@@ -85,15 +94,48 @@ class ScoringEngine:
         self._encode = encode_result
         self.config_hash = config_hash
         self._reasons = reasons
-        self._recent = recent if recent is not None else RecentScores[Scores](0)
+        self._recent: RecentScores[_Cached] = recent if recent is not None else RecentScores[_Cached](0)
         self._clock = clock
+        self._writer = ResultWriter.for_encoder(encode_result, models, config_hash)
 
     def score_batch(self, payloads: Sequence[bytes | None]) -> BatchOutcome:
         """Score framed message values; bad ones come back as ``rejected`` with their error, never raised."""
         outcome = BatchOutcome()
         timer = _StageTimer(outcome.stage_seconds)
         with timer("decode"):
-            records, errors = self._decoder.decode_batch(payloads)
+            events, indices = self._decode(payloads, outcome.rejected)
+        with timer("dedup"):
+            hashes = [application_hash(e) for e in events]
+            known, fresh = self._lookup(hashes, need_block=self._writer is not None)
+        columns = self._score_fresh([events[r] for r in fresh], outcome, timer) if fresh else None
+        outcome.duplicates = len(events) - len(fresh)
+        scored_at = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+        with timer("encode"):
+            if self._writer is not None:
+                outcome.scored = self._framed(self._writer, events, indices, hashes, known, fresh, columns, scored_at)
+            else:
+                rows = columns.rows() if columns is not None else []
+                self._remember(hashes, known, fresh, rows=rows)
+                outcome.scored = [
+                    ScoredMessage(i, r["application_id"].encode(), self._encode(r), avro_millis(r["event_time"]))
+                    for i, r in zip(indices, self._records(events, hashes, known, scored_at), strict=True)
+                ]
+        return outcome
+
+    def score_events(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Score decoded, validated events into score result records (the offline path and the tests)."""
+        timer = _StageTimer(dict.fromkeys(STAGES, 0.0))
+        hashes = [application_hash(e) for e in events]
+        known, fresh = self._lookup(hashes, need_block=False)
+        if fresh:
+            frame = build_features([events[r] for r in fresh])
+            self._remember(hashes, known, fresh, rows=score_columns(self.models, frame, self._reasons, timer).rows())
+        return self._records(events, hashes, known, dt.datetime.fromtimestamp(self._clock(), dt.UTC))
+
+    def _decode(
+        self, payloads: Sequence[bytes | None], rejected: list[RejectedMessage]
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        records, errors = self._decoder.decode_batch(payloads)
         events, indices = [], []
         for index, (event, error) in enumerate(zip(records, errors, strict=True)):
             if error is None:
@@ -105,48 +147,79 @@ class ScoringEngine:
                 events.append(event)
                 indices.append(index)
             else:
-                outcome.rejected.append(RejectedMessage(index, error))
-        scored = self._score(events, timer)
-        outcome.duplicates, outcome.frame, outcome.predictions = scored.duplicates, scored.frame, scored.predictions
-        with timer("encode"):
-            encode = self._encode
-            outcome.scored = [
-                ScoredMessage(i, r["application_id"].encode(), encode(r), _millis(r["event_time"]))
-                for i, r in zip(indices, scored.records, strict=True)
-            ]
-        return outcome
+                rejected.append(RejectedMessage(index, error))
+        return events, indices
 
-    def score_events(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Score decoded, validated events into score result records (the offline path and the tests)."""
-        return self._score(events, _StageTimer(dict.fromkeys(STAGES, 0.0))).records
-
-    def _score(self, events: Sequence[dict[str, Any]], timer: _StageTimer) -> _Scored:
-        hashes = [application_hash(e) for e in events]
-        known: dict[str, Scores] = {}
-        fresh_rows = []
+    def _lookup(self, hashes: list[str], *, need_block: bool) -> tuple[dict[str, _Cached | None], list[int]]:
+        """Cached scores by hash, and the rows to score afresh (each new hash's first occurrence)."""
+        known: dict[str, _Cached | None] = {}
+        fresh = []
         for row, h in enumerate(hashes):
             if h in known:
                 continue
             cached = self._recent.get(h)
-            if cached is None:
-                known[h] = _PENDING
-                fresh_rows.append(row)
+            if cached is None or (cached.block if need_block else cached.row) is None:
+                known[h] = None
+                fresh.append(row)
             else:
                 known[h] = cached
-        frame: FeatureFrame | None = None
-        predictions: dict[str, np.ndarray] = {}
-        if fresh_rows:
-            with timer("features"):
-                frame = build_features([events[r] for r in fresh_rows])
-            fresh_scores, predictions = score_frame(self.models, frame, self._reasons, timer)
-            for row, s in zip(fresh_rows, fresh_scores, strict=True):
-                known[hashes[row]] = s
-                self._recent.put(hashes[row], s)
-        scored_at = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
-        records = [self._record(e, h, known[h], scored_at) for e, h in zip(events, hashes, strict=True)]
-        return _Scored(records, len(events) - len(fresh_rows), frame, predictions)
+        return known, fresh
 
-    def _record(self, event: dict[str, Any], app_hash: str, s: Scores, scored_at: dt.datetime) -> dict[str, Any]:
+    def _score_fresh(self, events: list[dict[str, Any]], outcome: BatchOutcome, timer: _StageTimer) -> ScoreColumns:
+        with timer("features"):
+            frame = build_features(events)
+        columns = score_columns(self.models, frame, self._reasons, timer, outcome.model_seconds)
+        outcome.frame, outcome.predictions = frame, columns.predictions(self.models)
+        return columns
+
+    def _remember(
+        self,
+        hashes: list[str],
+        known: dict[str, _Cached | None],
+        fresh: list[int],
+        *,
+        rows: Sequence[RowScores] = (),
+        blocks: Sequence[bytes] = (),
+    ) -> None:
+        for i, row in enumerate(fresh):
+            cached = _Cached(rows[i] if rows else None, blocks[i] if blocks else None)
+            known[hashes[row]] = cached
+            self._recent.put(hashes[row], cached)
+
+    def _framed(
+        self,
+        writer: ResultWriter,
+        events: list[dict[str, Any]],
+        indices: list[int],
+        hashes: list[str],
+        known: dict[str, _Cached | None],
+        fresh: list[int],
+        columns: ScoreColumns | None,
+        scored_at: dt.datetime,
+    ) -> list[ScoredMessage]:
+        if columns is not None:
+            self._remember(hashes, known, fresh, blocks=writer.blocks(columns))
+        stamp = zigzag_varint(avro_millis(scored_at))
+        out = []
+        for i, event, h in zip(indices, events, hashes, strict=True):
+            cached = known[h]
+            assert cached is not None and cached.block is not None  # every hash was found or scored above
+            app_id, event_ms = event["application_id"], avro_millis(event["occurred_at"])
+            value = writer.framed(str(event["event_id"]), app_id, event["lead_id"], h, event_ms, stamp, cached.block)
+            out.append(ScoredMessage(i, app_id.encode(), value, event_ms))
+        return out
+
+    def _records(
+        self, events: Sequence[dict[str, Any]], hashes: list[str], known: dict[str, _Cached | None], at: dt.datetime
+    ) -> list[dict[str, Any]]:
+        records = []
+        for event, h in zip(events, hashes, strict=True):
+            cached = known[h]
+            assert cached is not None and cached.row is not None  # every hash was found or scored above
+            records.append(self._record(event, h, scores_of(cached.row, self.models), at))
+        return records
+
+    def _record(self, event: dict[str, Any], app_hash: str, s: Any, scored_at: dt.datetime) -> dict[str, Any]:
         return {
             "event_id": str(event["event_id"]),
             "application_id": event["application_id"],
@@ -162,8 +235,10 @@ class ScoringEngine:
         }
 
 
-def _millis(when: dt.datetime) -> int:
-    return int(when.timestamp() * 1000)
+def avro_millis(when: dt.datetime) -> int:
+    """Milliseconds since the epoch exactly as fastavro writes an aware ``timestamp-millis`` (no float)."""
+    delta = when - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 class _StageTimer:

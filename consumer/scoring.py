@@ -2,14 +2,16 @@
 
 One ``inplace_predict`` per bank per batch. Reasons come from approximate (Saabas) contributions of the one
 bank each result explains: the best offer, or the most likely bank when none approves. Rows are grouped by
-that bank, so the cost is one extra tree walk per row, not one per bank.
+that bank, so the cost is one extra tree walk per row, not one per bank. Everything stays column-wise
+(``ScoreColumns``); the result record's dicts (``Scores``) are built only where a caller asks for records.
 """
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -31,57 +33,115 @@ class Scores:
     reasons: list[dict[str, Any]]
 
 
-def score_frame(models: ModelSet, frame: FeatureFrame, top_k: int, timer: Timer) -> tuple[list[Scores], dict]:
-    """Scores of every row of ``frame`` and the raw probabilities per model (for drift and metrics)."""
+class RowScores(NamedTuple):
+    """One application's model outputs as plain values (what the cache of recent applications keeps)."""
+
+    lead_p: float
+    bank_p: list[float]
+    approved: list[bool]
+    best: int  # index of the best offer among the banks, -1 when none approves
+    explained: int  # index of the bank the reasons explain
+    reason_features: list[int]  # indices into the explained bank's features
+    reason_values: list[float]
+
+
+@dataclass
+class ScoreColumns:
+    """A batch's model outputs, one row per scored application."""
+
+    bank_p: np.ndarray  # (rows, banks) approval probabilities
+    approved: np.ndarray  # (rows, banks) probability >= the bank's threshold
+    lead_p: np.ndarray  # (rows,)
+    best: np.ndarray  # (rows,) best offer's bank index, -1 when no bank approves
+    explained: np.ndarray  # (rows,) the bank the reasons explain
+    reason_features: np.ndarray  # (rows, reasons) feature index within the explained bank's features
+    reason_values: np.ndarray  # (rows, reasons) float32 contributions to its calibrated log-odds
+
+    def predictions(self, models: ModelSet) -> dict[str, np.ndarray]:
+        """Probabilities per model name (for drift and metrics)."""
+        out = {b.name: self.bank_p[:, j] for j, b in enumerate(models.banks)}
+        out["lead"] = self.lead_p
+        return out
+
+    def rows(self) -> list[RowScores]:
+        columns = (self.lead_p, self.bank_p, self.approved, self.best, self.explained, self.reason_features,
+                   self.reason_values)  # fmt: skip
+        rows = [RowScores(*row) for row in zip(*(c.tolist() for c in columns), strict=True)]
+        if self.reason_features.size and self.reason_features.min() < 0:  # a bank with fewer features than reasons
+            rows = [_unpadded(row) for row in rows]
+        return rows
+
+
+def _unpadded(row: RowScores) -> RowScores:
+    kept = [i for i, f in enumerate(row.reason_features) if f >= 0]
+    features = [row.reason_features[i] for i in kept]
+    return row._replace(reason_features=features, reason_values=[row.reason_values[i] for i in kept])
+
+
+def scores_of(row: RowScores, models: ModelSet) -> Scores:
+    """The score result's dicts for one application."""
     banks = models.banks
+    explained = banks[row.explained].features
+    return Scores(
+        lead={"score": round(1000 * row.lead_p), "probability": row.lead_p, "model_version": models.lead.version},
+        banks=[
+            {"bank": b.name, "probability": row.bank_p[j], "approved": row.approved[j], "model_version": b.version}
+            for j, b in enumerate(banks)
+        ],
+        best_offer=banks[row.best].name if row.best >= 0 else None,
+        reasons=[
+            {"feature": explained[f], "contribution": v}
+            for f, v in zip(row.reason_features, row.reason_values, strict=True)
+        ],
+    )
+
+
+def score_columns(
+    models: ModelSet, frame: FeatureFrame, top_k: int, timer: Timer, model_seconds: dict[str, float] | None = None
+) -> ScoreColumns:
+    """Every model on every row of ``frame``; ``model_seconds`` (if given) receives each model's predict time."""
+    banks = models.banks
+    seconds = model_seconds if model_seconds is not None else {}
     with timer("predict"):
-        bank_p = np.column_stack([b.probability(frame.columns(b.features)) for b in banks])
+        columns = []
+        for bank in banks:
+            started = time.perf_counter()
+            columns.append(bank.probability(frame.columns(bank.features)))
+            seconds[bank.name] = seconds.get(bank.name, 0.0) + time.perf_counter() - started
+        started = time.perf_counter()
         lead_p = models.lead.probability(frame.columns(models.lead.features).astype(np.float64))
+        seconds["lead"] = seconds.get("lead", 0.0) + time.perf_counter() - started
+        bank_p = np.column_stack(columns)
     thresholds = np.array([b.threshold for b in banks])
     approved = bank_p >= thresholds
-    has_offer = np.asarray(approved.any(axis=1))
+    has_offer = approved.any(axis=1)
     best = np.where(approved, bank_p, -1.0).argmax(axis=1)
     explained = np.where(has_offer, best, bank_p.argmax(axis=1))
     with timer("reasons"):
-        reasons = _reasons(models, frame, explained, top_k)
-    lead_version = models.lead.version
-    versions = [b.version for b in banks]
-    names = [b.name for b in banks]
-    bank_p_list, approved_list, lead_list = bank_p.tolist(), approved.tolist(), lead_p.tolist()
-    out = []
-    for row in range(len(lead_list)):
-        p_row, ok_row = bank_p_list[row], approved_list[row]
-        out.append(
-            Scores(
-                lead={
-                    "score": round(1000 * lead_list[row]),
-                    "probability": lead_list[row],
-                    "model_version": lead_version,
-                },
-                banks=[
-                    {"bank": names[j], "probability": p_row[j], "approved": ok_row[j], "model_version": versions[j]}
-                    for j in range(len(names))
-                ],
-                best_offer=names[best[row]] if has_offer[row] else None,
-                reasons=reasons[row],
-            )
-        )
-    predictions = {b.name: bank_p[:, j] for j, b in enumerate(banks)}
-    predictions["lead"] = lead_p
-    return out, predictions
+        features, values = _reasons(models, frame, explained, top_k)
+    return ScoreColumns(bank_p, approved, lead_p, np.where(has_offer, best, -1), explained, features, values)
 
 
-def _reasons(models: ModelSet, frame: FeatureFrame, explained: np.ndarray, top_k: int) -> list[list[dict]]:
-    reasons: list[list[dict]] = [[] for _ in range(len(explained))]
-    if top_k == 0:
-        return reasons
+def score_frame(models: ModelSet, frame: FeatureFrame, top_k: int, timer: Timer) -> tuple[list[Scores], dict]:
+    """Scores of every row of ``frame`` and the raw probabilities per model (for drift and metrics)."""
+    columns = score_columns(models, frame, top_k, timer)
+    return [scores_of(row, models) for row in columns.rows()], columns.predictions(models)
+
+
+def _reasons(models: ModelSet, frame: FeatureFrame, explained: np.ndarray, top_k: int) -> tuple[np.ndarray, ...]:
+    """Top ``top_k`` contributions by magnitude of each row's explained bank: (feature indices, values)."""
+    n = len(explained)
+    k = min(top_k, max(len(b.features) for b in models.banks))
+    features = np.full((n, k), -1, dtype=np.intp)  # -1: no reason (a bank with fewer features than ``top_k``)
+    values = np.zeros((n, k), dtype=np.float32)
+    if k == 0:
+        return features, values
     for j, bank in enumerate(models.banks):
         rows = np.flatnonzero(explained == j)
         if rows.size == 0:
             continue
         contribs = bank.contributions(frame.columns(bank.features)[rows])
-        top = np.argsort(-np.abs(contribs), axis=1)[:, :top_k]
-        values = np.take_along_axis(contribs, top, axis=1).tolist()
-        for r, feats, vals in zip(rows.tolist(), top.tolist(), values, strict=True):
-            reasons[r] = [{"feature": bank.features[f], "contribution": v} for f, v in zip(feats, vals, strict=True)]
-    return reasons
+        top = np.argsort(-np.abs(contribs), axis=1)[:, :k]
+        features[rows, : top.shape[1]] = top
+        values[rows, : top.shape[1]] = np.take_along_axis(contribs, top, axis=1)
+    return features, values

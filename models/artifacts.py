@@ -70,7 +70,16 @@ class LeadModel:
         return self.params.features
 
     def probability(self, x: np.ndarray) -> np.ndarray:
-        return _sigmoid(self.params.margin(x))
+        """Conversion probability per row of ``x``, the same for a row whatever batch it is scored in.
+
+        The margin is summed row by row (numpy's per-row reduction) instead of ``z @ coef``: BLAS blocks a
+        matrix product differently for different row counts, which changed the last bits of a lead's score
+        with the size of the batch it landed in.
+        """
+        params = self.params
+        z = (x - params.mean) / params.scale
+        z[np.isnan(z)] = 0.0
+        return _sigmoid((z * params.coef).sum(axis=1) + params.intercept)
 
 
 @dataclass(frozen=True)

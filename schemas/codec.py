@@ -18,6 +18,7 @@ from io import BytesIO
 from typing import Any, NamedTuple
 
 from fastavro import schemaless_reader
+from fastavro.schema import to_parsing_canonical_form
 
 from schemas.catalog import SchemaCatalog, SchemaVersion, load_catalog
 from schemas.errors import AvroDecodeError, FramingError, InvalidEventError, UnknownSchemaError
@@ -32,11 +33,17 @@ from schemas.framing import (
 
 @dataclass(frozen=True, slots=True)
 class _ReadPlan:
-    """How to read a body written with one writer schema: ``reader`` is None when no resolution is needed."""
+    """How to read a body written with one writer schema: ``reader`` is None when no resolution is needed.
+
+    ``fill`` is set when the writer is the reader minus top-level fields that have plain defaults (what adding
+    an optional field makes): the body is read with the writer's own schema, about twice as fast as fastavro's
+    resolution, and those fields get their defaults (the same record, in the same key order, as resolution).
+    """
 
     writer: dict[str, Any]
     reader: dict[str, Any] | None
     label: str
+    fill: tuple[tuple[str, Any], ...] | None = None
 
 
 class DecodedBatch(NamedTuple):
@@ -139,11 +146,14 @@ class RecordDecoder:
             return plan
         if writer.full_name != self.reader.full_name:
             raise UnknownSchemaError(f"writer schema {writer.full_name} is not {self.expects} ({writer.label})")
+        label = f"{writer.label} ({writer.full_name})"
         if writer.fingerprint == self.reader.fingerprint:
             # Same canonical form, same bytes: the reader's parsed schema reads it with no resolution.
-            plan = _ReadPlan(self.reader.parsed, None, f"{writer.label} ({writer.full_name})")
+            plan = _ReadPlan(self.reader.parsed, None, label)
+        elif (fill := _added_fields(writer, self.reader)) is not None:
+            plan = _ReadPlan(writer.parsed, None, label, fill)
         else:
-            plan = _ReadPlan(writer.parsed, self.reader.parsed, f"{writer.label} ({writer.full_name})")
+            plan = _ReadPlan(writer.parsed, self.reader.parsed, label)
         self._plans[writer.fingerprint] = plan
         return plan
 
@@ -189,7 +199,52 @@ def _read(payload: bytes, offset: int, plan: _ReadPlan) -> dict[str, Any]:
         raise AvroDecodeError(
             f"{len(payload) - buffer.tell()} trailing bytes after the record body (writer schema {plan.label})"
         )
-    return record  # type: ignore[return-value]  # a record schema always reads as a dict
+    event: dict[str, Any] = record  # type: ignore[assignment]  # a record schema always reads as a dict
+    if plan.fill is not None:
+        for name, default in plan.fill:  # appended after the writer's fields, where fastavro's resolution puts them
+            event[name] = default
+    return event
+
+
+# Defaults that fastavro's resolution hands over as they are written in the schema (no logical conversion).
+_PLAIN_DEFAULTS = (type(None), bool, int, float, str)
+
+
+def _added_fields(writer: SchemaVersion, reader: SchemaVersion) -> tuple[tuple[str, Any], ...] | None:
+    """The reader's fields the writer lacks, with their defaults, when the writer is the reader minus some
+    top-level fields with plain defaults and every shared field has the same canonical type; else None
+    (fastavro resolves)."""
+    writer_fields = {f["name"]: f for f in writer.raw["fields"]}
+    if list(writer_fields) != [f["name"] for f in reader.raw["fields"] if f["name"] in writer_fields]:
+        return None  # reordered fields: resolution is the simple way to keep the reader's meaning
+    fill: list[tuple[str, Any]] = []
+    for field in reader.raw["fields"]:
+        name = field["name"]
+        if name in writer_fields:
+            if _canonical_type(writer_fields.pop(name), writer) != _canonical_type(field, reader):
+                return None
+        elif "default" in field and isinstance(field["default"], _PLAIN_DEFAULTS) and _is_plain(field["type"]):
+            fill.append((name, field["default"]))
+        else:
+            return None
+    return tuple(fill) if not writer_fields else None
+
+
+def _is_plain(avro_type: Any) -> bool:
+    """A primitive type (or a union of them) with no logical type: its default needs no conversion."""
+    if isinstance(avro_type, list):
+        return all(_is_plain(t) for t in avro_type)
+    return isinstance(avro_type, str) and avro_type in ("null", "boolean", "int", "long", "float", "double", "string")
+
+
+def _canonical_type(field: dict[str, Any], owner: SchemaVersion) -> str:
+    """A field's type in Parsing Canonical Form, wrapped in a one-field record so named types resolve."""
+    record = {"type": "record", "name": "Field", "namespace": owner.full_name.rpartition(".")[0],
+              "fields": [{"name": "f", "type": field["type"]}]}  # fmt: skip
+    try:
+        return str(to_parsing_canonical_form(record))
+    except Exception:  # a type named elsewhere in the schema: no shortcut, fastavro resolves the whole record
+        return f"<unresolved {id(field)}>"
 
 
 def _describe(exc: BaseException) -> str:

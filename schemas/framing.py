@@ -77,6 +77,11 @@ class _FramedEncoder:
         self._parsed = schema.parsed
         self._header = header
 
+    @property
+    def header(self) -> bytes:
+        """The framing bytes written before every body (magic + fingerprint, or magic + registry id)."""
+        return self._header
+
     def __call__(self, record: Mapping[str, Any]) -> bytes:
         """The framed encoding of ``record``.
 

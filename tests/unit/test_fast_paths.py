@@ -1,0 +1,287 @@
+"""The fast paths give exactly what the straightforward path gives.
+
+The reference below is the plain way to score: fastavro decodes every message with full writer -> reader
+resolution, the application hash reads fields one ``get`` at a time, features are built one event at a time,
+every model predicts, reasons come from XGBoost's approximate contributions, a result record (dicts) is built
+and fastavro encodes it. The engine's batch path (decode without resolution for an added-fields writer,
+column-wise features and results, bytes written by ``ResultWriter``) must produce the same bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+import random
+import re
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+import pytest
+from fastavro import schemaless_reader
+
+from consumer.dedup import ACTIVITY_FIELDS, APPLICANT_FIELDS, RecentScores, application_hash
+from consumer.engine import ScoringEngine
+from consumer.result_writer import ResultWriter, avro_string, zigzag_varint
+from consumer.validation import check_event
+from models.artifacts import BankModel, ModelSet
+from models.features import FeatureFrame, build_features
+from producer_tools.poison import poison_kinds
+from producer_tools.publisher import event_encoders, event_messages
+from producer_tools.world import generate
+from schemas import EventDecoder, ResultDecoder, SingleObjectEncoder, load_catalog
+from schemas.catalog import SchemaVersion
+from schemas.errors import InvalidEventError
+
+CATALOG = load_catalog()
+READER = CATALOG.application_event_latest
+RESULT_ENCODER = SingleObjectEncoder(CATALOG.score_result)
+CONFIG_HASH = "0123456789ab"
+CLOCK = 1_790_000_000.123456
+EVENTS = 10_000
+SERVICE_DECODER = EventDecoder(CATALOG)
+
+
+@pytest.fixture(scope="module")
+def payloads() -> list[bytes | None]:
+    """10,000 messages: v1 and v2 writers in turn, 2% malformed (every kind but the 900 KB one), and 200
+    resubmissions of earlier applications (new ids, same content) so the cache of recent scores is used."""
+    events = generate(EVENTS - 200, seed=31, schema_version="v2").events
+    rng = random.Random(5)
+    for original in rng.sample(events, 200):
+        twin = copy.deepcopy(original) | {"event_id": f"6f1c7d0e-3a55-4c1b-9a0e-{rng.randrange(10**12):012d}"}
+        events.append(twin | {"application_id": f"app-twin-{rng.randrange(10**9)}"})
+    kinds = [k for k in poison_kinds() if k.name != "huge_string"]
+    messages = event_messages(events, event_encoders("mixed"), bad_ratio=0.02, seed=3, kinds=kinds)
+    return [m.value for m in messages]
+
+
+# --- the straightforward path ----------------------------------------------------------------------------
+
+
+def reference_decode(payload: bytes | None) -> dict[str, Any]:
+    """Full fastavro resolution of every writer, through the decoder's own framing checks."""
+    record = SERVICE_DECODER.decode(payload)  # framing, errors and trailing-byte checks as the service
+    assert payload is not None
+    writer = CATALOG.by_fingerprint(payload[2:10])
+    assert writer is not None
+    resolved = schemaless_reader(BytesIO(payload[10:]), writer.parsed, READER.parsed)
+    assert repr(resolved) == repr(record)  # repr: NaN (a poison kind) equals itself there
+    return resolved  # type: ignore[return-value]
+
+
+def reference_hash(event: dict[str, Any]) -> str:
+    applicant, activity = event["applicant"], event["activity"]
+    content = (
+        tuple(applicant.get(f) for f in APPLICANT_FIELDS),
+        tuple(activity.get(f) for f in ACTIVITY_FIELDS),
+        event["occurred_at"].date(),
+    )
+    return hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
+
+
+def reference_scores(models: ModelSet, events: list[dict[str, Any]], top_k: int) -> list[dict[str, Any]]:
+    """Features one event at a time; each model once over the stacked rows; reasons per explained bank."""
+    frame = FeatureFrame(np.vstack([build_features([e]).matrix for e in events]))
+    bank_p = np.column_stack([b.probability(frame.columns(b.features)) for b in models.banks])
+    lead_p = models.lead.probability(frame.columns(models.lead.features).astype(np.float64))
+    best = [_best(bank_p[row].tolist(), models) for row in range(len(events))]
+    explained = np.array([b if b is not None else int(np.argmax(bank_p[row])) for row, b in enumerate(best)])
+    contribs: dict[int, np.ndarray] = {}
+    for j, bank in enumerate(models.banks):  # one contributions call per explained bank, as the service does
+        rows = np.flatnonzero(explained == j)
+        if rows.size:
+            contribs |= dict(zip(rows.tolist(), bank.contributions(frame.columns(bank.features)[rows]), strict=True))
+    out = []
+    for row in range(len(events)):
+        p, bank = bank_p[row].tolist(), models.banks[explained[row]]
+        top = np.argsort(-np.abs(contribs[row]))[:top_k].tolist()
+        lead = float(lead_p[row])
+        out.append({
+            "lead": {"score": round(1000 * lead), "probability": lead, "model_version": models.lead.version},
+            "banks": [{"bank": b.name, "probability": p[j], "approved": p[j] >= b.threshold, "model_version": b.version}
+                      for j, b in enumerate(models.banks)],
+            "best_offer": None if (b := best[row]) is None else models.banks[b].name,
+            "reasons": [{"feature": bank.features[f], "contribution": float(contribs[row][f])} for f in top],
+        })  # fmt: skip
+    return out
+
+
+def _best(p: list[float], models: ModelSet) -> int | None:
+    """The approved bank with the highest probability (the first of equal maxima), None when none approves."""
+    offers = [j for j, b in enumerate(models.banks) if p[j] >= b.threshold]
+    return max(offers, key=lambda j: (p[j], -j)) if offers else None
+
+
+def reference_value(event: dict[str, Any], scores: dict[str, Any]) -> bytes:
+    record = {
+        "event_id": str(event["event_id"]),
+        "application_id": event["application_id"],
+        "lead_id": event["lead_id"],
+        "application_hash": reference_hash(event),
+        "event_time": event["occurred_at"],
+        "scored_at": dt.datetime.fromtimestamp(CLOCK, dt.UTC),
+        **scores,
+        "config_hash": CONFIG_HASH,
+    }
+    return RESULT_ENCODER(record)
+
+
+def fast_engine(models: ModelSet, top_k: int = 3) -> ScoringEngine:
+    return ScoringEngine(models, EventDecoder(CATALOG), RESULT_ENCODER, config_hash=CONFIG_HASH, reasons=top_k,
+                         recent=RecentScores(100_000), clock=lambda: CLOCK)  # fmt: skip
+
+
+# --- the tests -------------------------------------------------------------------------------------------
+
+
+def test_ten_thousand_events_score_to_the_same_bytes_as_the_straightforward_path(
+    model_set: ModelSet, payloads: list[bytes | None]
+) -> None:
+    engine = fast_engine(model_set)
+    assert engine._writer is not None  # the fast writer is what is under test
+    scored: dict[int, bytes] = {}
+    rejected: dict[int, tuple[str, str]] = {}
+    for start in range(0, len(payloads), 1000):
+        outcome = engine.score_batch(payloads[start : start + 1000])
+        scored |= {start + s.index: s.value for s in outcome.scored}
+        rejected |= {start + r.index: (r.error.reason, _scrubbed(r.error)) for r in outcome.rejected}
+    assert len(scored) + len(rejected) == len(payloads) and len(scored) > 9000
+    events: dict[int, dict[str, Any]] = {}
+    for index, payload in enumerate(payloads):
+        try:
+            event = reference_decode(payload)
+            check_event(event)
+        except InvalidEventError as exc:
+            assert rejected[index] == (exc.reason, _scrubbed(exc))
+            continue
+        events[index] = event
+    assert set(events) == set(scored)
+    scores = reference_scores(model_set, list(events.values()), 3)
+    for (index, event), expected in zip(events.items(), scores, strict=True):
+        assert scored[index] == reference_value(event, expected), f"message {index}"
+
+
+def test_score_events_records_match_the_batch_bytes(model_set: ModelSet, payloads: list[bytes | None]) -> None:
+    sample = [p for p in payloads[:400] if p and p[:2] == b"\xc3\x01"]
+    events = [e for e in EventDecoder(CATALOG).decode_batch(sample).records if e is not None]
+    events = [e for e in events if _valid(e)]
+    records = fast_engine(model_set).score_events(events)
+    values = [s.value for s in fast_engine(model_set).score_batch([RESULT_ENCODER_V2(e) for e in events]).scored]
+    assert [RESULT_ENCODER(r) for r in records] == values
+
+
+RESULT_ENCODER_V2 = SingleObjectEncoder(READER)
+
+
+def _scrubbed(error: Exception) -> str:
+    """The error text without object addresses (fastavro names its buffer in some messages)."""
+    return re.sub(r" at 0x[0-9a-f]+", "", str(error))
+
+
+def _valid(event: dict[str, Any]) -> bool:
+    try:
+        check_event(event)
+    except InvalidEventError:
+        return False
+    return True
+
+
+def test_no_reasons_and_short_banks_write_the_same_bytes(model_set: ModelSet, payloads: list[bytes | None]) -> None:
+    """``reasons: 0`` and a bank with fewer features than reasons (it gives fewer) through both paths."""
+    short = _two_feature_bank()
+    models = ModelSet((*model_set.banks, short), model_set.lead, model_set.manifest)
+    batch = payloads[:300]
+    for top_k in (0, 3):
+        fast = fast_engine(models, top_k).score_batch(batch)
+        plain = ScoringEngine(models, EventDecoder(CATALOG), lambda r: RESULT_ENCODER(r), config_hash=CONFIG_HASH,
+                              reasons=top_k, clock=lambda: CLOCK).score_batch(batch)  # fmt: skip
+        assert [s.value for s in fast.scored] == [s.value for s in plain.scored]
+    results = [ResultDecoder(CATALOG).decode(s.value) for s in fast.scored]
+    assert any(r["best_offer"] == "bank_zz" and len(r["reasons"]) == 2 for r in results)  # the padded case ran
+
+
+def _two_feature_bank() -> BankModel:
+    import xgboost as xgb
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 2)).astype(np.float32)
+    booster = xgb.train({"max_depth": 2, "nthread": 1}, xgb.DMatrix(x, label=(x[:, 0] > 0).astype(float)), 3)
+    return BankModel("bank_zz", "bank_zz-1", ("income", "age_years"), 0.01, booster, (1.0, 0.0))
+
+
+@pytest.mark.parametrize("value", [0, 1, -1, 63, 64, -65, 2**31, -(2**31), 1_790_000_000_123, -(2**62)])
+def test_zigzag_varint_matches_fastavro(value: int) -> None:
+    from fastavro import schemaless_writer
+
+    buffer = BytesIO()
+    schemaless_writer(buffer, {"type": "long"}, value)
+    assert zigzag_varint(value) == buffer.getvalue()
+
+
+@pytest.mark.parametrize("text", ["", "a", "x" * 63, "x" * 64, "é" * 40, "лид" * 50])
+def test_avro_string_matches_fastavro(text: str) -> None:
+    from fastavro import schemaless_writer
+
+    buffer = BytesIO()
+    schemaless_writer(buffer, {"type": "string"}, text)
+    assert avro_string(text) == buffer.getvalue()
+
+
+def test_the_writer_applies_only_to_the_result_schema_it_knows(model_set: ModelSet) -> None:
+    assert ResultWriter.for_encoder(RESULT_ENCODER, model_set, "c") is not None
+    assert ResultWriter.for_encoder(lambda r: b"", model_set, "c") is None
+    raw = json.loads(CATALOG.score_result.schema_str)
+    raw["fields"].append({"name": "extra", "type": ["null", "string"], "default": None})
+    other = SingleObjectEncoder(SchemaVersion.parse(json.dumps(raw), "score_result.v2"))
+    assert ResultWriter.for_encoder(other, model_set, "c") is None
+
+
+def test_application_hash_is_the_field_by_field_hash(payloads: list[bytes | None]) -> None:
+    events = [e for e in EventDecoder(CATALOG).decode_batch(payloads[:2000]).records if e is not None]
+    assert [application_hash(e) for e in events] == [reference_hash(e) for e in events]
+    partial = copy.deepcopy(events[0])
+    del partial["applicant"]["position"], partial["activity"]["occupation"]
+    assert application_hash(partial) == reference_hash(partial)
+
+
+def test_an_added_fields_writer_decodes_as_fastavro_resolves_it(payloads: list[bytes | None]) -> None:
+    v1 = CATALOG.get("application_event.v1")
+    decoder = EventDecoder(CATALOG)
+    v1_payloads = [p for p in payloads if p and p[2:10] == v1.fingerprint][:500]
+    for payload in v1_payloads:
+        try:
+            record = decoder.decode(payload)
+        except InvalidEventError:
+            continue
+        resolved = schemaless_reader(BytesIO(payload[10:]), v1.parsed, READER.parsed)
+        assert repr(record) == repr(resolved)  # same values (NaN included) in the reader's field order
+
+
+def test_a_writer_that_changes_a_type_is_still_resolved_by_fastavro() -> None:
+    raw = json.loads(READER.schema_str)
+    for f in raw["fields"]:
+        if f["name"] == "merchant_region":
+            f["type"] = ["null", "string", "int"]  # a new branch: not an added field, so fastavro resolves
+    writer = SchemaVersion.parse(json.dumps(raw), "application_event.v9")
+    decoder = EventDecoder(_catalog_with(writer), reader_schema=READER)
+    event = generate(1, seed=2, schema_version="v2").events[0]
+    payload = SingleObjectEncoder(writer)(event | {"merchant_region": "RU-SPE"})
+    assert decoder.decode(payload) == schemaless_reader(BytesIO(payload[10:]), writer.parsed, READER.parsed)
+    with pytest.raises(InvalidEventError, match="schema mismatch"):  # an int has no branch in the reader
+        decoder.decode(SingleObjectEncoder(writer)(event | {"merchant_region": 77}))
+
+
+def _catalog_with(extra: SchemaVersion) -> Any:
+    from schemas.catalog import SchemaCatalog
+
+    versions = {v.label: v for v in CATALOG}
+    return SchemaCatalog(versions | {extra.label: extra})
+
+
+def test_fixtures_cover_both_writers_and_malformed_messages(payloads: list[bytes | None]) -> None:
+    fingerprints = {p[2:10] for p in payloads if p and p[:2] == b"\xc3\x01"}
+    assert {CATALOG.get("application_event.v1").fingerprint, READER.fingerprint} <= fingerprints
+    assert len(payloads) == EVENTS
