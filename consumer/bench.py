@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumer.engine import ScoringEngine
+from consumer.engine import ScoringEngine, quiet_collector
 
 _LENGTH = struct.Struct(">I")
 _NONE = 0xFFFFFFFF  # the length that marks a message without a value (a tombstone)
@@ -113,6 +113,7 @@ def measure_engine(
     """
     make_engine().score_batch(values[:batch_size])
     engine = make_engine()
+    quiet_collector()  # as the run loop does once its engine is built
     result = EngineMeasurement(0, 0, 0, 0, 0.0, batch_size, trees=trees_per_bank(engine))
     stage_seconds: dict[str, float] = {}
     model_seconds: dict[str, float] = {}

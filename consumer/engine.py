@@ -13,10 +13,11 @@ writer does not know.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -65,14 +66,27 @@ class BatchOutcome:
     model_seconds: dict[str, float] = field(default_factory=dict)  # the predict stage, per model
 
 
-class _Cached:
-    """A recent application's scores: as plain values (records path) and/or as result bytes (batch path)."""
+class _Cached(NamedTuple):
+    """A recent application's scores: as plain values (records path) or as result bytes (batch path).
 
-    __slots__ = ("block", "row")
+    A tuple of bytes and None is left alone by the garbage collector, so a full cache costs no collection time.
+    """
 
-    def __init__(self, row: RowScores | None = None, block: bytes | None = None) -> None:
-        self.row = row
-        self.block = block
+    row: RowScores | None
+    block: bytes | None
+
+
+def quiet_collector() -> None:
+    """Tune the garbage collector for a worker that scores batches, once its models are loaded.
+
+    Everything alive now (modules, models, schemas) is frozen out of the collector's sight, and young objects
+    are collected every 50,000 allocations instead of 700: a batch allocates tens of thousands of short-lived
+    dicts that reference counting frees anyway, and scanning them dozens of times per batch cost a fifth of
+    the decode time.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 class ScoringEngine:

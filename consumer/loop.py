@@ -17,7 +17,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.delivery import BatchPublisher
-from consumer.engine import BatchOutcome, ScoringEngine
+from consumer.engine import BatchOutcome, ScoringEngine, quiet_collector
 from consumer.logs import KAFKA_LOG
 from consumer.observer import LoopObserver, NullObserver
 from consumer.offsets import InFlightBatch, OffsetTracker
@@ -52,6 +52,7 @@ class ScoringLoop:
     def run(self) -> None:
         """Consume until ``request_stop()``; then drain and leave the group. Raises only on fatal Kafka errors."""
         self.observer.models_loaded(self.engine.models)
+        quiet_collector()
         consumer, producer = self._connect()
         try:
             consumer.subscribe([self.settings.topics.input], on_assign=self._on_assign, on_revoke=self._on_revoke,

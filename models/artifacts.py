@@ -55,7 +55,9 @@ class BankModel:
         """Approximate (Saabas) per-feature contributions to the calibrated log-odds; one tree walk per row."""
         import xgboost as xgb
 
-        contribs = self.booster.predict(xgb.DMatrix(x, missing=np.nan), pred_contribs=True, approx_contribs=True)
+        # nthread=1: an OpenMP team would spin between batches and take a core from the other workers and the broker
+        matrix = xgb.DMatrix(x, missing=np.nan, nthread=1)
+        contribs = self.booster.predict(matrix, pred_contribs=True, approx_contribs=True)
         return self.calibration[0] * contribs[:, :-1]  # the last column is the bias
 
 
