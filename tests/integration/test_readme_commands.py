@@ -120,6 +120,22 @@ def test_make_targets_exist() -> None:
             assert argv[1] in targets, f"`{command}`: no such target in the Makefile"
 
 
+def _anchors(markdown: Path) -> set[str]:
+    headings = re.findall(r"^#+ (.+)$", markdown.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_readme_links_resolve() -> None:
+    for target in re.findall(r"\]\(([^)\s]+)\)", README.read_text(encoding="utf-8")):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        document = ROOT / path if path else README
+        assert document.exists(), f"README links to {path}, which does not exist"
+        if anchor:
+            assert anchor in _anchors(document), f"README links to {target}: no such heading"
+
+
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A working directory that looks like the repository root for reading, and keeps what commands write."""
