@@ -1,0 +1,33 @@
+"""The fault suite's table: every scenario adds a row; the terminal summary prints them all at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.integration.faults.support import INPUT_PARTITIONS, TABLE, format_table
+from tests.integration.harness import Lanes
+
+COMMAND = "make test-faults  # pytest -q -m faults -s tests/integration"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "soak: long-running (minutes); deselect with -m 'not soak'")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not TABLE:
+        return
+    terminalreporter.section("fault suite: every produced event scored or dead-lettered")
+    terminalreporter.write_line(COMMAND)
+    terminalreporter.write_line("")
+    for line in format_table(TABLE):
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def lanes(kafka_bootstrap: str, make_topic: Callable[..., str], unique_group: Callable[[], str]) -> Lanes:
+    """Fresh topics for one scenario: 6 input partitions (room for a rebalance), 3 output, 1 dead-letter."""
+    return Lanes(kafka_bootstrap, make_topic(INPUT_PARTITIONS, "in"), make_topic(3, "out"), make_topic(1, "dlq"),
+                 unique_group())  # fmt: skip

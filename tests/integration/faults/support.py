@@ -1,0 +1,378 @@
+"""What the fault scenarios share: feeding events, reading outcomes back, the conservation check, the table.
+
+The conservation check is the point of every scenario: each produced message must end as a score result (found
+by its ``event_id``) or a dead letter (found by the source partition and offset in its headers). Lost messages
+fail the scenario; duplicates (at-least-once re-deliveries) are counted and bounded by each scenario.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from producer_tools.world import generate
+from schemas.dead_letter import DeadLetterInfo
+from tests.integration.harness import ENCODE_V2, Lanes, ScorerProcess
+
+SINGLE_OBJECT_HEADER = 10
+INPUT_PARTITIONS = 6
+_METRICS_LINE = re.compile(r"metrics on http://([^:/\s]+):(\d+)/metrics")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the fault table."""
+
+    scenario: str
+    produced: int
+    scored: int
+    dead_lettered: int
+    duplicates: int
+    lost: int
+    seconds: float
+    note: str = ""
+
+
+TABLE: list[Row] = []  # filled by the scenarios, printed by the conftest's terminal summary
+
+
+def format_table(rows: Sequence[Row]) -> list[str]:
+    """The rows as a Markdown table."""
+    lines = [
+        "| scenario | produced | scored | dead-lettered | duplicates | lost | seconds | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.scenario} | {r.produced:,} | {r.scored:,} | {r.dead_lettered:,} | {r.duplicates:,} | "
+            f"{r.lost:,} | {r.seconds:.0f} | {r.note} |"
+        )
+    return lines
+
+
+# --- messages and where they landed -----------------------------------------------------------------------------
+
+
+def read_event_id(value: bytes) -> str:
+    """The ``event_id`` of a single-object framed event or score result (both schemas put it first).
+
+    Reading the first string by hand is ~50x faster than a full Avro decode, which matters at 1,000,000 results.
+    """
+    shift, raw, pos = 0, 0, SINGLE_OBJECT_HEADER
+    while True:
+        byte = value[pos]
+        raw |= (byte & 0x7F) << shift
+        pos += 1
+        if not byte & 0x80:
+            break
+        shift += 7
+    length = (raw >> 1) ^ -(raw & 1)
+    return value[pos : pos + length].decode("utf-8")
+
+
+def pairs(messages: Iterable[tuple[bytes, bytes, str]]) -> list[tuple[bytes | None, bytes | None]]:
+    return [(key, value) for key, value, _ in messages]
+
+
+def valid_messages(count: int, seed: int) -> list[tuple[bytes, bytes, str]]:
+    """(key, value, event_id) of ``count`` distinct world events, single-object framed."""
+    out = []
+    for event in generate(count, seed=seed).events:
+        out.append((event["application_id"].encode(), ENCODE_V2(event), str(event["event_id"])))
+    return out
+
+
+def stream_messages(total: int, seed: int, chunk: int = 50_000) -> Iterator[tuple[bytes, bytes, str]]:
+    """Like ``valid_messages`` but generated lazily in chunks, so a million never sit in memory at once."""
+    done = 0
+    while done < total:
+        n = min(chunk, total - done)
+        yield from valid_messages(n, seed * 1000 + done // chunk)
+        done += n
+
+
+@dataclass
+class Delivered:
+    """Where each produced message landed: (partition, offset) -> its index in the produced sequence."""
+
+    positions: dict[tuple[int, int], int] = field(default_factory=dict)
+    failed: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.positions)
+
+
+def produce_tracked(
+    bootstrap: str,
+    topic: str,
+    items: Iterable[tuple[bytes | None, bytes | None]],
+    *,
+    rate: float = 0.0,
+    stop: threading.Event | None = None,
+) -> Delivered:
+    """Produce (key, value) pairs, at most ``rate`` per second (0: unpaced), recording where each landed.
+
+    Delivery must survive a paused broker, so the message timeout is longer than any outage a scenario makes.
+    """
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 10,
+                         "message.timeout.ms": 180_000, "queue.buffering.max.messages": 200_000})  # fmt: skip
+    delivered = Delivered()
+
+    def on_delivery(index: int) -> Callable[[KafkaError | None, Message], None]:
+        def report(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                delivered.failed += 1
+            else:
+                delivered.positions[(msg.partition() or 0, msg.offset() or 0)] = index
+
+        return report
+
+    started = time.monotonic()
+    for index, (key, value) in enumerate(items):
+        if stop is not None and stop.is_set():
+            break
+        if rate and (ahead := index / rate - (time.monotonic() - started)) > 0:
+            producer.poll(ahead)
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=on_delivery(index))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(200)
+    assert delivered.failed == 0, f"the test producer could not deliver {delivered.failed} message(s)"
+    return delivered
+
+
+class Feeder:
+    """``produce_tracked`` in a background thread, so a scenario can act while events flow."""
+
+    def __init__(self, bootstrap: str, topic: str, items: Sequence[tuple[bytes | None, bytes | None]], rate: float):
+        self.expected = len(items)
+        self._stop = threading.Event()
+        self._result: Delivered | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(bootstrap, topic, items, rate), daemon=True)
+
+    def _run(self, bootstrap: str, topic: str, items: Sequence[tuple[bytes | None, bytes | None]], rate: float) -> None:
+        try:
+            self._result = produce_tracked(bootstrap, topic, items, rate=rate, stop=self._stop)
+        except BaseException as exc:  # re-raised in join(), in the test's thread
+            self._error = exc
+
+    def __enter__(self) -> Feeder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def join(self, timeout: float = 300.0) -> Delivered:
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None, f"the feeder did not finish within {timeout} s"
+        return self._result
+
+
+def scan(bootstrap: str, topic: str, handle: Callable[[Message], None], idle: float = 1.5) -> None:
+    """Call ``handle`` on every message of ``topic`` from the beginning, until every partition is at its end.
+
+    Fetch responses are what counts here (the local broker's ListOffsets is wrong for multi-record batches).
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"faults-reader-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50})  # fmt: skip
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        pending, last = set(partitions), time.monotonic()
+        while pending and time.monotonic() - last < idle:
+            for message in consumer.consume(1000, 0.2):
+                last = time.monotonic()
+                error = message.error()
+                if error is None:
+                    handle(message)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(message.partition() or 0)
+                else:
+                    raise AssertionError(f"reading {topic}: {error}")
+    finally:
+        consumer.close()
+
+
+@dataclass
+class Outcomes:
+    """What the scorer wrote: score results per event_id, dead letters per source (partition, offset)."""
+
+    scored: collections.Counter[str] = field(default_factory=collections.Counter)
+    dead: collections.Counter[tuple[int, int]] = field(default_factory=collections.Counter)
+    reasons: dict[tuple[int, int], DeadLetterInfo] = field(default_factory=dict)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(self.scored.values()) - len(self.scored) + sum(self.dead.values()) - len(self.dead)
+
+
+def read_outcomes(lanes: Lanes) -> Outcomes:
+    outcomes = Outcomes()
+
+    def result(message: Message) -> None:
+        outcomes.scored[read_event_id(message.value() or b"")] += 1
+
+    def dead_letter(message: Message) -> None:
+        info = DeadLetterInfo.from_headers(message.headers())
+        assert info.topic == lanes.input, f"a dead letter names source topic {info.topic!r}"
+        outcomes.dead[(info.partition, info.offset)] += 1
+        outcomes.reasons[(info.partition, info.offset)] = info
+
+    scan(lanes.bootstrap, lanes.output, result)
+    scan(lanes.bootstrap, lanes.dlq, dead_letter)
+    return outcomes
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What must come out: these event_ids scored, and a dead letter with this reason at these input positions."""
+
+    scored: frozenset[str]
+    dead: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    @property
+    def produced(self) -> int:
+        return len(self.scored) + len(self.dead)
+
+
+def conservation(scenario: str, expected: Expected, outcomes: Outcomes, seconds: float, note: str = "") -> Row:
+    """Compare, record the row in the table, and fail on any loss, stray output or wrong dead-letter reason."""
+    missing_scores = expected.scored - outcomes.scored.keys()
+    missing_dead = expected.dead.keys() - outcomes.dead.keys()
+    row = Row(
+        scenario,
+        produced=expected.produced,
+        scored=len(expected.scored & outcomes.scored.keys()),
+        dead_lettered=len(expected.dead.keys() & outcomes.dead.keys()),
+        duplicates=outcomes.duplicates,
+        lost=len(missing_scores) + len(missing_dead),
+        seconds=seconds,
+        note=note,
+    )
+    TABLE.append(row)
+    print(f"\n[{scenario}] produced={row.produced} scored={row.scored} dead-lettered={row.dead_lettered} "
+          f"duplicates={row.duplicates} lost={row.lost} in {seconds:.0f} s {note}")  # fmt: skip
+    assert row.lost == 0, (
+        f"{scenario}: lost {sorted(missing_scores)[:5]} and dead letters at {sorted(missing_dead)[:5]}"
+    )
+    stray = outcomes.scored.keys() - expected.scored
+    assert not stray, f"{scenario}: results for events nobody produced (or that should be dead letters): {stray}"
+    stray_dead = outcomes.dead.keys() - expected.dead.keys()
+    assert not stray_dead, f"{scenario}: dead letters for positions that should be scored: {sorted(stray_dead)[:5]}"
+    wrong = {pos: (want, outcomes.reasons[pos].reason) for pos, want in expected.dead.items()
+             if outcomes.reasons[pos].reason != want}  # fmt: skip
+    assert not wrong, f"{scenario}: dead letters with the wrong reason (expected, got): {wrong}"
+    return row
+
+
+# --- processes ------------------------------------------------------------------------------------------------
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (read from /proc, no psutil needed)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def worker_pids(scorer: ScorerProcess) -> list[int]:
+    """The scorer's worker processes (spawned interpreters), leaving out multiprocessing's helpers."""
+    assert scorer.process is not None
+    pids = []
+    for pid in child_pids(scorer.process.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            pids.append(pid)
+    return sorted(pids)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` (VmRSS in /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def telemetry_url(scorer: ScorerProcess, timeout: float = 30.0) -> str:
+    """``http://host:port`` of the scorer's metrics and health endpoints, read from its log."""
+    scorer.wait_for_log("metrics on http://", timeout)
+    match = _METRICS_LINE.search(scorer.log)
+    assert match, scorer.log[-2000:]
+    host = "127.0.0.1" if match.group(1) in ("0.0.0.0", "::") else match.group(1)
+    return f"http://{host}:{match.group(2)}"
+
+
+def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
+    """(status, body) of a GET; a refused or timed-out connection is status 0."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except (urllib.error.URLError, TimeoutError, ConnectionError):
+        return 0, ""
+
+
+def committed_total(lanes: Lanes, partitions: int = INPUT_PARTITIONS) -> int:
+    """Sum of the group's committed input offsets (what a replacement member would start from)."""
+    # Never subscribes, so it never joins (or disturbs) the group it reads.
+    consumer = Consumer({"bootstrap.servers": lanes.bootstrap, "group.id": lanes.group, "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(lanes.input, p) for p in range(partitions)], timeout=10)
+    finally:
+        consumer.close()
+    return sum(tp.offset for tp in committed if tp.offset >= 0)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, scorer: ScorerProcess | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if scorer is not None:
+            assert scorer.process and scorer.process.poll() is None, f"scorer exited:\n{scorer.log[-3000:]}"
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s" + (
+            f"; scorer log:\n{scorer.log[-3000:]}" if scorer else ""
+        )
+        time.sleep(0.2)
+
+
+def count_topic(bootstrap: str, topic: str) -> int:
+    """Messages in ``topic``, counted by reading it (quick: stops half a second after the last one)."""
+    seen = 0
+
+    def tally(_: Message) -> None:
+        nonlocal seen
+        seen += 1
+
+    scan(bootstrap, topic, tally, idle=0.5)
+    return seen
