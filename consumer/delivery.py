@@ -2,7 +2,9 @@
 
 A delivery that fails after the producer's own retries (``delivery.timeout.ms``) is produced again, so a
 long broker outage delays results but never loses them: the input offset is only stored once the retry
-is acknowledged.
+is acknowledged. Some failures leave the producer itself unable to deliver anything again (fenced after its
+messages timed out, or a fatal error): re-producing through it would fail forever, so the publisher swaps in
+a new producer (when given a way to make one) and re-produces through that.
 """
 
 from __future__ import annotations
@@ -22,17 +24,26 @@ from schemas.dead_letter import DeadLetterInfo
 log = logging.getLogger(__name__)
 _OnDelivery = Callable[[KafkaError | None, Message], None]
 _RETRY_PAUSE_S = 1.0
+_DRAIN_S = 5.0
+# After these, this producer instance delivers nothing more (seen when an outage made messages time out and
+# the broker fenced the producer's bumped epoch); a new producer gets a new id and delivers again.
+_PRODUCER_GONE = {KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError._FENCED,
+                  KafkaError._FATAL}  # fmt: skip
 
 
 class BatchPublisher:
     """Produces what a batch turned into and tracks its acknowledgements."""
 
-    def __init__(self, producer: Producer, output_topic: str, dlq_topic: str) -> None:
-        self._producer = producer
+    def __init__(
+        self, producer: Producer, output_topic: str, dlq_topic: str, renew: Callable[[], Producer] | None = None
+    ) -> None:
+        self.producer = producer
+        self._renew = renew  # makes a replacement for a producer that can no longer deliver; None = never
         self._output = output_topic
         self._dlq = dlq_topic
         self._retries: list[tuple[Message, _OnDelivery]] = []
         self._last_failure_log = 0.0
+        self._gone: KafkaError | None = None
 
     def publish(self, batch: InFlightBatch, messages: Sequence[Message], outcome: BatchOutcome) -> None:
         """Produce every result and dead letter of ``outcome`` (indices point into ``messages``)."""
@@ -54,7 +65,10 @@ class BatchPublisher:
             self._produce(self._dlq, msg.value(), msg.key(), info.headers(), ack)
 
     def retry_failed(self) -> None:
-        """Produce again what failed after the producer's own retries (called from the loop)."""
+        """Produce again what failed after the producer's own retries (called from the loop); first replace
+        the producer if it can no longer deliver."""
+        if self._gone is not None and self._renew is not None:
+            self._replace_producer(self._gone)
         retries, self._retries = self._retries, []
         if retries:
             time.sleep(_RETRY_PAUSE_S)  # the broker is likely down: do not spin
@@ -65,6 +79,16 @@ class BatchPublisher:
     def waiting_retries(self) -> int:
         return len(self._retries)
 
+    def _replace_producer(self, error: KafkaError) -> None:
+        old = self.producer
+        # What the old producer still holds can never be delivered by it: purged, its reports come back as
+        # failures and join the retries, so every batch still hears about each of its messages.
+        old.purge()
+        old.flush(_DRAIN_S)
+        self._gone = None  # the reports just drained were about the old producer
+        self.producer = self._renew() if self._renew is not None else old
+        log.warning("the producer can no longer deliver (%s): re-producing through a new one", error.str())
+
     def _acker(self, batch: InFlightBatch) -> _OnDelivery:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is None:
@@ -72,6 +96,8 @@ class BatchPublisher:
                 return
             batch.failed += 1
             self._retries.append((msg, on_delivery))
+            if err.fatal() or err.code() in _PRODUCER_GONE:
+                self._gone = err
             now = time.monotonic()
             if now - self._last_failure_log > 10:
                 self._last_failure_log = now
@@ -82,7 +108,7 @@ class BatchPublisher:
     def _produce(self, topic: str, value: Any, key: Any, headers: Any, on_delivery: _OnDelivery) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 return
             except BufferError:  # local queue full: serve delivery reports, then try again
-                self._producer.poll(0.05)
+                self.producer.poll(0.05)

@@ -78,18 +78,21 @@ class ScoringLoop:
         if self.exactly_once:
             consumer_conf["enable.auto.commit"] = False
             txn_id = f"{settings.consumer.group_id}-{settings.topics.input}-worker-{self.worker}"
-        producer = Producer(settings.producer_config(txn_id) | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG})
+        producer_conf = settings.producer_config(txn_id) | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
+        producer = Producer(producer_conf)
         if self.exactly_once:
             producer.init_transactions(30)
         self._consumer, self._producer = Consumer(consumer_conf), producer
-        self._publisher = BatchPublisher(producer, settings.topics.output, settings.topics.dlq)
+        # at_least_once: a producer fenced after an outage is replaced (a transactional one never is)
+        renew = None if self.exactly_once else (lambda: Producer(producer_conf))
+        self._publisher = BatchPublisher(producer, settings.topics.output, settings.topics.dlq, renew)
         return self._consumer, producer
 
     def _step(self, consumer: Consumer, producer: Producer) -> None:
         self.observer.heartbeat()
         messages = consumer.consume(self.settings.consumer.batch_size, self.settings.consumer.batch_timeout_s)
-        producer.poll(0)
         assert self._publisher is not None
+        self._publisher.producer.poll(0)  # the publisher's producer: it may have replaced ours
         self._publisher.retry_failed()
         if not self.exactly_once:
             self._release(consumer)
@@ -159,7 +162,7 @@ class ScoringLoop:
         assert self._producer is not None and self._publisher is not None
         deadline = time.monotonic() + timeout
         while self._tracker.in_flight and time.monotonic() < deadline:
-            self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            self._publisher.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
             self._publisher.retry_failed()
         self._release(consumer)
         if self._tracker.in_flight:

@@ -1,0 +1,68 @@
+"""Scenario 2 of the fault suite: the broker hangs for 30 s mid-stream (SIGSTOP), then comes back (SIGCONT).
+
+The scorer must survive it, say so on ``/readyz`` while it lasts, and lose nothing. Deliveries are made to time
+out during the outage (``producer.delivery_timeout_ms`` 10 s) so the re-produce path runs too.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from producer_tools.broker import LocalBroker
+from tests.integration.faults.support import (
+    Expected,
+    Feeder,
+    committed_total,
+    conservation,
+    count_topic,
+    http_get,
+    pairs,
+    produce_tracked,
+    read_outcomes,
+    telemetry_url,
+    valid_messages,
+    wait_until,
+)
+from tests.integration.harness import Lanes, ScorerProcess
+
+pytestmark = pytest.mark.faults
+OUTAGE_S = 30.0
+
+
+def test_broker_paused_for_30_s_mid_stream_loses_nothing(
+    lanes: Lanes, local_broker: LocalBroker, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    backlog, live = valid_messages(40_000, seed=202), valid_messages(20_000, seed=212)
+    messages = backlog + live
+    # A backlog, so the outage catches the scorer with prefetched events to score and results to deliver.
+    produce_tracked(lanes.bootstrap, lanes.input, pairs(backlog))
+    env = {"CRM_SCORER_PRODUCER__DELIVERY_TIMEOUT_MS": "10000"}
+    with (
+        ScorerProcess(lanes, tmp_path, env=env) as scorer,
+        Feeder(lanes.bootstrap, lanes.input, pairs(live), rate=1000) as feeder,
+    ):
+        url = telemetry_url(scorer)
+        wait_until(lambda: http_get(url + "/readyz")[0] == 200, 30, "/readyz 200 before the outage", scorer)
+        wait_until(lambda: count_topic(lanes.bootstrap, lanes.output) > 5000, 60, "5,000 results", scorer)
+        readiness: list[int] = []
+        with local_broker.paused():
+            outage_ends = time.monotonic() + OUTAGE_S
+            while time.monotonic() < outage_ends:
+                readiness.append(http_get(url + "/readyz")[0])
+                assert scorer.process is not None and scorer.process.poll() is None, scorer.log[-3000:]
+                time.sleep(1.0)
+        assert 503 in readiness, f"/readyz stayed ready through the outage: {readiness}"
+        wait_until(lambda: http_get(url + "/readyz")[0] == 200, 90, "/readyz 200 after the outage", scorer)
+        feeder.join()
+        wait_until(lambda: committed_total(lanes) >= len(messages), 180, "every offset committed", scorer)
+        scorer.stop()
+    not_ready = readiness.count(503)
+    print(f"\n/readyz during the outage, once a second: {readiness}")
+    assert "producing it again" in scorer.log, "no delivery timed out: the re-produce path was not exercised"
+    conservation("2. broker paused 30 s mid-stream", Expected(frozenset(m[2] for m in messages)),
+                 read_outcomes(lanes), time.monotonic() - started,
+                 f"/readyz 503 for {not_ready} of {len(readiness)} s of the outage")  # fmt: skip

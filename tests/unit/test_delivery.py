@@ -1,0 +1,103 @@
+"""The batch publisher re-produces failed deliveries, through a new producer once the old one is fenced."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+
+from consumer import delivery
+from consumer.delivery import BatchPublisher
+from consumer.engine import BatchOutcome, ScoredMessage
+from consumer.offsets import InFlightBatch
+
+
+class FakeMessage:
+    def __init__(self, topic: str, value: bytes, key: bytes | None, headers: Any) -> None:
+        self._topic, self._value, self._key, self._headers = topic, value, key, headers
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def headers(self) -> Any:
+        return self._headers
+
+
+class FakeProducer:
+    """Answers every delivery with ``error`` (None = acknowledged) when polled or flushed."""
+
+    def __init__(self, error: KafkaError | None) -> None:
+        self.error = error
+        self.pending: list[tuple[FakeMessage, Callable[..., None]]] = []
+        self.produced = 0
+        self.purged = False
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any = None, on_delivery: Any = None):  # type: ignore[no-untyped-def]
+        self.produced += 1
+        self.pending.append((FakeMessage(topic, value, key, headers), on_delivery))
+
+    def poll(self, timeout: float = 0.0) -> int:
+        pending, self.pending = self.pending, []
+        for msg, on_delivery in pending:
+            on_delivery(self.error, msg)
+        return len(pending)
+
+    def flush(self, timeout: float = 0.0) -> int:
+        self.poll()
+        return 0
+
+    def purge(self) -> None:
+        self.purged = True
+
+
+@pytest.fixture(autouse=True)
+def no_retry_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(delivery, "_RETRY_PAUSE_S", 0.0)
+
+
+def _publish(publisher: BatchPublisher, count: int) -> InFlightBatch:
+    batch = InFlightBatch({("in", 0): count}, pending=count)
+    outcome = BatchOutcome(scored=[ScoredMessage(i, b"app-%d" % i, b"result", 0) for i in range(count)])
+    publisher.publish(batch, [], outcome)
+    return batch
+
+
+def test_a_fenced_producer_is_replaced_and_every_delivery_is_acknowledged_by_the_new_one() -> None:
+    fenced, fresh = FakeProducer(KafkaError(KafkaError.PRODUCER_FENCED)), FakeProducer(None)
+    publisher = BatchPublisher(fenced, "out", "dlq", renew=lambda: fresh)  # type: ignore[arg-type]
+    batch = _publish(publisher, 3)
+    fenced.flush()
+    assert batch.pending == 3 and publisher.waiting_retries == 3
+    publisher.retry_failed()
+    assert fenced.purged and publisher.producer is fresh
+    fresh.flush()
+    assert batch.done and fresh.produced == 3
+
+
+def test_a_timed_out_delivery_is_retried_on_the_same_producer() -> None:
+    producer = FakeProducer(KafkaError(KafkaError._MSG_TIMED_OUT))
+    publisher = BatchPublisher(producer, "out", "dlq", renew=lambda: pytest.fail("not fenced: no new producer"))  # type: ignore[arg-type]
+    batch = _publish(publisher, 2)
+    producer.flush()
+    publisher.retry_failed()
+    assert publisher.producer is producer and producer.produced == 4
+    producer.error = None
+    producer.flush()
+    assert batch.done
+
+
+def test_without_a_way_to_renew_the_fenced_producer_is_kept() -> None:
+    fenced = FakeProducer(KafkaError(KafkaError.PRODUCER_FENCED))
+    publisher = BatchPublisher(fenced, "out", "dlq")  # type: ignore[arg-type]
+    _publish(publisher, 1)
+    fenced.flush()
+    publisher.retry_failed()
+    assert publisher.producer is fenced and not fenced.purged
