@@ -8,7 +8,7 @@ import sys
 from importlib.metadata import entry_points
 from typing import Any
 
-from schemas.errors import ArtifactError, ConfigError
+from schemas.errors import ArtifactError, ConfigError, RegistryUnavailableError
 
 # Modules that contribute subcommands through ``register(subparsers)``.
 _COMMAND_MODULES = [
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ArtifactError) as exc:
         print(f"crm-scorer: {exc}", file=sys.stderr)
         return 2
+    except RegistryUnavailableError as exc:  # at start (registering the result schema): let the supervisor retry
+        print(f"crm-scorer: {exc}; exiting so the supervisor restarts the scorer", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

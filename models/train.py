@@ -49,13 +49,18 @@ class LabelledEvents:
 
     @classmethod
     def from_truth(cls, events: Sequence[dict[str, Any]], truth: Sequence[dict[str, Any]]) -> LabelledEvents:
-        """From per-event truth dicts as ``crm-producer generate --labels`` writes them."""
+        """From per-event truth dicts as ``crm-producer generate --labels`` writes them.
+
+        Real outcomes carry no oracle probability ``p``: then there is no oracle, only outcomes.
+        """
         banks = list(truth[0]["banks"]) if truth else []
         outcomes = {"lead": np.array([t["lead"]["converted"] for t in truth], dtype=np.int8)}
-        oracle = {"lead": np.array([t["lead"]["p"] for t in truth])}
         for bank in banks:
             outcomes[bank] = np.array([t["banks"][bank]["approved"] for t in truth], dtype=np.int8)
-            oracle[bank] = np.array([t["banks"][bank]["p"] for t in truth])
+        if not truth or "p" not in truth[0]["lead"]:
+            return cls(events, outcomes, None)
+        oracle = {"lead": np.array([t["lead"]["p"] for t in truth])}
+        oracle |= {bank: np.array([t["banks"][bank]["p"] for t in truth]) for bank in banks}
         return cls(events, outcomes, oracle)
 
 

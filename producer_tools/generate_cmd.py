@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     """Generate and write the batch; print a one-line summary to stderr."""
     started = time.perf_counter()
     batch = generate(args.count, args.seed, scenario=args.scenario, schema_version=args.schema_version)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8") as out:
         for event, truth in zip(batch.events, batch.truth, strict=True):
             line = to_json_view(event)

@@ -50,7 +50,7 @@ DRIFT = Scenario(
     name="drift",
     income_factor=0.65,
     goods_shares=surge(GOODS_SHARES, vocab.GOODS_CATEGORY.index("Travel"), 0.35),
-    lead_source_shares=surge(LEAD_SOURCE_SHARES, vocab.LEAD_SOURCE.index("Olark Chat"), 0.45),
+    lead_source_shares=surge(LEAD_SOURCE_SHARES, vocab.LEAD_SOURCE.index("Olark Chat"), 0.50),
     jobstart_missing=0.38,
 )
 

@@ -234,7 +234,9 @@ def start_prometheus(prometheus_bin: Path, tmp_path: Path) -> Iterator[Callable[
         config = yaml.safe_load((CONFIGS / "prometheus.yml").read_text())
         config["global"] |= {"scrape_interval": "1s", "evaluation_interval": "1s"}
         config["rule_files"] = [str(CONFIGS / f) for f in config["rule_files"]]
-        config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{scorer_port}"]}]
+        scrape = config["scrape_configs"][0]
+        scrape.pop("dns_sd_configs", None)  # the shipped config discovers replicas by DNS; here one local scorer
+        scrape["static_configs"] = [{"targets": [f"127.0.0.1:{scorer_port}"]}]
         path = tmp_path / "prometheus.yml"
         path.write_text(yaml.safe_dump(config))
         port = free_port()
