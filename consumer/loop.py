@@ -10,6 +10,7 @@ leaves the group.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Sequence
 
@@ -77,7 +78,8 @@ class ScoringLoop:
         txn_id = None
         if self.exactly_once:
             consumer_conf["enable.auto.commit"] = False
-            txn_id = f"{settings.consumer.group_id}-{settings.topics.input}-worker-{self.worker}"
+            # unique per host and worker, stable across restarts: a restarted worker fences its own zombie
+            txn_id = f"{settings.consumer.group_id}-{settings.topics.input}-{socket.gethostname()}-{self.worker}"
         producer_conf = settings.producer_config(txn_id) | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
         producer = Producer(producer_conf)
         if self.exactly_once:
