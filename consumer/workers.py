@@ -1,7 +1,8 @@
 """Running the loop: in this process for one worker, or N worker processes in one consumer group.
 
 Scale-out is the consumer group itself: each worker is an ordinary member, Kafka spreads the partitions. The
-parent only starts the workers, forwards SIGTERM/SIGINT to them, replaces one that dies, and waits.
+parent only starts the workers, forwards SIGTERM/SIGINT to them, replaces one that dies, and waits; a worker
+stops by itself when the parent dies.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,7 +49,23 @@ def run_worker(settings: Settings, worker: int = 0, observer_factory: ObserverFa
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    _stop_when_orphaned(loop, worker)
     loop.run()
+
+
+def _stop_when_orphaned(loop: ScoringLoop, worker: int) -> None:
+    """A worker whose parent died (kill -9) stops like on SIGTERM: an orphan would hold its partitions, score
+    unseen by metrics and health, and double the group when the host is started again."""
+    parent = mp.parent_process()
+    if parent is None:  # one worker runs in the scorer's own process
+        return
+
+    def watch() -> None:
+        parent.join()  # returns once the parent is gone
+        log.warning("worker %d: the parent process is gone; finishing the batch and leaving", worker)
+        loop.request_stop()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run_workers(settings: Settings, observer_factory: ObserverFactory | None = None) -> int:

@@ -107,10 +107,11 @@ class Delivered:
 
     positions: dict[tuple[int, int], int] = field(default_factory=dict)
     failed: int = 0
+    acknowledged: int = 0
 
     @property
     def count(self) -> int:
-        return len(self.positions)
+        return self.acknowledged
 
 
 def produce_tracked(
@@ -120,8 +121,10 @@ def produce_tracked(
     *,
     rate: float = 0.0,
     stop: threading.Event | None = None,
+    track: bool = True,
 ) -> Delivered:
-    """Produce (key, value) pairs, at most ``rate`` per second (0: unpaced), recording where each landed.
+    """Produce (key, value) pairs, at most ``rate`` per second (0: unpaced), recording where each landed
+    (``track``; otherwise only counting them).
 
     Delivery must survive a paused broker, so the message timeout is longer than any outage a scenario makes.
     """
@@ -133,7 +136,9 @@ def produce_tracked(
         def report(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
                 delivered.failed += 1
-            else:
+                return
+            delivered.acknowledged += 1
+            if track:
                 delivered.positions[(msg.partition() or 0, msg.offset() or 0)] = index
 
         return report
@@ -159,16 +164,25 @@ def produce_tracked(
 class Feeder:
     """``produce_tracked`` in a background thread, so a scenario can act while events flow."""
 
-    def __init__(self, bootstrap: str, topic: str, items: Sequence[tuple[bytes | None, bytes | None]], rate: float):
-        self.expected = len(items)
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        items: Iterable[tuple[bytes | None, bytes | None]],
+        rate: float = 0.0,
+        track: bool = True,
+    ) -> None:
         self._stop = threading.Event()
         self._result: Delivered | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(bootstrap, topic, items, rate), daemon=True)
+        args = (bootstrap, topic, items, rate, track)
+        self._thread = threading.Thread(target=self._run, args=args, daemon=True)
 
-    def _run(self, bootstrap: str, topic: str, items: Sequence[tuple[bytes | None, bytes | None]], rate: float) -> None:
+    def _run(
+        self, bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]], rate: float, track: bool
+    ) -> None:
         try:
-            self._result = produce_tracked(bootstrap, topic, items, rate=rate, stop=self._stop)
+            self._result = produce_tracked(bootstrap, topic, items, rate=rate, stop=self._stop, track=track)
         except BaseException as exc:  # re-raised in join(), in the test's thread
             self._error = exc
 
@@ -254,6 +268,12 @@ class Expected:
     @property
     def produced(self) -> int:
         return len(self.scored) + len(self.dead)
+
+
+def record(row: Row) -> Row:
+    """Add a row to the table (scenarios whose check is not conservation, e.g. a refusal at start)."""
+    TABLE.append(row)
+    return row
 
 
 def conservation(scenario: str, expected: Expected, outcomes: Outcomes, seconds: float, note: str = "") -> Row:

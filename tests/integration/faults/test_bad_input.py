@@ -83,6 +83,7 @@ def test_every_poison_kind_gets_its_expected_outcome_and_the_scorer_keeps_runnin
     assert "forged log line" not in scorer.log
     unsafe = [info for info in read_outcomes(lanes).reasons.values() if info.field == "application_id"]
     assert unsafe and all(info.reason in ("invalid_field", "missing_id") for info in unsafe)
+    assert not any("forged" in info.error or "a" * 65 in info.error for info in unsafe), "a header echoes the id"
 
 
 def _fuzzed(value: bytes, rng: random.Random) -> bytes:

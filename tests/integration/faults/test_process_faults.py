@@ -105,3 +105,20 @@ def test_sigterm_during_a_large_backlog_exits_in_time_and_restart_loses_nothing(
     row = conservation("4. SIGTERM during a 100k backlog, restart", Expected(frozenset(m[2] for m in messages)),
                        outcomes, time.monotonic() - started, note)  # fmt: skip
     assert row.duplicates == 0
+
+
+def test_workers_stop_by_themselves_when_their_parent_is_killed(lanes: Lanes, tmp_path: Path) -> None:
+    messages = valid_messages(60_000, seed=210)
+    produce_tracked(lanes.bootstrap, lanes.input, pairs(messages))
+    with ScorerProcess(lanes, tmp_path, "--workers", "2") as scorer:
+        scorer.wait_for_log("worker 0 assigned")
+        scorer.wait_for_log("worker 1 assigned")
+        wait_until(lambda: count_topic(lanes.bootstrap, lanes.output) > 3000, 60, "3,000 results", scorer)
+        workers = worker_pids(scorer)
+        assert scorer.process is not None
+        scorer.process.kill()
+        scorer.process.wait()
+        # An orphan would go on holding partitions, unseen by metrics and health.
+        wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 20, "the orphans to stop")
+    assert scorer.log.count("the parent process is gone") == 2
+    assert committed_total(lanes) == count_topic(lanes.bootstrap, lanes.output), "they committed what they published"
