@@ -59,14 +59,14 @@ class ConsumerSettings(_Section):
     group_id: str = "crm-scorer"
     batch_size: int = Field(1000, ge=1, le=100_000, description="Messages per consume() call and engine batch")
     batch_timeout_s: float = Field(
-        0.005,
+        0.002,
         gt=0,
         le=10,
         description="Longest wait for a batch to fill: under load a batch fills at once, when traffic is light "
         "this is what waiting adds to a message's latency",
     )
     fetch_wait_max_ms: int = Field(
-        10,
+        5,
         ge=0,
         le=10_000,
         description="Longest the broker holds a fetch while no new data arrives (Kafka answers as soon as data "

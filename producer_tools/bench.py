@@ -32,7 +32,15 @@ from typing import Any
 import numpy as np
 from confluent_kafka import KafkaError, Message, Producer
 
-from producer_tools.bench_probe import Lanes, ScorerProcess, committed_total, group_reader, memory_mb, read_back
+from producer_tools.bench_probe import (
+    CpuWatch,
+    Lanes,
+    ScorerProcess,
+    committed_total,
+    group_reader,
+    memory_mb,
+    read_back,
+)
 from producer_tools.broker import BrokerError, free_port
 from producer_tools.poison import poison_kinds
 from producer_tools.publisher import (
@@ -379,21 +387,32 @@ def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[
     ensure_topics(bootstrap, {shared.input: plan.partitions})
     say(f"preloading {shared.input} ({plan.partitions} partitions)")
     preload(bootstrap, shared.input, messages)
+    outside: dict[str, float] = {}  # CPU other processes took during each phase
     say("ceiling: the engine alone, one process, no Kafka")
-    ceiling = measure_ceiling([m.value for m in messages], plan.config, workdir)
+    with CpuWatch() as watch:
+        ceiling = measure_ceiling([m.value for m in messages], plan.config, workdir)
+    outside["ceiling"] = watch.other_percent
     del messages
     say("one worker")
-    one = run_phase(bootstrap, shared, 1, plan.events, plan, workdir)
+    with CpuWatch() as watch:
+        one = run_phase(bootstrap, shared, 1, plan.events, plan, workdir)
+    outside["one_worker"] = watch.other_percent
     say("two workers")
-    two = run_phase(bootstrap, fresh_lanes(run_id, "two", shared.input), 2, plan.events, plan, workdir)
+    with CpuWatch() as watch:
+        two = run_phase(bootstrap, fresh_lanes(run_id, "two", shared.input), 2, plan.events, plan, workdir)
+    outside["two_workers"] = watch.other_percent
     rate = round(one.events_per_s / 2)
     say(f"latency: offering {rate:,} events/s for {plan.latency_seconds:.0f} s")
-    latency = run_latency(bootstrap, run_id, rate, plan, workdir)
+    with CpuWatch() as watch:
+        latency = run_latency(bootstrap, run_id, rate, plan, workdir)
+    outside["latency"] = watch.other_percent
     soak = None
     if plan.soak_events:
         say(f"soak: {plan.soak_events:,} events through one worker")
-        soak = run_soak(bootstrap, run_id, plan, workdir)
-    return report(plan, malformed, ceiling, one, two, latency, soak)
+        with CpuWatch() as watch:
+            soak = run_soak(bootstrap, run_id, plan, workdir)
+        outside["soak"] = watch.other_percent
+    return report(plan, malformed, ceiling, one, two, latency, soak) | {"outside_cpu_percent": outside}
 
 
 def report(

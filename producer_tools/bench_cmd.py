@@ -20,6 +20,7 @@ from typing import Any
 
 QUICK_EVENTS = 20_000
 QUICK_LATENCY_S = 5.0
+OUTSIDE_WARN_PERCENT = 10.0  # of one CPU
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -114,6 +115,11 @@ def table(d: dict[str, Any]) -> str:
         )
     stages = "  ".join(f"{k} {v:.1f}" for k, v in d["stage_us_per_event"].items() if v is not None)
     lines += ["", f"us/event: {stages}"]
+    outside = d.get("outside_cpu_percent") or {}
+    if outside:
+        lines.append("CPU taken by other processes: " + "  ".join(f"{k} {v:.0f}%" for k, v in outside.items()))
+        if max(outside.values()) > OUTSIDE_WARN_PERCENT:
+            lines.append("warning: other processes competed for the CPU; those phases read low")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -203,3 +204,72 @@ class ScorerProcess:
             return self.log_path.read_text(errors="replace").count("revoked")
         except OSError:
             return 0
+
+
+class CpuWatch:
+    """Measures how much CPU processes outside this benchmark used while it ran (a shared 2-core machine
+    makes every number depend on it). Samples every second: the system's busy time minus that of this
+    process and its descendants (the broker, the scorers). Use as a context manager; ``other_percent`` is
+    the average, in percent of one CPU."""
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self.other_percent = 0.0
+        self._other_ticks = 0
+        self._seconds = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-watch", daemon=True)
+
+    def __enter__(self) -> CpuWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        if self._seconds > 0:
+            self.other_percent = 100.0 * self._other_ticks / _TICKS_PER_S / self._seconds
+
+    def _run(self) -> None:
+        system, own, started = _system_busy(), _tree_ticks(os.getpid()), time.monotonic()
+        while not self._stop.wait(self.interval_s):
+            system2, own2, now = _system_busy(), _tree_ticks(os.getpid()), time.monotonic()
+            shared = own.keys() & own2.keys()
+            mine = sum(max(0, own2[p] - own[p]) for p in shared) + sum(own2[p] for p in own2.keys() - own.keys())
+            self._other_ticks += max(0, system2 - system - mine)
+            self._seconds += now - started
+            system, own, started = system2, own2, now
+
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def _system_busy() -> int:
+    """Busy jiffies of all CPUs since boot (user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return user + nice + system + irq + softirq + steal
+
+
+def _tree_ticks(root: int) -> dict[int, int]:
+    """utime + stime of ``root`` and every live descendant, by pid."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in _listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry)
+        parents[pid] = int(stat[1])
+        ticks[pid] = int(stat[11]) + int(stat[12])
+    mine = {}
+    for pid, value in ticks.items():
+        p, hops = pid, 0
+        while p > 1 and p != root and hops < 64:
+            p, hops = parents.get(p, 0), hops + 1
+        if p == root:
+            mine[pid] = value
+    return mine
