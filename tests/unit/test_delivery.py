@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -101,3 +103,22 @@ def test_without_a_way_to_renew_the_fenced_producer_is_kept() -> None:
     fenced.flush()
     publisher.retry_failed()
     assert publisher.producer is fenced and not fenced.purged
+
+
+def test_a_published_batch_is_freed_by_reference_counting_alone() -> None:
+    # A worker runs the cycle collector rarely: a batch kept alive by a reference cycle is a slow leak.
+    gc.disable()
+    try:
+        producer = FakeProducer(KafkaError(KafkaError._MSG_TIMED_OUT))
+        publisher = BatchPublisher(producer, "out", "dlq")  # type: ignore[arg-type]
+        batch = _publish(publisher, 2)
+        producer.flush()
+        publisher.retry_failed()  # through the failure path too
+        producer.error = None
+        producer.flush()
+        assert batch.done
+        freed = weakref.ref(batch)
+        del batch
+        assert freed() is None
+    finally:
+        gc.enable()
