@@ -69,7 +69,8 @@ def test_every_poison_kind_gets_its_expected_outcome_and_the_scorer_keeps_runnin
         samples = _samples(url)
         assert scorer.process is not None and scorer.process.poll() is None, "the scorer exited on poison"
         scorer.stop()
-    row = conservation("5. poison catalogue (16 kinds x 3)", Expected(scored, dead), read_outcomes(lanes),
+    name = f"5. poison catalogue ({len(kinds)} kinds x {PER_KIND})"
+    row = conservation(name, Expected(scored, dead), read_outcomes(lanes),
                        time.monotonic() - started, f"{len(kinds)} kinds, each with its declared outcome")  # fmt: skip
     assert row.duplicates == 0
     reasons = collections.Counter(dead.values())
