@@ -106,7 +106,9 @@ class RecordDecoder:
             try:
                 records[i] = decode(payload)
             except InvalidEventError as exc:
-                errors[i] = exc
+                # Without its traceback: the frames it holds reference this list, a cycle only a full garbage
+                # collection would free; the reason and the message are what a dead letter carries.
+                errors[i] = exc.with_traceback(None)
         return DecodedBatch(records, errors)
 
     def _single_object_plan(self, payload: bytes) -> _ReadPlan:
