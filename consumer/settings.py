@@ -177,13 +177,20 @@ class Settings(BaseSettings):
 
     def producer_config(self, transactional_id: str | None = None) -> dict[str, Any]:
         p = self.producer
-        conf = self.as_librdkafka_dict() | {
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": p.linger_ms,
-            "compression.type": p.compression_type,
-            "delivery.timeout.ms": p.delivery_timeout_ms,
-        }
+        # Results waiting for acknowledgement: librdkafka allows 100,000 / 1 GB; ten batches bound a worker's
+        # memory when the broker slows down (produce() then waits, which is the backpressure wanted).
+        backlog = {"queue.buffering.max.messages": 10 * self.consumer.batch_size, "queue.buffering.max.kbytes": 32_768}
+        conf = (
+            backlog
+            | self.as_librdkafka_dict()
+            | {
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": p.linger_ms,
+                "compression.type": p.compression_type,
+                "delivery.timeout.ms": p.delivery_timeout_ms,
+            }
+        )
         if transactional_id:
             # librdkafka refuses message.timeout.ms above transaction.timeout.ms
             conf |= {"transactional.id": transactional_id, "transaction.timeout.ms": p.delivery_timeout_ms + 10_000}

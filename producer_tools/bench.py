@@ -20,7 +20,6 @@ import json
 import struct
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
@@ -343,19 +342,19 @@ class SoakResult:
 
 
 def run_soak(bootstrap: str, run_id: str, plan: BenchPlan, workdir: Path) -> SoakResult:
-    """One worker over ``plan.soak_events`` produced meanwhile; memory sampled against progress.
+    """One worker over ``plan.soak_events`` preloaded events; its memory sampled against its progress.
 
-    The warm-up covers the first 20% of the events and at least the dedup cache's default capacity (100,000
-    applications), which legitimately grows until it is full.
+    Preloaded, so the worker runs full batches from start to end (a worker that catches up with its producer
+    runs small batches and holds less). The warm-up covers the first 20% of the events and at least the dedup
+    cache's default capacity (100,000 applications), which legitimately grows until it is full.
     """
     lanes = fresh_lanes(run_id, "soak")
     total = plan.soak_events
     ensure_topics(bootstrap, {lanes.input: plan.partitions, lanes.output: plan.partitions, lanes.dlq: 1})
-    producer = threading.Thread(
-        target=publish_messages,
-        args=(bootstrap, lanes.input, workload(total, plan.seed + 15485863, plan.bad_ratio)),
-        daemon=True,
-    )
+    summary = publish_messages(bootstrap, lanes.input, workload(total, plan.seed + 15485863, plan.bad_ratio),
+                               flush_timeout_s=300)  # fmt: skip
+    if summary.failed:
+        raise BrokerError(f"preloading {lanes.input}: {summary.failed} messages not delivered")
     scorer = ScorerProcess(bootstrap, lanes, 1, workdir / f"{lanes.group}.log", plan.config, free_port())
     samples: list[tuple[int, float]] = []
 
@@ -364,13 +363,11 @@ def run_soak(bootstrap: str, run_id: str, plan: BenchPlan, workdir: Path) -> Soa
         if rss is not None and done > 0:
             samples.append((done, rss))
 
-    producer.start()
     try:
         wait_until_done(bootstrap, lanes, total, plan.partitions, scorer, sample)
         sample(total)
     finally:
         scorer.stop()
-        producer.join(60)
     warmup = min(total, max(total // 5, 150_000))
     after = [rss for done, rss in samples if done >= warmup] or [samples[-1][1]]
     peak = max(scorer.peak_rss.values(), default=0.0)
