@@ -22,7 +22,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("fault suite: every produced event scored or dead-lettered")
     terminalreporter.write_line(COMMAND)
     terminalreporter.write_line("")
-    for line in format_table(TABLE):
+    for line in format_table(sorted(TABLE, key=lambda row: row.scenario.split(" ")[0])):
         terminalreporter.write_line(line)
 
 
