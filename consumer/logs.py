@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-# librdkafka's own log lines (connection failures every reconnect) come through here, once a minute per kind
+# librdkafka's own log lines (connection failures every reconnect) come through here, once a minute per client
 KAFKA_LOG = logging.getLogger("librdkafka")
 
 

@@ -131,7 +131,9 @@ def build_features(events: Sequence[dict[str, Any]]) -> FeatureFrame:
         out[:, FEATURE_INDEX[name]] = _codes(frame, name, [r.get(src) for r in sections[section]], values)
     _one_hot(frame, activities)
     _dates_and_ratios(frame, events, applicants)
-    return FeatureFrame(out.astype(np.float32), frame.anomalies)
+    with np.errstate(invalid="ignore", over="ignore"):  # a corrupt but in-range value may not fit float32
+        matrix = out.astype(np.float32)
+    return FeatureFrame(matrix, frame.anomalies)
 
 
 def _floats(rows: list[dict[str, Any]], src: str) -> np.ndarray:
