@@ -10,7 +10,6 @@ from typing import Any
 
 from consumer.dedup import RecentScores
 from consumer.engine import ScoringEngine
-from consumer.scoring import Scores
 from consumer.settings import Settings
 from models.artifacts import load_models
 from schemas import ConfluentEncoder, EventDecoder, SchemaSource, SingleObjectEncoder, load_catalog
@@ -54,5 +53,5 @@ def build_engine(settings: Settings, registry: SchemaSource | None = None) -> Sc
         result_encoder(settings, registry),
         config_hash=settings.config_hash(),
         reasons=settings.models.reasons,
-        recent=RecentScores[Scores](capacity),
+        recent=RecentScores[Any](capacity),
     )
