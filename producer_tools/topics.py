@@ -95,7 +95,7 @@ def count_messages(
         nonlocal count
         count += 1
 
-    _read_from_beginning(bootstrap_servers, topic, tally, timeout, idle, read_committed)
+    scan_topic(bootstrap_servers, topic, tally, timeout, idle, read_committed)
     return count
 
 
@@ -108,7 +108,7 @@ def read_all(
     def keep(message: Message) -> None:
         messages.append(_recorded(message))
 
-    _read_from_beginning(bootstrap_servers, topic, keep, timeout, idle, read_committed)
+    scan_topic(bootstrap_servers, topic, keep, timeout, idle, read_committed)
     return sorted(messages, key=lambda m: (m.partition, m.offset))
 
 
@@ -121,14 +121,18 @@ def _recorded(message: Message) -> RecordedMessage:
     return RecordedMessage(message.key(), message.value(), headers, partition, offset)
 
 
-def _read_from_beginning(
+def scan_topic(
     bootstrap_servers: str,
     topic: str,
     handle: Callable[[Message], None],
-    timeout: float,
-    idle: float,
-    read_committed: bool,
+    timeout: float = 30.0,
+    idle: float = 2.0,
+    read_committed: bool = True,
 ) -> None:
+    """Call ``handle`` on every message of ``topic`` from the beginning; stops and raises as ``count_messages``.
+
+    Ends are taken from fetch responses: the local broker's ListOffsets is wrong for multi-record batches.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,

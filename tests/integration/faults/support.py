@@ -13,13 +13,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from producer_tools.topics import scan_topic
 from producer_tools.world import generate
 from schemas.dead_letter import DeadLetterInfo
 from tests.integration.harness import ENCODE_V2, Lanes, ScorerProcess
@@ -203,29 +203,8 @@ class Feeder:
 
 
 def scan(bootstrap: str, topic: str, handle: Callable[[Message], None], idle: float = 1.5) -> None:
-    """Call ``handle`` on every message of ``topic`` from the beginning, until every partition is at its end.
-
-    Fetch responses are what counts here (the local broker's ListOffsets is wrong for multi-record batches).
-    """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"faults-reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "enable.partition.eof": True,
-                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50})  # fmt: skip
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        pending, last = set(partitions), time.monotonic()
-        while pending and time.monotonic() - last < idle:
-            for message in consumer.consume(1000, 0.2):
-                last = time.monotonic()
-                error = message.error()
-                if error is None:
-                    handle(message)
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(message.partition() or 0)
-                else:
-                    raise AssertionError(f"reading {topic}: {error}")
-    finally:
-        consumer.close()
+    """Call ``handle`` on every message of ``topic`` from the beginning, until every partition is at its end."""
+    scan_topic(bootstrap, topic, handle, timeout=600.0, idle=idle)
 
 
 @dataclass
