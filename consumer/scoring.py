@@ -122,12 +122,6 @@ def score_columns(
     return ScoreColumns(bank_p, approved, lead_p, np.where(has_offer, best, -1), explained, features, values)
 
 
-def score_frame(models: ModelSet, frame: FeatureFrame, top_k: int, timer: Timer) -> tuple[list[Scores], dict]:
-    """Scores of every row of ``frame`` and the raw probabilities per model (for drift and metrics)."""
-    columns = score_columns(models, frame, top_k, timer)
-    return [scores_of(row, models) for row in columns.rows()], columns.predictions(models)
-
-
 def _reasons(models: ModelSet, frame: FeatureFrame, explained: np.ndarray, top_k: int) -> tuple[np.ndarray, ...]:
     """Top ``top_k`` contributions by magnitude of each row's explained bank: (feature indices, values)."""
     n = len(explained)

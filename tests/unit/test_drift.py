@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.drift import MIN_EVENTS, DriftCounter, DriftMonitor, ReferenceProfile, load_reference_profile
-from consumer.scoring import score_frame
+from consumer.scoring import score_columns
 from models.artifacts import load_models
 from models.config import DEFAULT_ARTIFACTS_DIR, ModelsConfig
 from models.features import FeatureFrame, build_features
@@ -115,7 +115,7 @@ def test_prediction_drift_follows_the_income_shift(profile: ReferenceProfile) ->
     models = load_models(ModelsConfig())
     monitor = DriftMonitor(profile, short_window=1000, long_window=1000)
     frame = frame_of(1000, 8, "drift")
-    _, predictions = score_frame(models, frame, 0, lambda _stage: contextlib.nullcontext())
+    predictions = score_columns(models, frame, 0, lambda _stage: contextlib.nullcontext()).predictions(models)
     monitor.add(monitor.counter.count(frame, predictions))  # type: ignore[arg-type]
     snapshot = monitor.evaluate()
     assert snapshot.prediction_psi["bank_c", "short"] > 0.25
