@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EVENTS ?= 20000
+# The demo's local broker: tansu (no Java) or kafka (Apache Kafka from Maven Central; needs java and mvn).
+BROKER ?= tansu
 
 .PHONY: demo test test-unit test-integration test-faults lint format train bench bench-quick clean
 
@@ -14,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/crm-producer demo --events $(EVENTS)
+	$(VENV)/bin/crm-producer demo --events $(EVENTS) --broker $(BROKER)
 
 # Everything but the one-million-event soak (it runs in test-faults): about 7 minutes on 2 cores.
 test: $(STAMP)

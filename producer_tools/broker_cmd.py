@@ -1,4 +1,4 @@
-"""``crm-producer broker``: run the local broker in the foreground until Ctrl-C or SIGTERM."""
+"""``crm-producer broker``: run a local broker (Apache Kafka or Tansu) in the foreground until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -9,18 +9,22 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from producer_tools.broker import BOOTSTRAP_ENV, BrokerError, LocalBroker
+from producer_tools.apache_kafka import ApacheKafka
+from producer_tools.broker import BOOTSTRAP_ENV, KINDS, BrokerError, TansuBroker, resolve_kind
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "broker",
-        help="run a local Kafka-protocol broker (Tansu, in memory) in the foreground",
-        description="Run a local Kafka-protocol broker (Tansu, memory storage) until Ctrl-C or SIGTERM. "
-        "Its data is lost when it stops.",
+        help="run a local broker (Apache Kafka or Tansu) in the foreground",
+        description="Run a local broker until Ctrl-C or SIGTERM: Apache Kafka from its Maven Central jars "
+        "(needs java and mvn; --nodes 3 for a three-broker cluster) or Tansu (in memory, no Java). "
+        "Its data is removed when it stops.",
     )
-    parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
-    parser.add_argument("--log-file", type=Path, default=None, help="keep the broker's log here")
+    parser.add_argument("--kind", choices=KINDS, default=None, help="broker kind (default: $CRM_BROKER, else tansu)")
+    parser.add_argument("--nodes", type=int, choices=(1, 3), default=1, help="Apache Kafka nodes (default 1)")
+    parser.add_argument("--port", type=int, default=None, help="Tansu's port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--log-file", type=Path, default=None, help="keep Tansu's log here (Apache Kafka's is printed)")
     parser.set_defaults(handler=run)
 
 
@@ -29,8 +33,12 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _stop_on_signals(stop)
     try:
-        with LocalBroker(args.port, log_path=args.log_file) as broker:
+        kind = resolve_kind(args.kind, "tansu")
+        broker = ApacheKafka(args.nodes) if kind == "kafka" else TansuBroker(args.port, log_path=args.log_file)
+        with broker:
+            print(f"broker: {broker.kind} {broker.version} {broker.settings}", flush=True)
             print(f"bootstrap: {broker.bootstrap_servers}", flush=True)
+            print(f"log: {broker.log_path}", flush=True)
             print(f"export {BOOTSTRAP_ENV}={broker.bootstrap_servers}  # Ctrl-C stops the broker", flush=True)
             while not stop.wait(0.5):
                 if not broker.is_running():

@@ -25,7 +25,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from producer_tools.broker import broker_from_env
+from producer_tools.broker import BOOTSTRAP_ENV, KINDS, broker_from_env
 from producer_tools.publisher import PublishSummary, event_encoders, publish_events
 from producer_tools.tail_cmd import score_view
 from producer_tools.topics import ensure_topics
@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--metrics-port", type=int, default=9400)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--broker", choices=KINDS, default=None,
+                        help="local broker: tansu (default, no Java) or kafka (Apache Kafka; needs java and mvn); "
+                        f"$CRM_BROKER sets the default; ${BOOTSTRAP_ENV} names a running cluster")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -115,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     tally = Tally()
     published: list[PublishSummary] = []
-    with broker_from_env() as broker:
+    with broker_from_env(kind=args.broker) as broker:
         bootstrap = broker.bootstrap_servers
-        print(f"broker    {bootstrap}", flush=True)
+        print(f"broker    {bootstrap}  ({broker.kind} {broker.version})", flush=True)
         ensure_topics(bootstrap, {INPUT: 6, OUTPUT: 6, DLQ: 1})
         scorer = _start_scorer(bootstrap, args.metrics_port, args.workers)
         print(f"metrics   http://127.0.0.1:{args.metrics_port}/metrics", flush=True)

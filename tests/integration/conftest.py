@@ -1,7 +1,9 @@
 """Shared broker fixtures for the integration tests.
 
-One broker per session: ``KAFKA_BOOTSTRAP_SERVERS`` when set, else the local Tansu broker. Every test gets its
-own topics and consumer groups (uuid-suffixed names), so tests never see each other's data.
+One broker per session: ``KAFKA_BOOTSTRAP_SERVERS`` when set, else a local Apache Kafka node (``CRM_BROKER=tansu``
+runs the suite on Tansu instead; without java or mvn the suite says so in one line and falls back to Tansu, unless
+``CRM_BROKER=kafka`` demands Apache Kafka, as CI does). Every test gets its own topics and consumer groups
+(uuid-suffixed names), so tests never see each other's data.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from producer_tools.broker import BOOTSTRAP_ENV, LocalBroker
+from producer_tools.apache_kafka import ApacheKafka
+from producer_tools.broker import (
+    BOOTSTRAP_ENV,
+    BROKER_ENV,
+    LocalBroker,
+    TansuBroker,
+    kafka_unavailable_reason,
+    resolve_kind,
+)
 from producer_tools.topics import ensure_topics
 
 _HERE = Path(__file__).parent
@@ -32,9 +42,35 @@ def _external_bootstrap() -> str | None:
     return os.environ.get(BOOTSTRAP_ENV, "").strip() or None
 
 
+def session_broker_kind() -> str:
+    """``kafka`` or ``tansu``: what the session's local broker is (see the module docstring)."""
+    requested = os.environ.get(BROKER_ENV, "").strip() or None
+    kind = resolve_kind(requested, "kafka")
+    if kind == "kafka" and requested is None and kafka_unavailable_reason():
+        return "tansu"
+    return kind
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    external = _external_bootstrap()
+    if external:
+        return [f"broker: external cluster at {external} ({BOOTSTRAP_ENV})"]
+    if session_broker_kind() == "kafka":
+        return [f"broker: Apache Kafka {ApacheKafka.version} (local, KRaft, one node; three for cluster faults)"]
+    reason = kafka_unavailable_reason()
+    fallback = f"; {reason}, so the suite falls back to Tansu" if reason else ""
+    return [f"broker: Tansu {TansuBroker.version} (local, in memory){fallback}"]
+
+
+def is_tansu() -> bool:
+    """True when the session runs on Tansu, whose known quirks some tests must allow for."""
+    return _external_bootstrap() is None and session_broker_kind() == "tansu"
+
+
 @pytest.fixture(scope="session")
 def _session_local_broker() -> Iterator[LocalBroker]:
-    with LocalBroker() as broker:
+    broker: LocalBroker = ApacheKafka() if session_broker_kind() == "kafka" else TansuBroker()
+    with broker:
         yield broker
 
 
@@ -55,6 +91,23 @@ def local_broker(request: pytest.FixtureRequest) -> LocalBroker:
         pytest.skip(f"needs the local broker (pause/resume); {BOOTSTRAP_ENV} points at an external cluster")
     broker: LocalBroker = request.getfixturevalue("_session_local_broker")
     return broker
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[ApacheKafka]:
+    """A three-broker Apache Kafka cluster (replication factor 3, min.insync.replicas 2), for broker faults."""
+    reason = kafka_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with ApacheKafka(nodes=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def tansu_broker() -> Iterator[TansuBroker]:
+    """The embedded Tansu broker of ``make demo``, for its smoke tests."""
+    with TansuBroker() as broker:
+        yield broker
 
 
 @pytest.fixture

@@ -1,0 +1,151 @@
+"""One local server process and its log file: what every broker (and registry) launcher shares.
+
+A :class:`ServerProcess` starts a command in its own session (the terminal's Ctrl-C stays with its owner), sends
+its output to a log file, and can freeze (SIGSTOP), thaw, kill -9 or stop it. Errors are :class:`BrokerError`
+carrying the tail of the log, so a server that does not come up says why in the exception itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from schemas.errors import CrmScorerError
+
+HOST = "127.0.0.1"
+_LOG_TAIL_BYTES = 4000
+
+
+class BrokerError(CrmScorerError):
+    """The broker could not be started, did not answer, or refused a topic operation."""
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port nothing listens on right now (another process may still take it before we bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    """True when ``port`` can be bound on ``host``, with the same SO_REUSEADDR a server listener sets."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def accepts_connections(port: int, host: str = HOST) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class ServerProcess:
+    """A command run in the background with its output appended to ``log_path``."""
+
+    def __init__(self, name: str, command: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None):
+        self.name = name
+        self.command = list(command)
+        self.log_path = log_path
+        self._env = dict(os.environ) | dict(env or {})
+        self._process: subprocess.Popen[bytes] | None = None
+        self._paused = False
+
+    @property
+    def pid(self) -> int:
+        """Process id. Raises BrokerError if it is not running."""
+        if self._process is None:
+            raise BrokerError(f"{self.name} is not running")
+        return self._process.pid
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Launch the command. Raises BrokerError naming the executable when it cannot run."""
+        if self.is_running():
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            try:
+                self._process = subprocess.Popen(
+                    self.command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env=self._env,
+                )
+            except OSError as exc:
+                raise BrokerError(f"cannot run {self.name} ({self.command[0]!r}): {exc}") from exc
+        self._paused = False
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``ready`` until it is true. Raises BrokerError with the log's tail if the process exits or time
+        runs out; ``what`` says what was awaited (\"listen on port 9092\")."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            self.fail_if_exited()
+            if time.monotonic() > deadline:
+                self.fail(f"did not {what} within {timeout:.0f}s")
+            time.sleep(0.05)
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): its connections stay open but nothing answers, like a hung server."""
+        os.kill(self.pid, signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        """Thaw a paused process (SIGCONT)."""
+        os.kill(self.pid, signal.SIGCONT)
+        self._paused = False
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing is flushed or closed cleanly."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self._paused = False
+
+    def stop(self, timeout: float) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        if self._paused:
+            # A stopped process keeps SIGTERM pending until it is continued.
+            os.kill(process.pid, signal.SIGCONT)
+            self._paused = False
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def log_tail(self, limit: int = _LOG_TAIL_BYTES) -> str:
+        """The last ``limit`` bytes of the log, for error messages."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(max(0, self.log_path.stat().st_size - limit))
+            return log.read().decode("utf-8", errors="replace")
+
+    def fail_if_exited(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            self.fail(f"exited with status {self._process.returncode}")
+
+    def fail(self, what: str) -> None:
+        raise BrokerError(f"{self.name} {what}; its log ({self.log_path}) ends with:\n{self.log_tail()}")
