@@ -203,7 +203,11 @@ class ApacheKafka:
         return counts
 
     def stop(self, timeout: float = 20.0) -> None:
-        """Stop every node (SIGTERM, SIGKILL after ``timeout``) and remove the data and logs. Idempotent."""
+        """Stop every node (SIGTERM, SIGKILL after ``timeout``) and remove the data and logs. Idempotent.
+
+        Every node is asked at once: one by one, the last would wait for a quorum that has already left."""
+        for node in self._nodes:
+            node.server.request_stop()
         for node in self._nodes:
             node.server.stop(timeout)
         self._nodes = []

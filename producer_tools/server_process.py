@@ -119,16 +119,22 @@ class ServerProcess:
             process.wait()
         self._paused = False
 
+    def request_stop(self) -> None:
+        """Send SIGTERM without waiting (stopping several servers at once); :meth:`stop` then waits."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        if self._paused:
+            # A stopped process keeps SIGTERM pending until it is continued.
+            os.kill(self._process.pid, signal.SIGCONT)
+            self._paused = False
+
     def stop(self, timeout: float) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent."""
+        self.request_stop()
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.terminate()
-        if self._paused:
-            # A stopped process keeps SIGTERM pending until it is continued.
-            os.kill(process.pid, signal.SIGCONT)
-            self._paused = False
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
