@@ -48,7 +48,8 @@ FALLBACK_DESCRIPTIONS: dict[str, str] = {
     "topics.output": "score results are published here, keyed by application_id",
     "topics.dlq": "dead letters: the original key and value, the reason in dlq.* headers",
     "consumer.group_id": "consumer group; every worker and replica with the same id shares the partitions",
-    "consumer.session_timeout_ms": "a member silent this long is dropped from the group and its partitions move",
+    "consumer.session_timeout_ms": "a member silent this long is dropped from the group and its partitions move "
+    "(classic protocol; with `consumer` the broker's group.consumer.session.timeout.ms rules)",
     "consumer.auto_offset_reset": "where a group with no committed offset starts",
     "producer.linger_ms": "how long the producer waits to fill a batch",
     "producer.compression_type": "compression of results and dead letters",

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from models.config import ModelsConfig
@@ -23,6 +23,10 @@ from schemas.errors import ConfigError
 ENV_PREFIX = "CRM_SCORER_"
 DEFAULT_CONFIG = Path("configs/scorer.yaml")
 _yaml_file: ContextVar[Path | None] = ContextVar("scorer_yaml_file", default=None)
+# Client properties of the classic group protocol that librdkafka refuses with group.protocol=consumer (KIP-848:
+# the broker owns the session, the heartbeat and the assignor; group.remote.assignor picks a server assignor).
+CLASSIC_ONLY_PROPERTIES = ("session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy",
+                           "group.protocol.type")  # fmt: skip
 
 
 class _Section(BaseModel):
@@ -74,6 +78,12 @@ class ConsumerSettings(_Section):
     )
     session_timeout_ms: int = Field(10_000, ge=1000)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    group_protocol: Literal["classic", "consumer"] = Field(
+        "classic",
+        description="Consumer group protocol: `classic` (join and sync, every member pauses at a rebalance) or "
+        "`consumer` (KIP-848, Kafka 4.0+: the broker assigns, only moved partitions pause; session timeout, "
+        "heartbeat and assignor are then broker settings, so session_timeout_ms is not sent)",
+    )
 
 
 class ProducerSettings(_Section):
@@ -141,6 +151,26 @@ class Settings(BaseSettings):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
         return tuple(sources)
 
+    @field_validator("consumer")
+    @classmethod
+    def _group_protocol_fits_extra(cls, consumer: ConsumerSettings, info: ValidationInfo) -> ConsumerSettings:
+        kafka = info.data.get("kafka")
+        extra = kafka.extra if isinstance(kafka, KafkaSettings) else {}
+        protocol = consumer.group_protocol
+        if extra.get("group.protocol", protocol) != protocol:
+            raise ValueError(
+                f"kafka.extra sets group.protocol={extra['group.protocol']} but consumer.group_protocol is "
+                f"{protocol}: choose the protocol with consumer.group_protocol only"
+            )
+        refused = [key for key in CLASSIC_ONLY_PROPERTIES if key in extra]
+        if protocol == "consumer" and refused:
+            raise ValueError(
+                f"kafka.extra sets {', '.join(refused)}, which librdkafka refuses with group_protocol=consumer "
+                "(the broker decides them: its group.consumer.* settings, and group.remote.assignor picks the "
+                "assignor): remove it, or use group_protocol=classic"
+            )
+        return consumer
+
     def as_librdkafka_dict(self) -> dict[str, Any]:
         """Connection properties shared by every client (the only place secrets are revealed)."""
         k = self.kafka
@@ -169,11 +199,17 @@ class Settings(BaseSettings):
                 "enable.auto.commit": True,  # commits what we *stored*: offsets are stored only after delivery
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": c.auto_offset_reset,
-                "session.timeout.ms": c.session_timeout_ms,
                 "isolation.level": "read_committed",
                 "statistics.interval.ms": 5000,
             }
+            | self._group_protocol_config()
         )
+
+    def _group_protocol_config(self) -> dict[str, Any]:
+        c = self.consumer
+        if c.group_protocol == "consumer":  # the broker owns the session timeout (group.consumer.session.timeout.ms)
+            return {"group.protocol": "consumer"}
+        return {"group.protocol": "classic", "session.timeout.ms": c.session_timeout_ms}
 
     def producer_config(self, transactional_id: str | None = None) -> dict[str, Any]:
         p = self.producer
