@@ -5,11 +5,19 @@ long broker outage delays results but never loses them: the input offset is only
 is acknowledged. Some failures leave the producer itself unable to deliver anything again (fenced after its
 messages timed out, or a fatal error): re-producing through it would fail forever, so the publisher swaps in
 a new producer (when given a way to make one) and re-produces through that.
+
+What happens to a failed delivery is a value, :func:`delivery_verdict`: most errors are retried (an outage, a
+leader moving, a missing permission being granted); a result the broker refuses for what it is (too large, an
+invalid record) goes to the dead-letter topic with the broker's error instead of being retried forever; a topic
+that does not exist, or a dead letter the broker refuses, stops the worker with one clear line (its offsets stay
+uncommitted). A publisher made with ``requeue=False`` (exactly-once) retries nothing itself: a failure inside a
+transaction fails its commit, and the whole batch is rescored in a new transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -17,9 +25,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from consumer.engine import BatchOutcome
+from consumer.engine import BatchOutcome, ScoredMessage
 from consumer.offsets import InFlightBatch
 from schemas.dead_letter import DeadLetterInfo
+from schemas.errors import CrmScorerError
 
 log = logging.getLogger(__name__)
 _OnDelivery = Callable[[KafkaError | None, Message], None]
@@ -31,42 +40,82 @@ _PRODUCER_GONE = {KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
                   KafkaError._FATAL}  # fmt: skip
 
 
+# The broker refuses the record itself: producing it again can only fail again.
+_REFUSED_RECORD = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
+                   KafkaError.INVALID_MSG_SIZE}  # fmt: skip
+_MISSING_TOPIC = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
+RESULT_REJECTED = "result_rejected"
+
+
+class Verdict(enum.Enum):
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+    STOP = "stop"
+
+
+class PublishError(CrmScorerError):
+    """A delivery failed in a way no retry can mend (a missing topic, a dead letter the broker refuses)."""
+
+
+def delivery_verdict(err: KafkaError, is_dead_letter: bool) -> Verdict:
+    """What to do with a delivery that failed after the producer's own retries."""
+    code = err.code()
+    if code in _MISSING_TOPIC:
+        return Verdict.STOP
+    if code in _REFUSED_RECORD:
+        return Verdict.STOP if is_dead_letter else Verdict.DEAD_LETTER
+    return Verdict.RETRY
+
+
 class BatchPublisher:
     """Produces what a batch turned into and tracks its acknowledgements."""
 
     def __init__(
-        self, producer: Producer, output_topic: str, dlq_topic: str, renew: Callable[[], Producer] | None = None
+        self,
+        producer: Producer,
+        output_topic: str,
+        dlq_topic: str,
+        renew: Callable[[], Producer] | None = None,
+        *,
+        requeue: bool = True,
     ) -> None:
         self.producer = producer
+        self._requeue = requeue
         self._renew = renew  # makes a replacement for a producer that can no longer deliver; None = never
         self._output = output_topic
         self._dlq = dlq_topic
-        self._retries: list[tuple[Message, _OnDelivery]] = []
+        self._retries: list[tuple[Message, _BatchAcks]] = []
         self._last_failure_log = 0.0
         self._gone: KafkaError | None = None
+        self._stop: PublishError | None = None
 
     def publish(self, batch: InFlightBatch, messages: Sequence[Message], outcome: BatchOutcome) -> None:
         """Produce every result and dead letter of ``outcome`` (indices point into ``messages``)."""
-        ack = self._acker(batch)
+        ack = _BatchAcks(self, batch, messages, outcome.scored)
         for scored in outcome.scored:
             self._produce(self._output, scored.value, scored.key, None, ack)
         failed_at = dt.datetime.now(dt.UTC)
         for rejected in outcome.rejected:
-            msg = messages[rejected.index]
-            info = DeadLetterInfo(
-                reason=rejected.error.reason,
-                error=str(rejected.error),
-                field=rejected.error.field,
-                topic=msg.topic() or "",
-                partition=msg.partition() or 0,
-                offset=msg.offset() or 0,
-                failed_at=failed_at,
-            )
-            self._produce(self._dlq, msg.value(), msg.key(), info.headers(), ack)
+            error = rejected.error
+            self._dead_letter(messages[rejected.index], error.reason, str(error), error.field, failed_at, ack)
+
+    def _dead_letter(
+        self, msg: Message, reason: str, error: str, field: str | None, failed_at: dt.datetime, ack: _OnDelivery
+    ) -> None:
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        info = DeadLetterInfo(reason=reason, error=error, field=field, topic=topic, partition=partition,
+                              offset=offset, failed_at=failed_at)  # fmt: skip
+        self._produce(self._dlq, msg.value(), msg.key(), info.headers(), ack)
 
     def retry_failed(self) -> None:
         """Produce again what failed after the producer's own retries (called from the loop); first replace
-        the producer if it can no longer deliver."""
+        the producer if it can no longer deliver.
+
+        Raises:
+            PublishError: a failure no retry can mend; the worker must stop (its offsets stay uncommitted).
+        """
+        if self._stop is not None:
+            raise self._stop
         if self._gone is not None and self._renew is not None:
             self._replace_producer(self._gone)
         retries, self._retries = self._retries, []
@@ -89,11 +138,23 @@ class BatchPublisher:
         self.producer = self._renew() if self._renew is not None else old
         log.warning("the producer can no longer deliver (%s): re-producing through a new one", error.str())
 
-    def _acker(self, batch: InFlightBatch) -> _OnDelivery:
-        return _BatchAcks(self, batch)
-
-    def _failed(self, err: KafkaError, msg: Message, on_delivery: _OnDelivery) -> None:
-        self._retries.append((msg, on_delivery))
+    def _failed(self, err: KafkaError, msg: Message, acks: _BatchAcks) -> None:
+        if not self._requeue:
+            return  # exactly-once: the transaction's commit fails and the batch is scored again
+        is_dead_letter = msg.topic() == self._dlq
+        verdict = delivery_verdict(err, is_dead_letter)
+        if verdict is Verdict.DEAD_LETTER and (source := acks.source_of(msg)) is not None:
+            log.warning("the broker refused a result for %s [%d] @ %d (%s): dead-lettering its event",
+                        source.topic(), source.partition() or 0, source.offset() or 0, err.str())  # fmt: skip
+            error = f"the broker refused the result ({len(msg.value() or b'')} bytes): {err.str()}"
+            self._dead_letter(source, RESULT_REJECTED, error, None, dt.datetime.now(dt.UTC), acks)
+            return
+        if verdict is not Verdict.RETRY:
+            what = "dead letter" if is_dead_letter else "result"
+            self._stop = PublishError(f"cannot publish a {what} to topic {msg.topic()!r}: {err.str()}; "
+                                      "stopping with its offsets uncommitted")  # fmt: skip
+            return
+        self._retries.append((msg, acks))
         if err.fatal() or err.code() in _PRODUCER_GONE:
             self._gone = err
         now = time.monotonic()
@@ -118,11 +179,23 @@ class _BatchAcks:
     runs; the soak test saw the resident set creep up by it.
     """
 
-    __slots__ = ("_batch", "_publisher")
+    __slots__ = ("_batch", "_messages", "_publisher", "_scored")
 
-    def __init__(self, publisher: BatchPublisher, batch: InFlightBatch) -> None:
+    def __init__(
+        self, publisher: BatchPublisher, batch: InFlightBatch, messages: Sequence[Message], scored: list[ScoredMessage]
+    ) -> None:
         self._publisher = publisher
         self._batch = batch
+        self._messages = messages
+        self._scored = scored
+
+    def source_of(self, result: Message) -> Message | None:
+        """The consumed message a produced result was scored from (a scan: only ever on a refused result)."""
+        value = result.value()
+        for scored in self._scored:
+            if scored.value == value:
+                return self._messages[scored.index]
+        return None
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:

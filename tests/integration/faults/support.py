@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from producer_tools.topics import scan_topic
 from producer_tools.world import generate
@@ -26,6 +26,8 @@ from tests.integration.harness import ENCODE_V2, Lanes, ScorerProcess
 
 SINGLE_OBJECT_HEADER = 10
 INPUT_PARTITIONS = 6
+_COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                       KafkaError.COORDINATOR_NOT_AVAILABLE}  # fmt: skip
 _METRICS_LINE = re.compile(r"metrics on http://([^:/\s]+):(\d+)/metrics")
 
 
@@ -347,8 +349,19 @@ def committed_total(lanes: Lanes, partitions: int = INPUT_PARTITIONS) -> int:
     """Sum of the group's committed input offsets (what a replacement member would start from)."""
     # Never subscribes, so it never joins (or disturbs) the group it reads.
     consumer = Consumer({"bootstrap.servers": lanes.bootstrap, "group.id": lanes.group, "enable.auto.commit": False})
+    deadline = time.monotonic() + 60
     try:
-        committed = consumer.committed([TopicPartition(lanes.input, p) for p in range(partitions)], timeout=10)
+        while True:
+            try:
+                committed = consumer.committed([TopicPartition(lanes.input, p) for p in range(partitions)], timeout=10)
+                break
+            except KafkaException as exc:
+                # Apache Kafka answers NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS while a coordinator moves
+                # (after a broker pause or restart): retriable, as a real client would treat it.
+                moving = exc.args[0].retriable() or exc.args[0].code() in _COORDINATOR_MOVING
+                if not moving or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
     return sum(tp.offset for tp in committed if tp.offset >= 0)

@@ -1,0 +1,241 @@
+"""The two delivery guarantees as two strategies the run loop holds one of.
+
+``AtLeastOnce``: results and dead letters are produced without waiting; input offsets are stored only once the
+broker acknowledged every delivery of their batch and of every batch before it; librdkafka's auto-commit commits
+what was stored; revoke and shutdown flush and commit synchronously. A delivery that fails after the producer's
+own retries is produced again (see :mod:`consumer.delivery`), so an outage delays results and loses none.
+
+``ExactlyOnce``: each batch's results, dead letters and input offsets commit in one transaction. A delivery that
+fails inside it is never produced again on its own (that would put it outside its transaction, or into the next
+one beside its own rescored twin): the commit fails, the transaction is aborted, and the batch is rewound and
+scored again in a new transaction. A producer fenced by a newer instance with its transactional id is replaced
+by a new one (which fences the other in turn) and every assigned partition is rewound to its committed offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from consumer.delivery import BatchPublisher
+from consumer.engine import BatchOutcome
+from consumer.offsets import InFlightBatch, OffsetTracker
+
+log = logging.getLogger(__name__)
+_SHUTDOWN_FLUSH_S = 8.0
+_TXN_TIMEOUT_S = 30.0
+_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+Report = Callable[[InFlightBatch], None]
+
+
+class Guarantee(Protocol):
+    """What the loop asks of a guarantee; every method runs on the loop's thread."""
+
+    name: str
+
+    @property
+    def producer(self) -> Producer: ...
+
+    def start(self) -> None:
+        """Make the producer ready (exactly-once: initialise transactions, retrying while the broker is down)."""
+
+    def tick(self, consumer: Consumer) -> None:
+        """Before each consume: serve delivery reports, re-produce failures, store what is acknowledged."""
+
+    def publish(self, consumer: Consumer, batch: InFlightBatch, messages: Sequence[Message], out: BatchOutcome) -> None:
+        """Produce a scored batch; ``messages`` are the consumed messages ``out``'s indices point into."""
+
+    def revoked(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+        """Partitions are being taken away (gracefully): settle what belongs to them."""
+
+    def lost(self, partitions: Sequence[TopicPartition]) -> None:
+        """Partitions were taken away without a revoke (session lost): forget them."""
+
+    def drain(self, consumer: Consumer) -> None:
+        """Shutting down: settle everything in flight."""
+
+
+class AtLeastOnce:
+    name = "at_least_once"
+
+    def __init__(self, producer_conf: dict[str, Any], output: str, dlq: str, report: Report) -> None:
+        self._tracker = OffsetTracker()
+        self._report = report
+        # a producer fenced after an outage is replaced (only an idempotent one can be; a transactional one never is)
+        self._publisher = BatchPublisher(Producer(producer_conf), output, dlq, lambda: Producer(producer_conf))
+
+    @property
+    def producer(self) -> Producer:
+        return self._publisher.producer  # the publisher may have replaced the first one
+
+    def start(self) -> None:
+        return None
+
+    def tick(self, consumer: Consumer) -> None:
+        self._publisher.producer.poll(0)
+        self._publisher.retry_failed()
+        self._release(consumer)
+
+    def publish(self, consumer: Consumer, batch: InFlightBatch, messages: Sequence[Message], out: BatchOutcome) -> None:
+        self._tracker.add(batch)
+        self._publisher.publish(batch, messages, out)
+
+    def revoked(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+        self._flush_and_commit(consumer, _SHUTDOWN_FLUSH_S)
+        self._tracker.forget_partitions({(tp.topic, tp.partition) for tp in partitions})
+
+    def lost(self, partitions: Sequence[TopicPartition]) -> None:
+        self._tracker.forget_partitions({(tp.topic, tp.partition) for tp in partitions})
+
+    def drain(self, consumer: Consumer) -> None:
+        log.info("flushing %d in-flight deliveries", self._tracker.in_flight)
+        self._flush_and_commit(consumer, _SHUTDOWN_FLUSH_S)
+
+    def _release(self, consumer: Consumer) -> None:
+        offsets, done = self._tracker.releasable()
+        if offsets:
+            consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()])
+        for batch in done:
+            self._report(batch)
+
+    def _flush_and_commit(self, consumer: Consumer, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._tracker.in_flight and time.monotonic() < deadline:
+            self._publisher.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            self._publisher.retry_failed()
+        self._release(consumer)
+        if self._tracker.in_flight:
+            log.warning("%d deliveries still unacknowledged: their offsets stay uncommitted", self._tracker.in_flight)
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("commit failed: %s", exc.args[0].str())
+
+
+class ExactlyOnce:
+    name = "exactly_once"
+
+    def __init__(
+        self, producer_conf: dict[str, Any], output: str, dlq: str, report: Report, *, reset: str = "earliest"
+    ) -> None:
+        self._conf = producer_conf
+        self._no_commit_offset = OFFSET_BEGINNING if reset == "earliest" else OFFSET_END
+        self._output, self._dlq = output, dlq
+        self._report = report
+        self._publisher = self._new_publisher()
+
+    @property
+    def producer(self) -> Producer:
+        return self._publisher.producer
+
+    def start(self) -> None:
+        """Initialise transactions, retrying with backoff while the coordinator cannot be reached.
+
+        Raises:
+            KafkaException: a fatal error (for example, no permission on the transactional id).
+        """
+        for attempt in range(1_000_000):
+            try:
+                self.producer.init_transactions(_TXN_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.fatal() or not error.retriable():
+                    raise
+                pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+                log.warning("cannot initialise transactions yet (%s); retrying in %.1f s", error.str(), pause)
+                time.sleep(pause)
+
+    def tick(self, consumer: Consumer) -> None:
+        self.producer.poll(0)
+
+    def publish(self, consumer: Consumer, batch: InFlightBatch, messages: Sequence[Message], out: BatchOutcome) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
+        group = consumer.consumer_group_metadata()
+        try:
+            self.producer.begin_transaction()
+            self._publisher.publish(batch, messages, out)
+            _until_done(lambda: self.producer.send_offsets_to_transaction(offsets, group, _TXN_TIMEOUT_S), "offsets")
+            _until_done(lambda: self.producer.commit_transaction(_TXN_TIMEOUT_S), "commit")
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.txn_requires_abort():
+                self._abort(consumer, messages, error)
+            elif error.fatal():
+                self._replace_fenced(consumer, error)
+            else:
+                raise
+            return
+        self._report(batch)
+
+    def revoked(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+        return None  # every batch committed in its own transaction: nothing is in flight between batches
+
+    def lost(self, partitions: Sequence[TopicPartition]) -> None:
+        return None
+
+    def drain(self, consumer: Consumer) -> None:
+        return None
+
+    def _new_publisher(self) -> BatchPublisher:
+        # requeue=False: inside a transaction a failed delivery fails the commit; the batch is rescored instead.
+        return BatchPublisher(Producer(self._conf), self._output, self._dlq, renew=None, requeue=False)
+
+    def _abort(self, consumer: Consumer, messages: Sequence[Message], error: KafkaError) -> None:
+        log.warning("transaction aborted (%s); rewinding the batch to score it again", error.str())
+        _until_done(lambda: self.producer.abort_transaction(_TXN_TIMEOUT_S), "abort")
+        first: dict[tuple[str, int], int] = {}
+        for m in messages:
+            tp = (m.topic() or "", m.partition() or 0)
+            first[tp] = min(first.get(tp, m.offset() or 0), m.offset() or 0)
+        for (topic, partition), offset in first.items():
+            consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _replace_fenced(self, consumer: Consumer, error: KafkaError) -> None:
+        """A newer producer with our transactional id took over (or the producer hit a fatal error): its open
+        transaction is aborted by the coordinator. Start over from the group's committed offsets."""
+        log.warning("the transactional producer was fenced or failed fatally (%s): replacing it and rewinding "
+                    "to the committed offsets", error.str())  # fmt: skip
+        self.producer.purge()
+        self._publisher = self._new_publisher()
+        self.start()
+        assigned = consumer.assignment()
+        if not assigned:
+            return
+        for tp in consumer.committed(assigned, timeout=_TXN_TIMEOUT_S):
+            # No commit yet: the group's reset policy decides where the partition starts again.
+            offset = tp.offset if tp.offset >= 0 else self._no_commit_offset
+            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+
+def _until_done(call: Callable[[], object], what: str) -> None:
+    """Run a transactional call, calling it again for as long as it fails with a retriable error (a broker that
+    is slow or down: librdkafka documents these calls as safe to repeat). Anything else propagates."""
+    attempt = 0
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.retriable() or error.txn_requires_abort() or error.fatal():
+                raise
+            pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+            if attempt % 5 == 0:
+                log.warning("transaction %s not confirmed (%s); retrying", what, error.str())
+            attempt += 1
+            time.sleep(pause)
