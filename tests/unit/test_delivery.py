@@ -14,6 +14,7 @@ from consumer import delivery
 from consumer.delivery import BatchPublisher
 from consumer.engine import BatchOutcome, ScoredMessage
 from consumer.offsets import InFlightBatch
+from schemas.dead_letter import DeadLetterInfo
 
 
 class FakeMessage:
@@ -122,3 +123,64 @@ def test_a_published_batch_is_freed_by_reference_counting_alone() -> None:
         assert freed() is None
     finally:
         gc.enable()
+
+
+def test_inside_a_transaction_a_purged_delivery_is_never_produced_again() -> None:
+    # After abort_transaction librdkafka reports the purged messages as failed; producing them again would put
+    # them outside any transaction (librdkafka refuses: _STATE) or into the next one beside their rescored twins.
+    producer = FakeProducer(KafkaError(KafkaError._PURGE_QUEUE))
+    publisher = BatchPublisher(producer, "out", "dlq", renew=None, requeue=False)  # type: ignore[arg-type]
+    batch = _publish(publisher, 3)
+    producer.poll()
+    publisher.retry_failed()
+    assert producer.produced == 3
+    assert publisher.waiting_retries == 0
+    assert batch.failed == 3
+
+
+class FakeSource(FakeMessage):
+    def partition(self) -> int:
+        return 4
+
+    def offset(self) -> int:
+        return 17
+
+
+def test_a_result_the_broker_refuses_as_too_large_becomes_a_dead_letter_of_its_event() -> None:
+    producer = FakeProducer(None)
+    publisher = BatchPublisher(producer, "out", "dlq")  # type: ignore[arg-type]
+    source = FakeSource("in", b"event-bytes", b"app-0", None)
+    batch = InFlightBatch({("in", 4): 18}, pending=1)
+    publisher.publish(batch, [source], BatchOutcome(scored=[ScoredMessage(0, b"app-0", b"huge-result", 0)]))  # type: ignore[list-item]
+    result, on_delivery = producer.pending.pop()
+    on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), result)
+    ((dead, _),) = producer.pending
+    assert (dead.topic(), dead.value(), dead.key()) == ("dlq", b"event-bytes", b"app-0")
+    info = DeadLetterInfo.from_headers(dead.headers())
+    assert (info.reason, info.topic, info.partition, info.offset) == ("result_rejected", "in", 4, 17)
+    assert "the broker refused the result (11 bytes)" in info.error
+    producer.poll()
+    assert batch.done and publisher.waiting_retries == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "is_dead_letter", "verdict"),
+    [
+        (KafkaError._MSG_TIMED_OUT, False, delivery.Verdict.RETRY),
+        (KafkaError.TOPIC_AUTHORIZATION_FAILED, False, delivery.Verdict.RETRY),
+        (KafkaError.MSG_SIZE_TOO_LARGE, False, delivery.Verdict.DEAD_LETTER),
+        (KafkaError.MSG_SIZE_TOO_LARGE, True, delivery.Verdict.STOP),
+        (KafkaError.UNKNOWN_TOPIC_OR_PART, False, delivery.Verdict.STOP),
+    ],
+)
+def test_delivery_verdicts(code: int, is_dead_letter: bool, verdict: delivery.Verdict) -> None:
+    assert delivery.delivery_verdict(KafkaError(code), is_dead_letter) is verdict
+
+
+def test_a_missing_output_topic_stops_the_worker_with_the_topic_named() -> None:
+    producer = FakeProducer(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+    publisher = BatchPublisher(producer, "scores", "dlq")  # type: ignore[arg-type]
+    _publish(publisher, 1)
+    producer.poll()
+    with pytest.raises(delivery.PublishError, match="topic 'scores'"):
+        publisher.retry_failed()
