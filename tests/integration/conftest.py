@@ -27,8 +27,11 @@ from producer_tools.broker import (
 from producer_tools.topics import ensure_topics
 
 _HERE = Path(__file__).parent
-# testcontainers' KafkaContainer drives Confluent's image of Apache Kafka; override to pin another version.
-_TESTCONTAINERS_IMAGE = os.environ.get("KAFKA_TEST_IMAGE", "confluentinc/cp-kafka:7.6.0")
+# CRM_BROKER=container: the same suites on Apache Kafka in a container (testcontainers; needs a Docker engine,
+# so it has not run on the machines without one). testcontainers' KafkaContainer drives Confluent's image;
+# Confluent Platform 8.1 ships Apache Kafka 4.1. KAFKA_TEST_IMAGE pins another.
+CONTAINER = "container"
+_TESTCONTAINERS_IMAGE = os.environ.get("KAFKA_TEST_IMAGE", "confluentinc/cp-kafka:8.1.0")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -43,8 +46,10 @@ def _external_bootstrap() -> str | None:
 
 
 def session_broker_kind() -> str:
-    """``kafka`` or ``tansu``: what the session's local broker is (see the module docstring)."""
+    """``kafka``, ``tansu`` or ``container``: what the session's broker is (see the module docstring)."""
     requested = os.environ.get(BROKER_ENV, "").strip() or None
+    if requested == CONTAINER:
+        return CONTAINER
     kind = resolve_kind(requested, "kafka")
     if kind == "kafka" and requested is None and kafka_unavailable_reason():
         return "tansu"
@@ -55,11 +60,22 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     external = _external_bootstrap()
     if external:
         return [f"broker: external cluster at {external} ({BOOTSTRAP_ENV})"]
+    if session_broker_kind() == CONTAINER:
+        return [f"broker: Apache Kafka in a container ({_TESTCONTAINERS_IMAGE}, testcontainers)"]
     if session_broker_kind() == "kafka":
         return [f"broker: Apache Kafka {ApacheKafka.version} (local, KRaft, one node; three for cluster faults)"]
     reason = kafka_unavailable_reason()
     fallback = f"; {reason}, so the suite falls back to Tansu" if reason else ""
     return [f"broker: Tansu {TansuBroker.version} (local, in memory){fallback}"]
+
+
+def broker_label() -> str:
+    """The session's broker as the fault table names it."""
+    if _external_bootstrap():
+        return "external"
+    if session_broker_kind() == CONTAINER:
+        return f"container {_TESTCONTAINERS_IMAGE}"
+    return f"Apache Kafka {ApacheKafka.version}" if session_broker_kind() == "kafka" else "Tansu"
 
 
 def is_tansu() -> bool:
@@ -80,6 +96,8 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
     external = _external_bootstrap()
     if external:
         return external
+    if session_broker_kind() == CONTAINER:
+        return str(request.getfixturevalue("testcontainers_kafka"))
     broker: LocalBroker = request.getfixturevalue("_session_local_broker")
     return broker.bootstrap_servers
 
@@ -89,6 +107,8 @@ def local_broker(request: pytest.FixtureRequest) -> LocalBroker:
     """The session's local broker itself, for tests that pause it. Skipped against an external cluster."""
     if _external_bootstrap():
         pytest.skip(f"needs the local broker (pause/resume); {BOOTSTRAP_ENV} points at an external cluster")
+    if session_broker_kind() == CONTAINER:
+        pytest.skip("needs the local broker (pause/resume); the session runs on a container")
     broker: LocalBroker = request.getfixturevalue("_session_local_broker")
     return broker
 
@@ -134,12 +154,17 @@ def testcontainers_kafka() -> Iterator[str]:
     """Bootstrap servers of an Apache Kafka container; skipped without testcontainers or a Docker engine."""
     try:
         import docker
-        from testcontainers.kafka import KafkaContainer
+        from testcontainers.community.kafka import KafkaContainer
     except ImportError:
         pytest.skip("testcontainers is not installed (pip install 'testcontainers[kafka]')")
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        pytest.skip("no Docker engine: DOCKER_HOST is unset and /var/run/docker.sock does not exist")
+    client = docker.from_env()
     try:
-        docker.from_env().ping()
+        client.ping()
     except Exception as exc:  # docker raises several unrelated types when no engine answers
         pytest.skip(f"no Docker engine answers: {exc}")
+    finally:
+        client.close()
     with KafkaContainer(_TESTCONTAINERS_IMAGE).with_kraft() as container:
         yield container.get_bootstrap_server()

@@ -240,3 +240,11 @@ def test_compose_comment_names_the_topic_variables_it_uses() -> None:
     for variable in re.findall(r"\$\{(\w+):-", text):
         if variable.startswith("CRM_"):
             assert text.count(variable) >= 2, f"{variable} is used but not explained in the header"
+
+
+def test_compose_runs_the_apache_kafka_version_the_tests_run_on(services: dict[str, dict[str, Any]]) -> None:
+    from producer_tools.apache_kafka import KAFKA_VERSION
+
+    assert services["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    pom = (Path(__file__).parents[2] / "producer_tools" / "jvm" / "pom.xml").read_text()
+    assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom

@@ -6,9 +6,12 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.integration.conftest import broker_label
+from tests.integration.faults import support
 from tests.integration.faults.support import INPUT_PARTITIONS, TABLE, format_table
 from tests.integration.harness import Lanes
 
+support.BROKER_LABEL = broker_label()
 COMMAND = "make test-faults  # pytest -q -m faults -s tests/integration"
 
 
@@ -31,3 +34,9 @@ def lanes(kafka_bootstrap: str, make_topic: Callable[..., str], unique_group: Ca
     """Fresh topics for one scenario: 6 input partitions (room for a rebalance), 3 output, 1 dead-letter."""
     return Lanes(kafka_bootstrap, make_topic(INPUT_PARTITIONS, "in"), make_topic(3, "out"), make_topic(1, "dlq"),
                  unique_group())  # fmt: skip
+
+
+@pytest.fixture(params=["at_least_once", "exactly_once"])
+def guarantee(request: pytest.FixtureRequest) -> str:
+    """Each scenario that takes it runs once per delivery guarantee."""
+    return str(request.param)

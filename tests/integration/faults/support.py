@@ -43,20 +43,24 @@ class Row:
     lost: int
     seconds: float
     note: str = ""
+    guarantee: str = "at_least_once"
+    broker: str = field(default_factory=lambda: BROKER_LABEL)
 
 
+BROKER_LABEL = "Apache Kafka"  # set by the fault suite's conftest from the session's broker
 TABLE: list[Row] = []  # filled by the scenarios, printed by the conftest's terminal summary
 
 
 def format_table(rows: Sequence[Row]) -> list[str]:
     """The rows as a Markdown table."""
     lines = [
-        "| scenario | produced | scored | dead-lettered | duplicates | lost | seconds | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | broker | guarantee | produced | scored | dead-lettered | duplicates | lost | seconds | note |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.scenario} | {r.produced:,} | {r.scored:,} | {r.dead_lettered:,} | {r.duplicates:,} | "
+            f"| {r.scenario} | {r.broker} | {r.guarantee} | {r.produced:,} | {r.scored:,} | {r.dead_lettered:,} | "
+            f"{r.duplicates:,} | "
             f"{r.lost:,} | {r.seconds:.0f} | {r.note} |"
         )
     return lines
@@ -257,8 +261,17 @@ def record(row: Row) -> Row:
     return row
 
 
-def conservation(scenario: str, expected: Expected, outcomes: Outcomes, seconds: float, note: str = "") -> Row:
-    """Compare, record the row in the table, and fail on any loss, stray output or wrong dead-letter reason."""
+def conservation(
+    scenario: str,
+    expected: Expected,
+    outcomes: Outcomes,
+    seconds: float,
+    note: str = "",
+    guarantee: str = "at_least_once",
+) -> Row:
+    """Compare, record the row in the table, and fail on any loss, stray output or wrong dead-letter reason.
+
+    Under ``exactly_once`` the read-back (always ``read_committed``) must also hold no duplicate."""
     missing_scores = expected.scored - outcomes.scored.keys()
     missing_dead = expected.dead.keys() - outcomes.dead.keys()
     row = Row(
@@ -270,10 +283,13 @@ def conservation(scenario: str, expected: Expected, outcomes: Outcomes, seconds:
         lost=len(missing_scores) + len(missing_dead),
         seconds=seconds,
         note=note,
+        guarantee=guarantee,
     )
     TABLE.append(row)
-    print(f"\n[{scenario}] produced={row.produced} scored={row.scored} dead-lettered={row.dead_lettered} "
+    print(f"\n[{scenario}, {guarantee}] produced={row.produced} scored={row.scored} dead-lettered={row.dead_lettered} "
           f"duplicates={row.duplicates} lost={row.lost} in {seconds:.0f} s {note}")  # fmt: skip
+    if guarantee == "exactly_once":
+        assert row.duplicates == 0, f"{scenario}: {row.duplicates} duplicates visible to a read_committed reader"
     assert row.lost == 0, (
         f"{scenario}: lost {sorted(missing_scores)[:5]} and dead letters at {sorted(missing_dead)[:5]}"
     )

@@ -45,7 +45,9 @@ def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(body) for s in family.samples}  # fmt: skip
 
 
-def test_every_poison_kind_gets_its_expected_outcome_and_the_scorer_keeps_running(lanes: Lanes, tmp_path: Path) -> None:
+def test_every_poison_kind_gets_its_expected_outcome_and_the_scorer_keeps_running(
+    lanes: Lanes, tmp_path: Path, guarantee: str
+) -> None:
     started = time.monotonic()
     kinds = poison_kinds()
     assert len(kinds) >= 12
@@ -63,7 +65,7 @@ def test_every_poison_kind_gets_its_expected_outcome_and_the_scorer_keeps_runnin
     delivered = produce_tracked(lanes.bootstrap, lanes.input, [(k, v) for k, v, _, _ in plan])
     scored = frozenset(e for _, _, e, outcome in plan if outcome == "scored" and e is not None)
     dead = {pos: plan[i][3] for pos, i in delivered.positions.items() if plan[i][3] != "scored"}
-    with ScorerProcess(lanes, tmp_path, "--log-json") as scorer:
+    with ScorerProcess(lanes, tmp_path, "--log-json", "--guarantee", guarantee) as scorer:
         url = telemetry_url(scorer)
         wait_until(lambda: committed_total(lanes) >= len(plan), 120, "every offset committed", scorer)
         samples = _samples(url)
@@ -71,7 +73,8 @@ def test_every_poison_kind_gets_its_expected_outcome_and_the_scorer_keeps_runnin
         scorer.stop()
     name = f"5. poison catalogue ({len(kinds)} kinds x {PER_KIND})"
     row = conservation(name, Expected(scored, dead), read_outcomes(lanes),
-                       time.monotonic() - started, f"{len(kinds)} kinds, each with its declared outcome")  # fmt: skip
+                       time.monotonic() - started, f"{len(kinds)} kinds, each with its declared outcome",
+                       guarantee)  # fmt: skip
     assert row.duplicates == 0
     reasons = collections.Counter(dead.values())
     for reason, count in reasons.items():
@@ -113,7 +116,9 @@ def _expected_outcomes(values: list[bytes]) -> tuple[list[str | None], list[str 
     return ids, reasons
 
 
-def test_fuzz_of_bit_flipped_and_truncated_events_crashes_nothing_and_conserves(lanes: Lanes, tmp_path: Path) -> None:
+def test_fuzz_of_bit_flipped_and_truncated_events_crashes_nothing_and_conserves(
+    lanes: Lanes, tmp_path: Path, guarantee: str
+) -> None:
     started = time.monotonic()
     rng = random.Random(206)
     originals = valid_messages(FUZZ_COUNT, seed=206)
@@ -125,9 +130,9 @@ def test_fuzz_of_bit_flipped_and_truncated_events_crashes_nothing_and_conserves(
     )
     dead = {pos: reasons[i] for pos, i in delivered.positions.items() if reasons[i] is not None}
     scored = frozenset(i for i in ids if i is not None)
-    with ScorerProcess(lanes, tmp_path, "--workers", "2") as scorer:
+    with ScorerProcess(lanes, tmp_path, "--workers", "2", "--guarantee", guarantee) as scorer:
         wait_until(lambda: committed_total(lanes) >= FUZZ_COUNT, 180, "every offset committed", scorer)
         scorer.stop()
     assert "Traceback" not in scorer.log
     conservation("6. fuzz: 100k bit-flipped / truncated events", Expected(scored, dead), read_outcomes(lanes),
-                 time.monotonic() - started, f"{len(scored):,} still decodable and scored")  # fmt: skip
+                 time.monotonic() - started, f"{len(scored):,} still decodable and scored", guarantee)  # fmt: skip

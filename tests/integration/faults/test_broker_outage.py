@@ -33,7 +33,7 @@ OUTAGE_S = 30.0
 
 
 def test_broker_paused_for_30_s_mid_stream_loses_nothing(
-    lanes: Lanes, local_broker: LocalBroker, tmp_path: Path
+    lanes: Lanes, local_broker: LocalBroker, tmp_path: Path, guarantee: str
 ) -> None:
     started = time.monotonic()
     backlog, live = valid_messages(40_000, seed=202), valid_messages(20_000, seed=212)
@@ -42,7 +42,7 @@ def test_broker_paused_for_30_s_mid_stream_loses_nothing(
     produce_tracked(lanes.bootstrap, lanes.input, pairs(backlog))
     env = {"CRM_SCORER_PRODUCER__DELIVERY_TIMEOUT_MS": "10000"}
     with (
-        ScorerProcess(lanes, tmp_path, env=env) as scorer,
+        ScorerProcess(lanes, tmp_path, "--guarantee", guarantee, env=env) as scorer,
         Feeder(lanes.bootstrap, lanes.input, pairs(live), rate=1000) as feeder,
     ):
         url = telemetry_url(scorer)
@@ -62,7 +62,9 @@ def test_broker_paused_for_30_s_mid_stream_loses_nothing(
         scorer.stop()
     not_ready = readiness.count(503)
     print(f"\n/readyz during the outage, once a second: {readiness}")
-    assert "producing it again" in scorer.log, "no delivery timed out: the re-produce path was not exercised"
+    # The path each guarantee takes through the outage: re-produce after the delivery timeout, or abort and rescore.
+    path = "producing it again" if guarantee == "at_least_once" else "transaction aborted"
+    assert path in scorer.log, f"{path!r} never logged: the outage path was not exercised\n{scorer.log[-3000:]}"
     conservation("2. broker paused 30 s mid-stream", Expected(frozenset(m[2] for m in messages)),
                  read_outcomes(lanes), time.monotonic() - started,
-                 f"/readyz 503 for {not_ready} of {len(readiness)} s of the outage")  # fmt: skip
+                 f"/readyz 503 for {not_ready} of {len(readiness)} s of the outage", guarantee)  # fmt: skip

@@ -33,11 +33,13 @@ from tests.integration.harness import Lanes, ScorerProcess
 pytestmark = pytest.mark.faults
 
 
-def test_kill_9_of_one_of_two_workers_loses_nothing_and_a_replacement_starts(lanes: Lanes, tmp_path: Path) -> None:
+def test_kill_9_of_one_of_two_workers_loses_nothing_and_a_replacement_starts(
+    lanes: Lanes, tmp_path: Path, guarantee: str
+) -> None:
     started = time.monotonic()
     messages = valid_messages(45_000, seed=201)
     with (
-        ScorerProcess(lanes, tmp_path, "--workers", "2") as scorer,
+        ScorerProcess(lanes, tmp_path, "--workers", "2", "--guarantee", guarantee) as scorer,
         Feeder(lanes.bootstrap, lanes.input, pairs(messages), rate=3000) as feeder,
     ):
         scorer.wait_for_log("worker 0 assigned")
@@ -60,20 +62,22 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_a_replacement_starts(lan
     assert scorer.log.count("assigned") >= 3, "the replacement never got partitions"
     outcomes = read_outcomes(lanes)
     row = conservation("1. kill -9 of one of two workers", Expected(frozenset(m[2] for m in messages)), outcomes,
-                       time.monotonic() - started, f"published-not-committed at the kill: {in_flight:,}")  # fmt: skip
+                       time.monotonic() - started, f"published-not-committed at the kill: {in_flight:,}",
+                       guarantee)  # fmt: skip
+    # at_least_once: bounded by what was published and not committed; exactly_once: none (conservation checks it)
     assert row.duplicates <= in_flight
 
 
-def test_rebalance_one_two_one_workers_under_load_loses_nothing(lanes: Lanes, tmp_path: Path) -> None:
+def test_rebalance_one_two_one_workers_under_load_loses_nothing(lanes: Lanes, tmp_path: Path, guarantee: str) -> None:
     started = time.monotonic()
     messages = valid_messages(36_000, seed=203)
     with (
-        ScorerProcess(lanes, tmp_path) as first,
+        ScorerProcess(lanes, tmp_path, "--guarantee", guarantee) as first,
         Feeder(lanes.bootstrap, lanes.input, pairs(messages), rate=2000) as feeder,
     ):
         first.wait_for_log("worker 0 assigned 6")
         wait_until(lambda: count_topic(lanes.bootstrap, lanes.output) > 3000, 60, "3,000 results", first)
-        with ScorerProcess(lanes, tmp_path) as second:  # 1 -> 2 members
+        with ScorerProcess(lanes, tmp_path, "--guarantee", guarantee) as second:  # 1 -> 2 members
             second.wait_for_log("worker 0 assigned 3", 30)
             scored = count_topic(lanes.bootstrap, lanes.output)
             wait_until(lambda: count_topic(lanes.bootstrap, lanes.output) > scored + 6000, 60, "both scoring", second)
@@ -84,38 +88,41 @@ def test_rebalance_one_two_one_workers_under_load_loses_nothing(lanes: Lanes, tm
     assert first.log.count("assigned") >= 3, f"the first member did not rebalance twice:\n{first.log}"
     outcomes = read_outcomes(lanes)
     row = conservation("3. rebalance 1 -> 2 -> 1 workers under load", Expected(frozenset(m[2] for m in messages)),
-                       outcomes, time.monotonic() - started, "members leave gracefully: commit on revoke")  # fmt: skip
+                       outcomes, time.monotonic() - started, "members leave gracefully: commit on revoke",
+                       guarantee)  # fmt: skip
     assert row.duplicates == 0
 
 
-def test_sigterm_during_a_large_backlog_exits_in_time_and_restart_loses_nothing(lanes: Lanes, tmp_path: Path) -> None:
+def test_sigterm_during_a_large_backlog_exits_in_time_and_restart_loses_nothing(
+    lanes: Lanes, tmp_path: Path, guarantee: str
+) -> None:
     started = time.monotonic()
     messages = valid_messages(100_000, seed=204)
     produce_tracked(lanes.bootstrap, lanes.input, pairs(messages))
     # One member first: the local broker can keep one of two members that leave at the same moment as the
     # group's leader, and then never assigns the group again (see docs/reliability.md).
-    with ScorerProcess(lanes, tmp_path) as scorer:
+    with ScorerProcess(lanes, tmp_path, "--guarantee", guarantee) as scorer:
         wait_until(lambda: count_topic(lanes.bootstrap, lanes.output) > 5000, 60, "5,000 results", scorer)
         took = scorer.stop()
     assert took < 10, f"SIGTERM took {took:.1f} s"
     partial = count_topic(lanes.bootstrap, lanes.output)
     assert partial < len(messages), "the stop came too late to test anything"
     assert committed_total(lanes) == partial, "a graceful stop commits exactly what it published"
-    with ScorerProcess(lanes, tmp_path, "--workers", "2") as scorer:
+    with ScorerProcess(lanes, tmp_path, "--workers", "2", "--guarantee", guarantee) as scorer:
         wait_until(lambda: committed_total(lanes) >= len(messages), 120, "every offset committed", scorer)
         took_again = scorer.stop()
     assert took_again < 10, f"SIGTERM to two workers took {took_again:.1f} s"
     outcomes = read_outcomes(lanes)
     note = f"stopped in {took:.1f} s with {partial:,} scored"
     row = conservation("4. SIGTERM during a 100k backlog, restart", Expected(frozenset(m[2] for m in messages)),
-                       outcomes, time.monotonic() - started, note)  # fmt: skip
+                       outcomes, time.monotonic() - started, note, guarantee)  # fmt: skip
     assert row.duplicates == 0
 
 
-def test_workers_stop_by_themselves_when_their_parent_is_killed(lanes: Lanes, tmp_path: Path) -> None:
+def test_workers_stop_by_themselves_when_their_parent_is_killed(lanes: Lanes, tmp_path: Path, guarantee: str) -> None:
     messages = valid_messages(60_000, seed=210)
     produce_tracked(lanes.bootstrap, lanes.input, pairs(messages))
-    with ScorerProcess(lanes, tmp_path, "--workers", "2") as scorer:
+    with ScorerProcess(lanes, tmp_path, "--workers", "2", "--guarantee", guarantee) as scorer:
         scorer.wait_for_log("worker 0 assigned")
         scorer.wait_for_log("worker 1 assigned")
         wait_until(lambda: count_topic(lanes.bootstrap, lanes.output) > 3000, 60, "3,000 results", scorer)
@@ -131,4 +138,4 @@ def test_workers_stop_by_themselves_when_their_parent_is_killed(lanes: Lanes, tm
     published = count_topic(lanes.bootstrap, lanes.output)
     assert committed_total(lanes) == published, "they committed what they published"
     note = f"orphans left in {stopped_s:.1f} s; committed = published, so a restart resumes exactly there"
-    record(Row("4b. kill -9 of the parent of two workers", published, published, 0, 0, 0, stopped_s, note))
+    record(Row("4b. kill -9 of the parent of two workers", published, published, 0, 0, 0, stopped_s, note, guarantee))
