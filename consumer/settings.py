@@ -74,7 +74,7 @@ class ConsumerSettings(_Section):
         ge=0,
         le=10_000,
         description="Longest the broker holds a fetch while no new data arrives (Kafka answers as soon as data "
-        "comes; the local broker always waits this long): the latency floor when traffic is light",
+        "comes; Tansu always waits this long): the latency floor when traffic is light",
     )
     session_timeout_ms: int = Field(10_000, ge=1000)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"

@@ -79,6 +79,8 @@ class ScorerProcess:
         self.args = [*SCORER, "--bootstrap-servers", lanes.bootstrap, "--input-topic", lanes.input,
                      "--output-topic", lanes.output, "--dlq-topic", lanes.dlq, "--group-id", lanes.group,
                      "--metrics-port", "0", *extra]  # fmt: skip
+        # 6 s: a killed member's partitions move on sooner than with the 10 s default (and Tansu, which holds a
+        # group join for half the session timeout, forms groups in 3 s).
         self.env = os.environ | {"CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000"} | (env or {})
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -90,7 +90,7 @@ def start_scorer(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[...,
         port = free_port()
         log_path = tmp_path / f"scorer-{len(started)}.log"
         env = os.environ | {
-            "CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000",  # the local broker's join waits half of it
+            "CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000",  # as the harness: a dead member is noticed sooner
             "CRM_SCORER_METRICS__DRIFT_INTERVAL_S": "1",
             "CRM_SCORER_METRICS__HOST": "127.0.0.1",
         }

@@ -99,8 +99,8 @@ def test_sigterm_during_a_large_backlog_exits_in_time_and_restart_loses_nothing(
     started = time.monotonic()
     messages = valid_messages(100_000, seed=204)
     produce_tracked(lanes.bootstrap, lanes.input, pairs(messages))
-    # One member first: the local broker can keep one of two members that leave at the same moment as the
-    # group's leader, and then never assigns the group again (see docs/reliability.md).
+    # One member first: Tansu can keep one of two members that leave at the same moment as the group's leader,
+    # and then never assigns the group again (see docs/reliability.md); Apache Kafka has no such quirk.
     with ScorerProcess(lanes, tmp_path, "--guarantee", guarantee) as scorer:
         wait_until(lambda: count_topic(lanes.bootstrap, lanes.output) > 5000, 60, "5,000 results", scorer)
         took = scorer.stop()
