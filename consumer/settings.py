@@ -80,9 +80,10 @@ class ConsumerSettings(_Section):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     group_protocol: Literal["classic", "consumer"] = Field(
         "classic",
-        description="Consumer group protocol: `classic` (join and sync, every member pauses at a rebalance) or "
-        "`consumer` (KIP-848, Kafka 4.0+: the broker assigns, only moved partitions pause; session timeout, "
-        "heartbeat and assignor are then broker settings, so session_timeout_ms is not sent)",
+        description="Consumer group protocol: `classic` (join and sync: every member stops briefly at each "
+        "rebalance) or `consumer` (KIP-848, Kafka 4.0+: the broker assigns incrementally, only moved partitions "
+        "stop, for up to its heartbeat interval; session timeout, heartbeat and assignor are broker settings, so "
+        "session_timeout_ms is not sent). See docs/group-protocols.md",
     )
 
 
