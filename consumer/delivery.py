@@ -88,13 +88,18 @@ class BatchPublisher:
         self._last_failure_log = 0.0
         self._gone: KafkaError | None = None
         self._stop: PublishError | None = None
+        self._refused: dict[tuple[str, int, int], str] = {}  # exactly-once: input position -> the broker's refusal
 
     def publish(self, batch: InFlightBatch, messages: Sequence[Message], outcome: BatchOutcome) -> None:
         """Produce every result and dead letter of ``outcome`` (indices point into ``messages``)."""
         ack = _BatchAcks(self, batch, messages, outcome.scored)
-        for scored in outcome.scored:
-            self._produce(self._output, scored.value, scored.key, None, ack)
         failed_at = dt.datetime.now(dt.UTC)
+        for scored in outcome.scored:
+            if self._refused and (refusal := self._refused.pop(_position(messages[scored.index]), None)):
+                # exactly-once: refused in an aborted transaction; its dead letter goes in this one instead
+                self._dead_letter(messages[scored.index], RESULT_REJECTED, refusal, None, failed_at, ack)
+                continue
+            self._produce(self._output, scored.value, scored.key, None, ack)
         for rejected in outcome.rejected:
             error = rejected.error
             self._dead_letter(messages[rejected.index], error.reason, str(error), error.field, failed_at, ack)
@@ -114,8 +119,7 @@ class BatchPublisher:
         Raises:
             PublishError: a failure no retry can mend; the worker must stop (its offsets stay uncommitted).
         """
-        if self._stop is not None:
-            raise self._stop
+        self.check_stopped()
         if self._gone is not None and self._renew is not None:
             self._replace_producer(self._gone)
         retries, self._retries = self._retries, []
@@ -138,17 +142,26 @@ class BatchPublisher:
         self.producer = self._renew() if self._renew is not None else old
         log.warning("the producer can no longer deliver (%s): re-producing through a new one", error.str())
 
+    def check_stopped(self) -> None:
+        """Raises PublishError when a failure no retry can mend was reported."""
+        if self._stop is not None:
+            raise self._stop
+
     def _failed(self, err: KafkaError, msg: Message, acks: _BatchAcks) -> None:
-        if not self._requeue:
-            return  # exactly-once: the transaction's commit fails and the batch is scored again
         is_dead_letter = msg.topic() == self._dlq
         verdict = delivery_verdict(err, is_dead_letter)
         if verdict is Verdict.DEAD_LETTER and (source := acks.source_of(msg)) is not None:
             log.warning("the broker refused a result for %s [%d] @ %d (%s): dead-lettering its event",
                         source.topic(), source.partition() or 0, source.offset() or 0, err.str())  # fmt: skip
             error = f"the broker refused the result ({len(msg.value() or b'')} bytes): {err.str()}"
+            if not self._requeue:
+                # exactly-once: the transaction aborts; when the batch is scored again, this event is dead-lettered
+                self._refused[_position(source)] = error
+                return
             self._dead_letter(source, RESULT_REJECTED, error, None, dt.datetime.now(dt.UTC), acks)
             return
+        if not self._requeue and verdict is Verdict.RETRY:
+            return  # exactly-once: the transaction's commit fails and the batch is scored again
         if verdict is not Verdict.RETRY:
             what = "dead letter" if is_dead_letter else "result"
             self._stop = PublishError(f"cannot publish a {what} to topic {msg.topic()!r}: {err.str()}; "
@@ -169,6 +182,10 @@ class BatchPublisher:
                 return
             except BufferError:  # local queue full: serve delivery reports, then try again
                 self.producer.poll(0.05)
+
+
+def _position(msg: Message) -> tuple[str, int, int]:
+    return (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
 
 
 class _BatchAcks:

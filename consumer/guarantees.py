@@ -175,6 +175,7 @@ class ExactlyOnce:
             error = exc.args[0]
             if error.txn_requires_abort():
                 self._abort(consumer, messages, error)
+                self._publisher.check_stopped()  # a refusal no rescoring mends (a missing topic) stops the worker
             elif error.fatal():
                 self._replace_fenced(consumer, error)
             else:

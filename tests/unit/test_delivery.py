@@ -184,3 +184,18 @@ def test_a_missing_output_topic_stops_the_worker_with_the_topic_named() -> None:
     producer.poll()
     with pytest.raises(delivery.PublishError, match="topic 'scores'"):
         publisher.retry_failed()
+
+
+def test_inside_a_transaction_a_refused_result_is_dead_lettered_when_the_batch_is_scored_again() -> None:
+    producer = FakeProducer(None)
+    publisher = BatchPublisher(producer, "out", "dlq", renew=None, requeue=False)  # type: ignore[arg-type]
+    source = FakeSource("in", b"event-bytes", b"app-0", None)
+    outcome = BatchOutcome(scored=[ScoredMessage(0, b"app-0", b"huge-result", 0)])
+    publisher.publish(InFlightBatch({("in", 4): 18}, pending=1), [source], outcome)  # type: ignore[list-item]
+    result, on_delivery = producer.pending.pop()
+    on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), result)
+    assert producer.pending == [], "nothing is produced outside the aborted transaction"
+    publisher.publish(InFlightBatch({("in", 4): 18}, pending=1), [source], outcome)  # type: ignore[list-item]
+    ((dead, _),) = producer.pending
+    assert dead.topic() == "dlq"
+    assert DeadLetterInfo.from_headers(dead.headers()).reason == "result_rejected"
