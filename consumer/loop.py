@@ -41,6 +41,7 @@ class ScoringLoop:
         self.worker = worker
         self._stop = False
         self._guarantee: Guarantee | None = None
+        self._consumer: Consumer | None = None
         self._last_log: dict[str, float] = {}
 
     def request_stop(self) -> None:
@@ -74,7 +75,8 @@ class ScoringLoop:
 
     def _connect(self) -> tuple[Consumer, Guarantee]:
         settings = self.settings
-        callbacks = {"error_cb": self._on_kafka_error, "stats_cb": self.observer.kafka_stats, "logger": KAFKA_LOG}
+        callbacks = {"error_cb": self._on_kafka_error, "stats_cb": self.observer.kafka_stats, "logger": KAFKA_LOG,
+                     "on_commit": self._on_commit}  # fmt: skip
         consumer_conf = settings.consumer_config() | callbacks
         # What a crashed worker re-delivers is what it stored since the last commit: librdkafka's 5 s default
         # would be 5 s of throughput in duplicates. ``kafka.extra`` still wins.
@@ -93,7 +95,8 @@ class ScoringLoop:
             guarantee = AtLeastOnce(producer_conf, topics.output, topics.dlq, self._report)
         guarantee.start()
         self._guarantee = guarantee
-        return Consumer(consumer_conf), guarantee
+        self._consumer = Consumer(consumer_conf)
+        return self._consumer, guarantee
 
     def _step(self, consumer: Consumer, guarantee: Guarantee) -> None:
         self.observer.heartbeat()
@@ -115,6 +118,20 @@ class ScoringLoop:
         now_ms = time.time() * 1000.0
         latencies = (now_ms - np.asarray(batch.event_times_ms, dtype=np.float64)) / 1000.0
         self.observer.batch_published(len(batch.event_times_ms), batch.dead_letters, latencies)
+        if self.settings.guarantee == "exactly_once" and self._consumer is not None:  # its transaction committed
+            self._committed(self._consumer, batch.next_offsets)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """Every commit the broker answered: auto-commits (served by consume()), on revoke and on shutdown."""
+        if err is None and self._consumer is not None:
+            offsets = {(tp.topic, tp.partition): tp.offset for tp in partitions if tp.error is None}
+            self._committed(self._consumer, offsets)
+
+    def _committed(self, consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
+        held = {(tp.topic, tp.partition) for tp in consumer.assignment()}  # an answer after a revoke is not ours
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in held and offset >= 0}
+        if offsets:
+            self.observer.offsets_committed(offsets, {tp: _cached_high_watermark(consumer, *tp) for tp in offsets})
 
     def _is_error(self, msg: Message) -> bool:
         err = msg.error()
@@ -163,3 +180,12 @@ def _next_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
         tp = (m.topic() or "", m.partition() or 0)
         offsets[tp] = max(offsets.get(tp, 0), (m.offset() or 0) + 1)
     return offsets
+
+
+def _cached_high_watermark(consumer: Consumer, topic: str, partition: int) -> int:
+    """The high watermark of the partition's latest fetch response (no request is sent); -1 if none yet."""
+    try:
+        watermarks = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+    except KafkaException:
+        return -1
+    return int(watermarks[1]) if watermarks else -1

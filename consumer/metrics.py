@@ -25,6 +25,7 @@ from prometheus_client.utils import floatToGoString
 from consumer.drift import DriftCounter
 from consumer.engine import STAGES as ENGINE_STAGES
 from consumer.engine import BatchOutcome
+from consumer.lag import LagBook, Partition, PartitionOffsets, stats_offsets
 from models.artifacts import ModelSet
 
 STAGES = (*ENGINE_STAGES, "publish")
@@ -234,8 +235,8 @@ class ConsumerLag(Collector):
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily("crm_scorer_consumer_lag", "Messages behind the partition's last stable offset "
-                                 "(from the last commit)", labels=["topic", "partition"])  # fmt: skip
+        return GaugeMetricFamily("crm_scorer_consumer_lag", "Log-end (last stable) offset minus the group's "
+                                 "committed offset", labels=["topic", "partition"])  # fmt: skip
 
 
 def summarise_batch(
@@ -270,26 +271,16 @@ _SCORE = BulkHistogram("score", "", SCORE_BUCKETS)  # bucket arithmetic only, ne
 _LATENCY = BulkHistogram("latency", "", LATENCY_BUCKETS)
 
 
-def parse_kafka_stats(stats_json: str) -> tuple[dict[tuple[str, int], int], bool | None]:
-    """Consumer lag per assigned partition and whether any broker is up, from librdkafka's statistics.
-
-    Lag is ``consumer_lag`` (last stable offset minus committed offset, from fetch responses: right even on a
-    broker whose ListOffsets is not); partitions with an unknown lag (-1: nothing committed yet), the internal
-    partition -1 and partitions no longer assigned are left out. Malformed JSON gives ``({}, None)``.
-    """
+def parse_kafka_stats(stats_json: str) -> tuple[dict[Partition, PartitionOffsets], bool | None]:
+    """The offsets of each partition the consumer holds (see ``consumer.lag``) and whether any broker is up, from
+    librdkafka's statistics. Malformed JSON gives ``({}, None)``."""
     try:
         stats = json.loads(stats_json)
     except (json.JSONDecodeError, TypeError):
         return {}, None
-    lags: dict[tuple[str, int], int] = {}
-    for topic, t in (stats.get("topics") or {}).items():
-        for partition, p in (t.get("partitions") or {}).items():
-            lag = p.get("consumer_lag", -1)
-            if int(partition) >= 0 and lag >= 0 and p.get("desired", True):
-                lags[topic, int(partition)] = int(lag)
     brokers = stats.get("brokers") or {}
     up = any(b.get("state") == "UP" for b in brokers.values()) if brokers else None
-    return lags, up
+    return stats_offsets(stats), up
 
 
 class WorkerObserver:
@@ -308,6 +299,7 @@ class WorkerObserver:
         self._clock = clock
         self._thresholds: dict[str, float] = {}
         self._last_beat = -math.inf
+        self._lag = LagBook()
 
     def models_loaded(self, models: ModelSet) -> None:
         self._thresholds = {bank.name: bank.threshold for bank in models.banks}
@@ -328,11 +320,18 @@ class WorkerObserver:
             self.sink(WorkerStateReport(self.worker, heartbeat=True))
 
     def assignment_changed(self, partitions: int) -> None:
+        if partitions == 0:
+            self._lag.clear()
         self.sink(WorkerStateReport(self.worker, partitions=partitions))
 
     def broker_state(self, up: bool) -> None:
         self.sink(WorkerStateReport(self.worker, broker_up=up))
 
     def kafka_stats(self, stats_json: str) -> None:
-        lags, up = parse_kafka_stats(stats_json)
-        self.sink(WorkerStateReport(self.worker, broker_up=up, lags=lags))
+        offsets, up = parse_kafka_stats(stats_json)
+        self._lag.read_stats(offsets)
+        self.sink(WorkerStateReport(self.worker, broker_up=up, lags=self._lag.lags()))
+
+    def offsets_committed(self, offsets: dict[Partition, int], high_watermarks: dict[Partition, int]) -> None:
+        self._lag.committed(offsets, high_watermarks)
+        self.sink(WorkerStateReport(self.worker, lags=self._lag.lags()))

@@ -13,6 +13,8 @@ import numpy as np
 from consumer.engine import BatchOutcome
 from models.artifacts import ModelSet
 
+Offsets = dict[tuple[str, int], int]  # (topic, partition) -> offset
+
 
 class LoopObserver(Protocol):
     def models_loaded(self, models: ModelSet) -> None:
@@ -33,7 +35,13 @@ class LoopObserver(Protocol):
     def broker_state(self, up: bool) -> None: ...
 
     def kafka_stats(self, stats_json: str) -> None:
-        """librdkafka's statistics (consumer lag, high watermarks), every ``statistics.interval.ms``."""
+        """librdkafka's statistics (committed offsets, high watermarks and last stable offsets, broker states),
+        every ``statistics.interval.ms``."""
+
+    def offsets_committed(self, offsets: Offsets, high_watermarks: Offsets) -> None:
+        """The broker acknowledged a commit (an auto-commit, a commit on revoke or shutdown, or with exactly_once a
+        transaction) of ``offsets`` for partitions the worker still holds; ``high_watermarks``: each one's high
+        watermark as of its latest fetch response."""
 
 
 class NullObserver:
@@ -56,4 +64,7 @@ class NullObserver:
         pass
 
     def kafka_stats(self, stats_json: str) -> None:
+        pass
+
+    def offsets_committed(self, offsets: Offsets, high_watermarks: Offsets) -> None:
         pass

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from consumer.engine import BatchOutcome, RejectedMessage, ScoredMessage
 from consumer.health import HealthState, Telemetry, _QueueSink
+from consumer.lag import PartitionOffsets
 from consumer.metrics import (
     LATENCY_BUCKETS,
     STAGES,
@@ -138,26 +139,36 @@ STATS = {
     "topics": {
         "in": {
             "partitions": {
-                "0": {"desired": True, "consumer_lag": 12},
-                "1": {"desired": True, "consumer_lag": -1},  # nothing committed yet
-                "2": {"desired": False, "consumer_lag": 40},  # no longer ours
-                "-1": {"desired": False, "consumer_lag": 5},  # librdkafka's internal partition
+                "0": {"desired": True, "ls_offset": 112, "hi_offset": 112, "committed_offset": 100},
+                "1": {"desired": True, "ls_offset": 50, "hi_offset": 50, "committed_offset": -1001},  # none yet
+                "2": {"desired": False, "ls_offset": 90, "hi_offset": 90, "committed_offset": 50},  # no longer ours
+                "-1": {"desired": False, "ls_offset": -1001, "hi_offset": -1001, "committed_offset": -1001},
             }
         }
     },
 }
 
 
-def test_kafka_statistics_give_lag_and_broker_state(telemetry: Telemetry) -> None:
-    assert parse_kafka_stats(json.dumps(STATS)) == ({("in", 0): 12}, True)
+def test_kafka_statistics_give_offsets_and_broker_state(telemetry: Telemetry) -> None:
+    offsets, up = parse_kafka_stats(json.dumps(STATS))
+    assert up is True
+    assert offsets == {("in", 0): PartitionOffsets(112, 112, 100), ("in", 1): PartitionOffsets(50, 50, -1001)}
     assert parse_kafka_stats("not json") == ({}, None)
     down = {"brokers": {"b/1": {"state": "DOWN"}}, "topics": {}}
     assert parse_kafka_stats(json.dumps(down)) == ({}, False)
 
-    telemetry.observer(0).kafka_stats(json.dumps(STATS))
-    moved = {"topics": {"in": {"partitions": {"0": {"desired": True, "consumer_lag": 3}}}}}
-    telemetry.observer(1).kafka_stats(json.dumps(moved))
+
+def test_lag_gauge_follows_statistics_and_commits_per_worker(telemetry: Telemetry) -> None:
     registry = telemetry.registry
+    telemetry.observer(0).kafka_stats(json.dumps(STATS))
+    assert value(registry, "crm_scorer_consumer_lag", topic="in", partition="0") == 12
+    assert value(registry, "crm_scorer_consumer_lag", topic="in", partition="1") is None  # nothing committed yet
+    telemetry.observer(0).offsets_committed({("in", 0): 110, ("in", 1): 20}, {("in", 0): 115, ("in", 1): 50})
+    assert value(registry, "crm_scorer_consumer_lag", topic="in", partition="0") == 5
+    assert value(registry, "crm_scorer_consumer_lag", topic="in", partition="1") == 30
+
+    moved = {"topics": {"in": {"partitions": {"0": {"ls_offset": 120, "hi_offset": 120, "committed_offset": 117}}}}}
+    telemetry.observer(1).kafka_stats(json.dumps(moved))
     assert value(registry, "crm_scorer_consumer_lag", topic="in", partition="0") == 3
     telemetry.observer(0).kafka_stats(json.dumps({"topics": {}}))
     assert value(registry, "crm_scorer_consumer_lag", topic="in", partition="0") == 3  # still worker 1's
