@@ -30,14 +30,16 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumer.delivery import BatchPublisher
+from consumer.delivery import BatchPublisher, PublishError
 from consumer.engine import BatchOutcome
 from consumer.offsets import InFlightBatch, OffsetTracker
 
 log = logging.getLogger(__name__)
 _SHUTDOWN_FLUSH_S = 8.0
 _TXN_TIMEOUT_S = 30.0
-_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+_CALL_S = 5.0  # one attempt of a transactional call; a retriable failure is retried (and reported) after it
+_FENCED_AGAIN_S = 60.0
+_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 Report = Callable[[InFlightBatch], None]
 
 
@@ -130,9 +132,18 @@ class ExactlyOnce:
     name = "exactly_once"
 
     def __init__(
-        self, producer_conf: dict[str, Any], output: str, dlq: str, report: Report, *, reset: str = "earliest"
+        self,
+        producer_conf: dict[str, Any],
+        output: str,
+        dlq: str,
+        report: Report,
+        *,
+        reset: str = "earliest",
+        stalled: Callable[[bool], None] = lambda waiting: None,
     ) -> None:
         self._conf = producer_conf
+        self._stalled = stalled
+        self._fenced_at: float | None = None
         self._no_commit_offset = OFFSET_BEGINNING if reset == "earliest" else OFFSET_END
         self._output, self._dlq = output, dlq
         self._report = report
@@ -169,8 +180,8 @@ class ExactlyOnce:
         try:
             self.producer.begin_transaction()
             self._publisher.publish(batch, messages, out)
-            _until_done(lambda: self.producer.send_offsets_to_transaction(offsets, group, _TXN_TIMEOUT_S), "offsets")
-            _until_done(lambda: self.producer.commit_transaction(_TXN_TIMEOUT_S), "commit")
+            self._until_done(lambda: self.producer.send_offsets_to_transaction(offsets, group, _CALL_S), "offsets")
+            self._until_done(lambda: self.producer.commit_transaction(_CALL_S), "commit")
         except KafkaException as exc:
             error = exc.args[0]
             if error.txn_requires_abort():
@@ -196,9 +207,30 @@ class ExactlyOnce:
         # requeue=False: inside a transaction a failed delivery fails the commit; the batch is rescored instead.
         return BatchPublisher(Producer(self._conf), self._output, self._dlq, renew=None, requeue=False)
 
+    def _until_done(self, call: Callable[[], object], what: str) -> None:
+        """Run a transactional call, calling it again for as long as it fails with a retriable error (a broker
+        that is slow or down: librdkafka documents these calls as safe to repeat); meanwhile the worker reports
+        itself not ready. Anything else propagates."""
+        attempt = 0
+        while True:
+            try:
+                call()
+                break
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable() or error.txn_requires_abort() or error.fatal():
+                    raise
+                self._stalled(True)
+                if attempt % 6 == 0:
+                    log.warning("transaction %s not confirmed (%s); retrying", what, error.str())
+                time.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+                attempt += 1
+        if attempt:
+            self._stalled(False)
+
     def _abort(self, consumer: Consumer, messages: Sequence[Message], error: KafkaError) -> None:
         log.warning("transaction aborted (%s); rewinding the batch to score it again", error.str())
-        _until_done(lambda: self.producer.abort_transaction(_TXN_TIMEOUT_S), "abort")
+        self._until_done(lambda: self.producer.abort_transaction(_CALL_S), "abort")
         first: dict[tuple[str, int], int] = {}
         for m in messages:
             tp = (m.topic() or "", m.partition() or 0)
@@ -209,6 +241,13 @@ class ExactlyOnce:
     def _replace_fenced(self, consumer: Consumer, error: KafkaError) -> None:
         """A newer producer with our transactional id took over (or the producer hit a fatal error): its open
         transaction is aborted by the coordinator. Start over from the group's committed offsets."""
+        now = time.monotonic()
+        if self._fenced_at is not None and now - self._fenced_at < _FENCED_AGAIN_S:
+            # A zombie is fenced once; fenced again this soon, another live instance shares our transactional id.
+            raise PublishError(f"fenced twice within {_FENCED_AGAIN_S:.0f} s ({error.str()}): another live replica "
+                               "uses this worker's transactional id; give each replica its own "
+                               "consumer.instance_id")  # fmt: skip
+        self._fenced_at = now
         log.warning("the transactional producer was fenced or failed fatally (%s): replacing it and rewinding "
                     "to the committed offsets", error.str())  # fmt: skip
         self.producer.purge()
@@ -221,22 +260,3 @@ class ExactlyOnce:
             # No commit yet: the group's reset policy decides where the partition starts again.
             offset = tp.offset if tp.offset >= 0 else self._no_commit_offset
             consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-
-
-def _until_done(call: Callable[[], object], what: str) -> None:
-    """Run a transactional call, calling it again for as long as it fails with a retriable error (a broker that
-    is slow or down: librdkafka documents these calls as safe to repeat). Anything else propagates."""
-    attempt = 0
-    while True:
-        try:
-            call()
-            return
-        except KafkaException as exc:
-            error = exc.args[0]
-            if not error.retriable() or error.txn_requires_abort() or error.fatal():
-                raise
-            pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
-            if attempt % 5 == 0:
-                log.warning("transaction %s not confirmed (%s); retrying", what, error.str())
-            attempt += 1
-            time.sleep(pause)

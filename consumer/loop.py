@@ -86,10 +86,11 @@ class ScoringLoop:
         if settings.guarantee == "exactly_once":
             consumer_conf["enable.auto.commit"] = False
             # unique per host and worker, stable across restarts: a restarted worker fences its own zombie
-            txn_id = f"{settings.consumer.group_id}-{topics.input}-{socket.gethostname()}-{self.worker}"
+            instance = settings.consumer.instance_id or socket.gethostname()
+            txn_id = f"{settings.consumer.group_id}-{topics.input}-{instance}-{self.worker}"
             producer_conf = settings.producer_config(txn_id) | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
             guarantee = ExactlyOnce(producer_conf, topics.output, topics.dlq, self._report,
-                                    reset=settings.consumer.auto_offset_reset)  # fmt: skip
+                                    reset=settings.consumer.auto_offset_reset, stalled=self._stalled)  # fmt: skip
         else:
             producer_conf = settings.producer_config() | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
             guarantee = AtLeastOnce(producer_conf, topics.output, topics.dlq, self._report)
@@ -166,6 +167,12 @@ class ScoringLoop:
         if down:
             self.observer.broker_state(False)
         self._log_every(str(err.code()), 10, "kafka: %s%s", err.str(), " (retrying)" if down else "")
+
+    def _stalled(self, waiting: bool) -> None:
+        """A transactional call waits on a broker that does not answer (True) or answered again (False): not
+        ready meanwhile, and still alive (the wait is deliberate)."""
+        self.observer.broker_state(not waiting)
+        self.observer.heartbeat()
 
     def _log_every(self, key: str, seconds: float, message: str, *args: object) -> None:
         now = time.monotonic()

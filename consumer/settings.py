@@ -85,6 +85,15 @@ class ConsumerSettings(_Section):
         "stop, for up to its heartbeat interval; session timeout, heartbeat and assignor are broker settings, so "
         "session_timeout_ms is not sent). See docs/group-protocols.md",
     )
+    instance_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="Names this replica in its workers' transactional ids (exactly_once: "
+        "`<group_id>-<input topic>-<instance_id>-<worker>`): unique per live replica, stable across its restarts, "
+        "so a restart fences its own zombie; unset = the host name. Two live replicas with one id fence each "
+        "other, and a worker fenced twice within a minute stops, saying so",
+    )
 
 
 class ProducerSettings(_Section):

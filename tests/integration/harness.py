@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,14 @@ class ScorerProcess:
                      "--metrics-port", "0", *extra]  # fmt: skip
         # 6 s: a killed member's partitions move on sooner than with the 10 s default (and Tansu, which holds a
         # group join for half the session timeout, forms groups in 3 s).
-        self.env = os.environ | {"CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000"} | (env or {})
+        # Its own instance id: two scorer processes on this one host are two replicas, whose exactly_once
+        # transactional ids must differ (by default they would share the host name and fence each other).
+        self.instance_id = f"scorer-{uuid.uuid4().hex[:8]}"
+        defaults = {
+            "CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000",
+            "CRM_SCORER_CONSUMER__INSTANCE_ID": self.instance_id,
+        }
+        self.env = os.environ | defaults | (env or {})
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ScorerProcess:
