@@ -8,6 +8,7 @@ import sys
 from importlib.metadata import entry_points
 from typing import Any
 
+from consumer.delivery import PublishError
 from schemas.errors import ArtifactError, ConfigError, RegistryUnavailableError
 
 # Modules that contribute subcommands through ``register(subparsers)``.
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ArtifactError) as exc:
         print(f"crm-scorer: {exc}", file=sys.stderr)
         return 2
+    except PublishError as exc:  # a delivery no retry can mend (a missing topic): already logged by the loop
+        print(f"crm-scorer: {exc}", file=sys.stderr)
+        return 4
     except RegistryUnavailableError as exc:  # at start (registering the result schema): let the supervisor retry
         print(f"crm-scorer: {exc}; exiting so the supervisor restarts the scorer", file=sys.stderr)
         return 3

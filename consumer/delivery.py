@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumer.engine import BatchOutcome, ScoredMessage
 from consumer.offsets import InFlightBatch
@@ -182,6 +182,13 @@ class BatchPublisher:
                 return
             except BufferError:  # local queue full: serve delivery reports, then try again
                 self.producer.poll(0.05)
+            except KafkaException as exc:
+                # librdkafka refuses at once a topic it has learnt does not exist (after its metadata wait)
+                if exc.args[0].code() not in _MISSING_TOPIC:
+                    raise
+                what = "dead letter" if topic == self._dlq else "result"
+                raise PublishError(f"cannot publish a {what} to topic {topic!r}: {exc.args[0].str()}; "
+                                   "stopping with its offsets uncommitted") from exc  # fmt: skip
 
 
 def _position(msg: Message) -> tuple[str, int, int]:

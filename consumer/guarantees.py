@@ -39,6 +39,8 @@ _SHUTDOWN_FLUSH_S = 8.0
 _TXN_TIMEOUT_S = 30.0
 _CALL_S = 5.0  # one attempt of a transactional call; a retriable failure is retried (and reported) after it
 _FENCED_AGAIN_S = 60.0
+# produce() on a producer already in its fatal state raises _FATAL without the fatal flag set on the error
+_UNUSABLE = {KafkaError._FATAL, KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 Report = Callable[[InFlightBatch], None]
 
@@ -187,7 +189,7 @@ class ExactlyOnce:
             if error.txn_requires_abort():
                 self._abort(consumer, messages, error)
                 self._publisher.check_stopped()  # a refusal no rescoring mends (a missing topic) stops the worker
-            elif error.fatal():
+            elif _producer_unusable(error):
                 self._replace_fenced(consumer, error)
             else:
                 raise
@@ -260,3 +262,8 @@ class ExactlyOnce:
             # No commit yet: the group's reset policy decides where the partition starts again.
             offset = tp.offset if tp.offset >= 0 else self._no_commit_offset
             consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+
+def _producer_unusable(error: KafkaError) -> bool:
+    """True when this transactional producer can do nothing more (fenced, or in librdkafka's fatal state)."""
+    return bool(error.fatal()) or error.code() in _UNUSABLE
