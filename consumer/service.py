@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from consumer.dedup import RecentScores
-from consumer.engine import ScoringEngine
+from consumer.core.dedup import RecentScores
+from consumer.core.engine import ScoringEngine
 from consumer.settings import Settings
 from models.artifacts import load_models
 from schemas import ConfluentEncoder, EventDecoder, SchemaSource, SingleObjectEncoder, load_catalog

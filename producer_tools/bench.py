@@ -110,10 +110,19 @@ def measure_ceiling(values: list[bytes | None], config: Path | None, workdir: Pa
         BrokerError: the command failed (its output is in the message).
     """
     messages, out = workdir / "messages.bin", workdir / "ceiling.json"
-    with messages.open("wb") as file:  # the format consumer.bench.read_messages reads: length-prefixed values
+    with messages.open("wb") as file:  # the format consumer.core.bench.read_messages reads: length-prefixed values
         for value in values:
             file.write(_LENGTH.pack(_NO_VALUE if value is None else len(value)) + (value or b""))
-    args = [sys.executable, "-m", "consumer.cli", "bench-engine", "--messages", str(messages), "--json", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "consumer.commands.cli",
+        "bench-engine",
+        "--messages",
+        str(messages),
+        "--json",
+        str(out),
+    ]
     if config is not None:
         args += ["--config", str(config)]
     done = subprocess.run(args, capture_output=True, text=True, check=False)

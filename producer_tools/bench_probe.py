@@ -163,7 +163,7 @@ class ScorerProcess:
         self.workers = workers
         self.log_path = log_path
         self.metrics_port = metrics_port
-        args = [sys.executable, "-m", "consumer.cli", "run", "--bootstrap-servers", bootstrap,
+        args = [sys.executable, "-m", "consumer.commands.cli", "run", "--bootstrap-servers", bootstrap,
                 "--input-topic", lanes.input, "--output-topic", lanes.output, "--dlq-topic", lanes.dlq,
                 "--group-id", lanes.group, "--workers", str(workers), "--metrics-port", str(metrics_port)]  # fmt: skip
         if config is not None:

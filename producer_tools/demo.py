@@ -108,7 +108,7 @@ def _count(bootstrap: str, topic: str, tally: Tally, stop: threading.Event, dead
 
 
 def _start_scorer(bootstrap: str, metrics_port: int, workers: int) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "consumer.cli", "run", "--bootstrap-servers", bootstrap,
+    args = [sys.executable, "-m", "consumer.commands.cli", "run", "--bootstrap-servers", bootstrap,
             "--metrics-port", str(metrics_port), "--workers", str(workers)]  # fmt: skip
     env = os.environ | {"CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000"}
     return subprocess.Popen(args, env=env, stderr=subprocess.DEVNULL if workers == 0 else None)

@@ -102,7 +102,7 @@ class Worker:
     """One ``crm-scorer run`` process (one worker) in the probe's group, on ``protocol``."""
 
     def __init__(self, bootstrap: str, lanes: Lanes, protocol: str, log_path: Path, config: Path | None) -> None:
-        args = [sys.executable, "-m", "consumer.cli", "run", "--bootstrap-servers", bootstrap,
+        args = [sys.executable, "-m", "consumer.commands.cli", "run", "--bootstrap-servers", bootstrap,
                 "--input-topic", lanes.input, "--output-topic", lanes.output, "--dlq-topic", lanes.dlq,
                 "--group-id", lanes.group, "--workers", "1", "--metrics-port", "0"]  # fmt: skip
         if config is not None:

@@ -17,6 +17,8 @@ SOURCE_TOPIC = "dlq.source.topic"
 SOURCE_PARTITION = "dlq.source.partition"
 SOURCE_OFFSET = "dlq.source.offset"
 FAILED_AT = "dlq.failed_at"  # ISO-8601 UTC
+# The one reason not raised by the error tree: a scored event whose result the broker refused (too large, invalid).
+RESULT_REJECTED = "result_rejected"
 ALL_HEADERS = (REASON, ERROR, FIELD, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, FAILED_AT)
 MAX_ERROR_CHARS = 1000  # a 1 MB poison string must not make a 1 MB header
 

@@ -24,7 +24,7 @@ from schemas import ResultDecoder, SingleObjectEncoder, load_catalog
 CATALOG = load_catalog()
 ENCODE_V2 = SingleObjectEncoder(CATALOG.application_event_latest)
 ENCODE_V1 = SingleObjectEncoder(CATALOG.get("application_event.v1"))
-SCORER = [sys.executable, "-m", "consumer.cli", "run"]
+SCORER = [sys.executable, "-m", "consumer.commands.cli", "run"]
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ def start_scorer(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[...,
             "CRM_SCORER_METRICS__DRIFT_INTERVAL_S": "1",
             "CRM_SCORER_METRICS__HOST": "127.0.0.1",
         }
-        command = [sys.executable, "-m", "consumer.cli", "run", "--config", str(CONFIGS / "scorer.yaml"),
+        command = [sys.executable, "-m", "consumer.commands.cli", "run", "--config", str(CONFIGS / "scorer.yaml"),
                    "--bootstrap-servers", kafka_bootstrap, "--input-topic", input_topic, "--output-topic", output_topic,
                    "--dlq-topic", dlq_topic, "--group-id", group, "--metrics-port", str(port),
                    "--workers", str(workers)]  # fmt: skip

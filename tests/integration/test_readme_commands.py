@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.cli import build_parser as scorer_parser
+from consumer.commands.cli import build_parser as scorer_parser
 from models.train_cli import build_parser as train_parser
 from producer_tools.cli import build_parser as producer_parser
 

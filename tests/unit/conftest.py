@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.engine import ScoringEngine
+from consumer.core.engine import ScoringEngine
 from consumer.service import build_engine
 from consumer.settings import Settings, load_settings
 from models.artifacts import ModelSet, load_models

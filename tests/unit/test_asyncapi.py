@@ -13,7 +13,7 @@ from consumer.settings import Settings
 from schemas import SingleObjectEncoder, load_catalog
 from schemas.catalog import SchemaVersion
 from schemas.codec import RecordDecoder
-from schemas.dead_letter import ALL_HEADERS, FIELD, DeadLetterInfo
+from schemas.dead_letter import ALL_HEADERS, FIELD, RESULT_REJECTED, DeadLetterInfo
 from schemas.errors import InvalidEventError
 from schemas.json_view import from_json_view, to_json_view
 
@@ -47,9 +47,9 @@ def avro_messages(spec: dict[str, Any]) -> dict[str, tuple[dict[str, Any], Schem
 
 def dead_letter_reasons() -> set[str]:
     """Every reason code the code can put in dlq.reason: the error tree's and the literal ones."""
-    reasons = {cls.reason for cls in InvalidEventError.__subclasses__()}
+    reasons = {cls.reason for cls in InvalidEventError.__subclasses__()} | {RESULT_REJECTED}
     for package in ("consumer", "schemas"):
-        for source in (ROOT / package).glob("*.py"):
+        for source in (ROOT / package).rglob("*.py"):
             reasons |= set(re.findall(r'reason="(\w+)"', source.read_text(encoding="utf-8")))
     return reasons
 

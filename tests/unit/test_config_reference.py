@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from consumer import run_cmd
-from consumer.cli import main
-from consumer.config_reference import FALLBACK_DESCRIPTIONS, SettingDoc, render_markdown, run_flags, setting_docs
+from consumer.commands import run_cmd
+from consumer.commands.cli import main
+from consumer.commands.config_reference import (
+    FALLBACK_DESCRIPTIONS,
+    SettingDoc,
+    render_markdown,
+    run_flags,
+    setting_docs,
+)
 from consumer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

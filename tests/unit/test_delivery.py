@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 
-from consumer import delivery
-from consumer.delivery import BatchPublisher
-from consumer.engine import BatchOutcome, ScoredMessage
-from consumer.offsets import InFlightBatch
+from consumer.core.engine import BatchOutcome, ScoredMessage
+from consumer.core.offsets import InFlightBatch
+from consumer.kafka import delivery
+from consumer.kafka.delivery import BatchPublisher
 from schemas.dead_letter import DeadLetterInfo
 
 

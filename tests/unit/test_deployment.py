@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from consumer.cli import build_parser as scorer_parser
-from consumer.config_reference import setting_docs
+from consumer.commands.cli import build_parser as scorer_parser
+from consumer.commands.config_reference import setting_docs
 from consumer.settings import ENV_PREFIX, Settings
 from producer_tools.cli import build_parser as producer_parser
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.drift import MIN_EVENTS, DriftCounter, DriftMonitor, ReferenceProfile, load_reference_profile
-from consumer.scoring import score_columns
+from consumer.core.scoring import score_columns
+from consumer.telemetry.drift import MIN_EVENTS, DriftCounter, DriftMonitor, ReferenceProfile, load_reference_profile
 from models.artifacts import load_models
 from models.config import DEFAULT_ARTIFACTS_DIR, ModelsConfig
 from models.features import FeatureFrame, build_features

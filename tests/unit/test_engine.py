@@ -8,7 +8,7 @@ import uuid
 import fastavro
 import pytest
 
-from consumer.engine import ScoringEngine
+from consumer.core.engine import ScoringEngine
 from producer_tools.world import generate
 from schemas import ResultDecoder, SingleObjectEncoder, load_catalog
 

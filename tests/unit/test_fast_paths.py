@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from fastavro import schemaless_reader
 
-from consumer.dedup import ACTIVITY_FIELDS, APPLICANT_FIELDS, RecentScores, application_hash
-from consumer.engine import ScoringEngine
-from consumer.result_writer import ResultWriter, avro_string, zigzag_varint
-from consumer.validation import check_event
+from consumer.core.dedup import ACTIVITY_FIELDS, APPLICANT_FIELDS, RecentScores, application_hash
+from consumer.core.engine import ScoringEngine
+from consumer.core.result_writer import ResultWriter, avro_string, zigzag_varint
+from consumer.core.validation import check_event
 from models.artifacts import BankModel, ModelSet
 from models.features import FeatureFrame, build_features
 from producer_tools.poison import poison_kinds

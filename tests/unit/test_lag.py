@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.lag import LagBook, PartitionOffsets, stats_offsets
+from consumer.telemetry.lag import LagBook, PartitionOffsets, stats_offsets
 
 P0, P1 = ("in", 0), ("in", 1)
 UNKNOWN = -1001  # librdkafka's RD_KAFKA_OFFSET_INVALID

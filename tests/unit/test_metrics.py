@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from consumer.engine import BatchOutcome, RejectedMessage, ScoredMessage
-from consumer.health import HealthState, Telemetry, _QueueSink
-from consumer.lag import PartitionOffsets
-from consumer.metrics import (
+from consumer.core.engine import BatchOutcome, RejectedMessage, ScoredMessage
+from consumer.settings import Settings
+from consumer.telemetry.health import HealthState, Telemetry, _QueueSink
+from consumer.telemetry.lag import PartitionOffsets
+from consumer.telemetry.metrics import (
     LATENCY_BUCKETS,
     STAGES,
     BulkHistogram,
@@ -24,7 +25,6 @@ from consumer.metrics import (
     WorkerStateReport,
     parse_kafka_stats,
 )
-from consumer.settings import Settings
 from models.features import build_features
 from producer_tools import world
 from schemas.errors import AvroDecodeError, EventValidationError, FramingError

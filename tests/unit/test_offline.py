@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.cli import main
+from consumer.commands.cli import main
 from producer_tools.world import generate
 from schemas.json_view import to_json_view
 

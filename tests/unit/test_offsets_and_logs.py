@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from consumer.logs import JsonFormatter, OncePerInterval
-from consumer.offsets import InFlightBatch, OffsetTracker
+from consumer.core.offsets import InFlightBatch, OffsetTracker
+from consumer.telemetry.logs import JsonFormatter, OncePerInterval
 
 
 def test_a_later_batch_acknowledged_first_waits_for_the_earlier_one() -> None:
@@ -30,10 +30,15 @@ def test_revoked_partitions_are_not_stored_by_batches_still_in_flight() -> None:
 
 
 def test_json_logs_carry_the_extra_fields() -> None:
-    record = logging.LogRecord("consumer.loop", logging.WARNING, __file__, 1, "lag %d", (5,), None)
+    record = logging.LogRecord("consumer.kafka.loop", logging.WARNING, __file__, 1, "lag %d", (5,), None)
     record.worker = 1
     line = json.loads(JsonFormatter().format(record))
-    assert (line["level"], line["logger"], line["msg"], line["worker"]) == ("WARNING", "consumer.loop", "lag 5", 1)
+    assert (line["level"], line["logger"], line["msg"], line["worker"]) == (
+        "WARNING",
+        "consumer.kafka.loop",
+        "lag 5",
+        1,
+    )
     assert line["ts"].endswith("Z")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from consumer.validation import check_event
+from consumer.core.validation import check_event
 from models.features import build_features
 from producer_tools.poison import CATALOGUE, DEAD_LETTER_REASONS, SCORED, PoisonKind, poison_kinds
 from producer_tools.publisher import PublishSummary, event_encoders, event_messages, registry_for

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.validation import check_event
+from consumer.core.validation import check_event
 from producer_tools.poison import poison_kinds
 from producer_tools.world import generate
 from schemas import EventDecoder, load_catalog

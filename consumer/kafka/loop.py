@@ -1,6 +1,6 @@
 """The run loop of one worker: consume a batch, score it, hand it to the guarantee to publish.
 
-The guarantee (:mod:`consumer.guarantees`) decides when offsets are stored or committed: at_least_once once
+The guarantee (:mod:`consumer.kafka.guarantees`) decides when offsets are stored or committed: at_least_once once
 the broker acknowledged every delivery of a batch and of every batch before it; exactly_once in the batch's own
 transaction. A stop request (SIGTERM/SIGINT) lets the current batch finish, then the guarantee settles what is
 in flight and the consumer commits and leaves the group.
@@ -16,13 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from consumer.delivery import PublishError
-from consumer.engine import ScoringEngine, quiet_collector
-from consumer.guarantees import AtLeastOnce, ExactlyOnce, Guarantee
-from consumer.logs import KAFKA_LOG
-from consumer.observer import LoopObserver, NullObserver
-from consumer.offsets import InFlightBatch
+from consumer.core.engine import ScoringEngine, quiet_collector
+from consumer.core.offsets import InFlightBatch
+from consumer.kafka.delivery import PublishError
+from consumer.kafka.guarantees import AtLeastOnce, ExactlyOnce, Guarantee
 from consumer.settings import Settings
+from consumer.telemetry.logs import KAFKA_LOG
+from consumer.telemetry.observer import LoopObserver, NullObserver
 
 log = logging.getLogger(__name__)
 _COMMIT_INTERVAL_MS = 1000

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from consumer.health import serve_telemetry
+from consumer.kafka.workers import run_workers
 from consumer.settings import load_settings
-from consumer.workers import run_workers
+from consumer.telemetry.health import serve_telemetry
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ A worker's ``WorkerObserver`` (the run loop's ``LoopObserver``) turns each batch
 (counts, histogram bucket counts, drift bin counts: numpy, never a Python call per event) and hands it to a
 sink. ``Telemetry`` owns the registry, the drift windows and the health state, and applies reports. With one
 worker the sink is ``Telemetry.apply`` itself; with ``--workers N`` it is a queue the parent drains, so one
-process holds every metric of the host (see ``consumer.health`` for the endpoint and the design note there).
+process holds every metric of the host (see ``consumer.telemetry.health`` for the endpoint and the design note there).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from consumer.drift import DriftCounter
-from consumer.engine import STAGES as ENGINE_STAGES
-from consumer.engine import BatchOutcome
-from consumer.lag import LagBook, Partition, PartitionOffsets, stats_offsets
+from consumer.core.engine import STAGES as ENGINE_STAGES
+from consumer.core.engine import BatchOutcome
+from consumer.telemetry.drift import DriftCounter
+from consumer.telemetry.lag import LagBook, Partition, PartitionOffsets, stats_offsets
 from models.artifacts import ModelSet
 
 STAGES = (*ENGINE_STAGES, "publish")
@@ -272,8 +272,8 @@ _LATENCY = BulkHistogram("latency", "", LATENCY_BUCKETS)
 
 
 def parse_kafka_stats(stats_json: str) -> tuple[dict[Partition, PartitionOffsets], bool | None]:
-    """The offsets of each partition the consumer holds (see ``consumer.lag``) and whether any broker is up, from
-    librdkafka's statistics. Malformed JSON gives ``({}, None)``."""
+    """The offsets of each partition the consumer holds (see ``consumer.telemetry.lag``) and whether any broker
+    is up, from librdkafka's statistics. Malformed JSON gives ``({}, None)``."""
     try:
         stats = json.loads(stats_json)
     except (json.JSONDecodeError, TypeError):

@@ -25,7 +25,7 @@ from pydantic_core import PydanticUndefined
 
 from consumer.settings import ENV_PREFIX, Settings
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = Path("docs/configuration.md")
 _LIST_ITEM = "[]"
 _LONG_LIST = 4
@@ -204,7 +204,7 @@ def run_flags() -> dict[str, str]:
 
     Each flag is given a unique marker value and ``run_cmd.overrides`` says where in the settings it lands.
     """
-    from consumer import run_cmd  # the run command pulls in the service; only this function needs it
+    from consumer.commands import run_cmd  # the run command pulls in the service; only this function needs it
 
     parser = argparse.ArgumentParser()
     run_cmd.register(parser.add_subparsers())

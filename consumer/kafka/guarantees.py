@@ -3,7 +3,7 @@
 ``AtLeastOnce``: results and dead letters are produced without waiting; input offsets are stored only once the
 broker acknowledged every delivery of their batch and of every batch before it; librdkafka's auto-commit commits
 what was stored; revoke and shutdown flush and commit synchronously. A delivery that fails after the producer's
-own retries is produced again (see :mod:`consumer.delivery`), so an outage delays results and loses none.
+own retries is produced again (see :mod:`consumer.kafka.delivery`), so an outage delays results and loses none.
 
 ``ExactlyOnce``: each batch's results, dead letters and input offsets commit in one transaction. A delivery that
 fails inside it is never produced again on its own (that would put it outside its transaction, or into the next
@@ -30,9 +30,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumer.delivery import BatchPublisher, PublishError
-from consumer.engine import BatchOutcome
-from consumer.offsets import InFlightBatch, OffsetTracker
+from consumer.core.engine import BatchOutcome
+from consumer.core.offsets import InFlightBatch, OffsetTracker
+from consumer.kafka.delivery import BatchPublisher, PublishError
 
 log = logging.getLogger(__name__)
 _SHUTDOWN_FLUSH_S = 8.0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from consumer.offline import score_file
+from consumer.commands.offline import score_file
 from consumer.service import build_engine
 from consumer.settings import load_settings
 from schemas import load_catalog

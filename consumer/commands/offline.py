@@ -18,8 +18,8 @@ from typing import Any, TextIO
 from fastavro import schemaless_writer
 from fastavro.validation import ValidationError, validate
 
-from consumer.engine import ScoringEngine
-from consumer.validation import check_event
+from consumer.core.engine import ScoringEngine
+from consumer.core.validation import check_event
 from schemas.errors import EventValidationError, InvalidEventError
 from schemas.json_view import from_json_view, to_json_view
 

@@ -1,19 +1,25 @@
 """What the run loop tells the outside world (metrics, health) once per batch, never per event.
 
 ``LoopObserver`` is the boundary; ``NullObserver`` is the do-nothing fake for tests and the benchmark's
-metrics-off run. The Prometheus implementation lives in ``consumer.metrics``.
+metrics-off run. The Prometheus implementation lives in ``consumer.telemetry.metrics``.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from consumer.engine import BatchOutcome
+from consumer.core.engine import BatchOutcome
 from models.artifacts import ModelSet
 
+if TYPE_CHECKING:
+    from consumer.settings import Settings
+
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> offset
+# Makes worker N's observer inside its process (None: no telemetry); the host passes it to every worker.
+ObserverFactory = Callable[["Settings", int], "LoopObserver | None"]
 
 
 class LoopObserver(Protocol):

@@ -25,9 +25,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from consumer.engine import BatchOutcome, ScoredMessage
-from consumer.offsets import InFlightBatch
-from schemas.dead_letter import DeadLetterInfo
+from consumer.core.engine import BatchOutcome, ScoredMessage
+from consumer.core.offsets import InFlightBatch
+from schemas.dead_letter import RESULT_REJECTED, DeadLetterInfo
 from schemas.errors import CrmScorerError
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ _PRODUCER_GONE = {KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
 _REFUSED_RECORD = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
                    KafkaError.INVALID_MSG_SIZE}  # fmt: skip
 _MISSING_TOPIC = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
-RESULT_REJECTED = "result_rejected"
 
 
 class Verdict(enum.Enum):

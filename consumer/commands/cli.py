@@ -13,10 +13,10 @@ from schemas.errors import ArtifactError, ConfigError, RegistryUnavailableError
 
 # Modules that contribute subcommands through ``register(subparsers)``.
 _COMMAND_MODULES = [
-    "consumer.run_cmd",
-    "consumer.score_cmd",
-    "consumer.bench_cmd",
-    "consumer.config_reference",
+    "consumer.commands.run_cmd",
+    "consumer.commands.score_cmd",
+    "consumer.commands.bench_cmd",
+    "consumer.commands.config_reference",
 ]
 
 

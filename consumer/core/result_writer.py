@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from consumer.scoring import ScoreColumns
+from consumer.core.scoring import ScoreColumns
 from models.artifacts import ModelSet
 from schemas import load_catalog
 

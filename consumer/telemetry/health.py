@@ -32,12 +32,18 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from consumer.drift import DriftCounter, DriftMonitor, load_reference_profile
-from consumer.logs import configure_logging
-from consumer.metrics import BatchReport, PublishedReport, Report, ScorerMetrics, WorkerObserver, WorkerStateReport
-from consumer.observer import LoopObserver
 from consumer.settings import Settings
-from consumer.workers import ObserverFactory
+from consumer.telemetry.drift import DriftCounter, DriftMonitor, load_reference_profile
+from consumer.telemetry.logs import configure_logging
+from consumer.telemetry.metrics import (
+    BatchReport,
+    PublishedReport,
+    Report,
+    ScorerMetrics,
+    WorkerObserver,
+    WorkerStateReport,
+)
+from consumer.telemetry.observer import LoopObserver, ObserverFactory
 from schemas.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from consumer.dedup import RecentScores, application_hash
-from consumer.result_writer import ResultWriter, zigzag_varint
-from consumer.scoring import RowScores, ScoreColumns, score_columns, scores_of
-from consumer.validation import check_event
+from consumer.core.dedup import RecentScores, application_hash
+from consumer.core.result_writer import ResultWriter, zigzag_varint
+from consumer.core.scoring import RowScores, ScoreColumns, score_columns, scores_of
+from consumer.core.validation import check_event
 from models.artifacts import ModelSet
 from models.features import FeatureFrame, build_features
 from schemas.errors import InvalidEventError

@@ -20,11 +20,11 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from consumer.logs import configure_logging
-from consumer.loop import ScoringLoop
-from consumer.observer import LoopObserver
+from consumer.kafka.loop import ScoringLoop
 from consumer.service import build_engine
 from consumer.settings import Settings
+from consumer.telemetry.logs import configure_logging
+from consumer.telemetry.observer import ObserverFactory
 from models.artifacts import load_models
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ _RESTART_WINDOW_S = 600.0
 Clock = Callable[[], float]
 
 # worker index -> observer for that worker (the metrics module provides one; None = no metrics)
-ObserverFactory = Callable[[Settings, int], LoopObserver | None]
 
 
 def run_worker(settings: Settings, worker: int = 0, observer_factory: ObserverFactory | None = None) -> None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumer.engine import ScoringEngine, quiet_collector
+from consumer.core.engine import ScoringEngine, quiet_collector
 
 _LENGTH = struct.Struct(">I")
 _NONE = 0xFFFFFFFF  # the length that marks a message without a value (a tombstone)

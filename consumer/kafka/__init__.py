@@ -1,0 +1,2 @@
+"""The Kafka edge: the run loop of a consumer-group member, the two delivery guarantees, the publisher and the
+host that runs several workers. The only place (with ``settings``) that speaks librdkafka."""

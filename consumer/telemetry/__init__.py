@@ -1,0 +1,1 @@
+"""What the scorer tells its operators: Prometheus metrics, drift, consumer lag, health and readiness, logs."""
