@@ -8,7 +8,7 @@ import sys
 from importlib.metadata import entry_points
 from typing import Any
 
-from consumer.delivery import PublishError
+from consumer.kafka.delivery import PublishError
 from schemas.errors import ArtifactError, ConfigError, RegistryUnavailableError
 
 # Modules that contribute subcommands through ``register(subparsers)``.
