@@ -58,7 +58,9 @@ def test_results_the_broker_refuses_as_too_large_become_dead_letters(
 def test_a_missing_output_topic_stops_the_worker_naming_it_with_nothing_committed(lanes: Lanes, tmp_path: Path) -> None:
     lanes = Lanes(lanes.bootstrap, lanes.input, f"no-such-topic-{uuid.uuid4().hex[:8]}", lanes.dlq, lanes.group)
     produce_tracked(lanes.bootstrap, lanes.input, pairs(valid_messages(50, seed=402)))
-    env = {"CRM_SCORER_PRODUCER__DELIVERY_TIMEOUT_MS": "5000"}
+    # librdkafka waits topic.metadata.propagation.max.ms (30 s) for a topic to appear before calling it missing
+    env = {"CRM_SCORER_PRODUCER__DELIVERY_TIMEOUT_MS": "5000",
+           "CRM_SCORER_KAFKA__EXTRA": '{"topic.metadata.propagation.max.ms": 3000}'}  # fmt: skip
     with ScorerProcess(lanes, tmp_path, env=env) as scorer:
         assert scorer.process is not None
         code = scorer.process.wait(60)
