@@ -33,7 +33,7 @@ SAMPLE_EVERY_S = 1.0
 MiB = 1024 * 1024
 
 
-def test_a_million_events_through_one_worker_with_flat_memory(lanes: Lanes, tmp_path: Path) -> None:
+def test_a_million_events_through_one_worker_with_flat_memory(lanes: Lanes, tmp_path: Path, guarantee: str) -> None:
     started = time.monotonic()
     produced_ids: set[str] = set()
 
@@ -47,7 +47,7 @@ def test_a_million_events_through_one_worker_with_flat_memory(lanes: Lanes, tmp_
     assert produce_tracked(lanes.bootstrap, lanes.input, feed(), track=False).count == SOAK_EVENTS
     produced_s = time.monotonic() - started
     curve: list[tuple[float, int, int]] = []  # seconds, events committed, RSS bytes
-    with ScorerProcess(lanes, tmp_path) as scorer:
+    with ScorerProcess(lanes, tmp_path, "--guarantee", guarantee) as scorer:
         assert scorer.process is not None
         pid = scorer.process.pid  # one worker runs in the scorer's own process
         done = 0
@@ -63,7 +63,7 @@ def test_a_million_events_through_one_worker_with_flat_memory(lanes: Lanes, tmp_
     rate = SOAK_EVENTS / (curve[-1][0] - produced_s)
     note = f"RSS {growth:+.1%} after warm-up; ~{rate:,.0f} events/s; backlog produced in {produced_s:.0f} s"
     conservation("7. soak: 1M events, one worker", Expected(frozenset(produced_ids)), read_outcomes(lanes),
-                 time.monotonic() - started, note)  # fmt: skip
+                 time.monotonic() - started, note, guarantee)  # fmt: skip
 
 
 def _report(curve: list[tuple[float, int, int]]) -> float:
