@@ -16,7 +16,6 @@ class InFlightBatch:
 
     next_offsets: dict[tuple[str, int], int]
     pending: int
-    failed: int = 0
     event_times_ms: list[int] = field(default_factory=list)
     dead_letters: int = 0
 

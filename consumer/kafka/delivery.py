@@ -224,5 +224,4 @@ class _BatchAcks:
         if err is None:
             self._batch.pending -= 1
             return
-        self._batch.failed += 1
         self._publisher._failed(err, msg, self)
