@@ -8,7 +8,7 @@ from typing import Any
 
 from consumer.kafka.workers import run_workers
 from consumer.settings import load_settings
-from consumer.telemetry.health import serve_telemetry
+from consumer.telemetry.host import serve_telemetry
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

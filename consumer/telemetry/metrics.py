@@ -2,9 +2,9 @@
 
 A worker's ``WorkerObserver`` (the run loop's ``LoopObserver``) turns each batch into a small ``Report``
 (counts, histogram bucket counts, drift bin counts: numpy, never a Python call per event) and hands it to a
-sink. ``Telemetry`` owns the registry, the drift windows and the health state, and applies reports. With one
-worker the sink is ``Telemetry.apply`` itself; with ``--workers N`` it is a queue the parent drains, so one
-process holds every metric of the host (see ``consumer.telemetry.health`` for the endpoint and the design note there).
+sink. ``Telemetry`` (``consumer.telemetry.host``) owns the registry, the drift windows and the health state, and
+applies reports. With one worker the sink is ``Telemetry.apply`` itself; with ``--workers N`` it is a queue the
+parent drains, so one process holds every metric of the host (``consumer.telemetry.worker_reports`` says why).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from consumer.core.engine import BatchOutcome, RejectedMessage, ScoredMessage
 from consumer.settings import Settings
-from consumer.telemetry.health import HealthState, Telemetry, _QueueSink
+from consumer.telemetry.health import HealthState
+from consumer.telemetry.host import Telemetry
 from consumer.telemetry.lag import PartitionOffsets
 from consumer.telemetry.metrics import (
     LATENCY_BUCKETS,
@@ -25,6 +26,7 @@ from consumer.telemetry.metrics import (
     WorkerStateReport,
     parse_kafka_stats,
 )
+from consumer.telemetry.worker_reports import QueueSink
 from models.features import build_features
 from producer_tools import world
 from schemas.errors import AvroDecodeError, EventValidationError, FramingError
@@ -245,7 +247,7 @@ def _get(url: str) -> tuple[int, str]:
 
 def test_a_full_report_queue_drops_and_counts_instead_of_blocking(telemetry: Telemetry) -> None:
     reports: queue.Queue = queue.Queue(maxsize=1)
-    observer = WorkerObserver(_QueueSink(reports, 3), worker=3)
+    observer = WorkerObserver(QueueSink(reports, 3), worker=3)
     observer.assignment_changed(1)
     observer.assignment_changed(2)  # dropped
     observer.assignment_changed(3)  # dropped
