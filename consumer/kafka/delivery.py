@@ -27,6 +27,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumer.core.engine import BatchOutcome, ScoredMessage
 from consumer.core.offsets import InFlightBatch
+from consumer.telemetry.logs import Throttle
 from schemas.dead_letter import RESULT_REJECTED, DeadLetterInfo
 from schemas.errors import CrmScorerError
 
@@ -84,7 +85,7 @@ class BatchPublisher:
         self._output = output_topic
         self._dlq = dlq_topic
         self._retries: list[tuple[Message, _BatchAcks]] = []
-        self._last_failure_log = 0.0
+        self._failure_log = Throttle(10.0)
         self._gone: KafkaError | None = None
         self._stop: PublishError | None = None
         self._refused: dict[tuple[str, int, int], str] = {}  # exactly-once: input position -> the broker's refusal
@@ -169,9 +170,7 @@ class BatchPublisher:
         self._retries.append((msg, acks))
         if err.fatal() or err.code() in _PRODUCER_GONE:
             self._gone = err
-        now = time.monotonic()
-        if now - self._last_failure_log > 10:
-            self._last_failure_log = now
+        if self._failure_log.ready():
             log.warning("delivery to %s failed (%s); producing it again", msg.topic(), err.str())
 
     def _produce(self, topic: str, value: Any, key: Any, headers: Any, on_delivery: _OnDelivery) -> None:

@@ -21,7 +21,7 @@ from consumer.core.offsets import InFlightBatch
 from consumer.kafka.delivery import PublishError
 from consumer.kafka.guarantees import AtLeastOnce, ExactlyOnce, Guarantee
 from consumer.settings import Settings
-from consumer.telemetry.logs import KAFKA_LOG
+from consumer.telemetry.logs import KAFKA_LOG, Throttle
 from consumer.telemetry.observer import LoopObserver, NullObserver
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class ScoringLoop:
         self._stop = False
         self._guarantee: Guarantee | None = None
         self._consumer: Consumer | None = None
-        self._last_log: dict[str, float] = {}
+        self._throttle = Throttle(10.0)
 
     def request_stop(self) -> None:
         self._stop = True
@@ -175,9 +175,7 @@ class ScoringLoop:
         self.observer.heartbeat()
 
     def _log_every(self, key: str, seconds: float, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last_log.get(key, 0.0) >= seconds:
-            self._last_log[key] = now
+        if self._throttle.ready(key, seconds):
             log.warning(message, *args)
 
 

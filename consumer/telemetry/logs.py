@@ -6,10 +6,33 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
 # librdkafka's own log lines (connection failures every reconnect) come through here, once a minute per client
 KAFKA_LOG = logging.getLogger("librdkafka")
+
+
+class Throttle:
+    """The one log throttle: ``ready(key)`` is True at most once per ``seconds`` for each key.
+
+    Repeating failures (a broker away, a delivery retried) would otherwise log a line per attempt.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._last: dict[Hashable, float] = {}
+
+    def ready(self, key: Hashable = None, seconds: float | None = None) -> bool:
+        """True (and counted) when ``key`` was last let through ``seconds`` (default: the throttle's) ago."""
+        interval = self.seconds if seconds is None else seconds
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < interval:
+            return False
+        self._last[key] = now
+        return True
 
 
 class OncePerInterval(logging.Filter):
@@ -17,17 +40,12 @@ class OncePerInterval(logging.Filter):
 
     def __init__(self, seconds: float) -> None:
         super().__init__()
-        self.seconds = seconds
-        self._last: dict[tuple[str, str], float] = {}
+        self._throttle = Throttle(seconds)
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
         key = (record.name, str(args[1] if len(args) > 1 else record.msg))  # librdkafka: (facility, client, text)
-        now = time.monotonic()
-        if now - self._last.get(key, -self.seconds) < self.seconds:
-            return False
-        self._last[key] = now
-        return True
+        return self._throttle.ready(key)
 
 
 KAFKA_LOG.addFilter(OncePerInterval(60.0))
