@@ -27,6 +27,8 @@ from consumer.core.engine import BatchOutcome
 from consumer.telemetry.drift import DriftCounter
 from consumer.telemetry.lag import LagBook, Partition, PartitionOffsets, stats_offsets
 from models.artifacts import ModelSet
+from schemas.dead_letter import RESULT_REJECTED
+from schemas.errors import InvalidEventError
 
 STAGES = (*ENGINE_STAGES, "publish")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -34,6 +36,12 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 STAGE_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# Every dlq.reason the scorer writes: the error tree's defaults, the two codes passed in beside them
+# (FramingError: empty_value, EventValidationError: missing_id) and the broker's refusal of a result.
+# tests/unit/test_metric_series.py holds this to the AsyncAPI contract's enum.
+DEAD_LETTER_REASONS = tuple(
+    sorted({cls.reason for cls in InvalidEventError.__subclasses__()} | {"empty_value", "missing_id", RESULT_REJECTED})
+)
 
 
 class BulkHistogram(Collector):
@@ -111,7 +119,6 @@ class BatchReport:
 class PublishedReport:
     worker: int
     results: int
-    dead_letters: int
     latency_counts: np.ndarray
     latency_sum: float
 
@@ -170,6 +177,10 @@ class ScorerMetrics:
         self.dropped = counter("crm_scorer_telemetry_dropped_total", "Worker reports lost (the queue was full)")
         self.lag = ConsumerLag()
         registry.register(self.lag)
+        # Every series whose labels are known is exported at zero from the start (client_python's advice):
+        # rate() and increase() need a sample before the first increment, or the first one is never counted.
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
         for hist in (self.latency, self.batch_size):
             hist.touch()
         for stage in STAGES:
@@ -311,7 +322,8 @@ class WorkerObserver:
 
     def batch_published(self, results: int, dead_letters: int, latencies_s: np.ndarray) -> None:
         counts, total = _LATENCY.bucket_counts(latencies_s)
-        self.sink(PublishedReport(self.worker, results, dead_letters, counts, total))
+        # dead_letters: counted per reason when the batch was scored (crm_scorer_dead_letters_total)
+        self.sink(PublishedReport(self.worker, results, counts, total))
 
     def heartbeat(self) -> None:
         now = self._clock()
