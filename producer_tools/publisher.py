@@ -161,7 +161,7 @@ def event_messages(
 
     Raises:
         ValueError: ``bad_ratio`` outside 0..1, or no encoder.
-        EventValidationError: an event does not fit its writer schema.
+        RecordEncodingError: an event does not fit its writer schema.
     """
     if not 0.0 <= bad_ratio <= 1.0:
         raise ValueError(f"bad_ratio: must be within 0..1, got {bad_ratio}")
@@ -222,7 +222,7 @@ def publish_messages(
     Messages still unacknowledged after ``flush_timeout_s`` count as failed.
 
     Raises:
-        EventValidationError: building a message failed (the messages sent before it are flushed first).
+        RecordEncodingError: building a message failed (the messages sent before it are flushed first).
         ValueError: a negative rate.
     """
     pacer = Pacer(rate)

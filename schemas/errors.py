@@ -9,6 +9,7 @@ while dependencies keep pointing one way::
     │   ├── UnknownSchemaError     reason ``unknown_schema``: fingerprint or registry id we cannot resolve
     │   ├── AvroDecodeError        reason ``avro_decode_error``: bytes do not match the writer schema
     │   └── EventValidationError   reason ``missing_id`` / ``invalid_field``: decoded, but unusable
+    ├── RecordEncodingError        a record we write does not fit its own schema: our bug, never dead-lettered
     ├── RegistryUnavailableError   the Schema Registry did not answer: transient, retried, never dead-lettered
     ├── ConfigError                settings or scorer.yaml are wrong; names the key
     └── ArtifactError              a model artifact is missing, tampered with, or its manifest is inconsistent
@@ -50,6 +51,13 @@ class AvroDecodeError(InvalidEventError):
 
 class EventValidationError(InvalidEventError):
     reason = "invalid_field"
+
+
+class RecordEncodingError(CrmScorerError):
+    """A record this project built (a result, a generated event) does not fit the schema it is written with.
+
+    The message names the schema; no consumed message is at fault, so it is never a dead letter.
+    """
 
 
 class RegistryUnavailableError(CrmScorerError):

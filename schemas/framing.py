@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from fastavro import schemaless_writer
 
 from schemas.catalog import SchemaVersion
-from schemas.errors import EventValidationError, FramingError
+from schemas.errors import FramingError, RecordEncodingError
 
 Framing = Literal["single-object", "confluent"]
 FRAMINGS: tuple[Framing, ...] = ("single-object", "confluent")
@@ -86,7 +86,7 @@ class _FramedEncoder:
         """The framed encoding of ``record``.
 
         Raises:
-            EventValidationError: the record does not fit the schema (missing field, wrong type).
+            RecordEncodingError: the record does not fit the schema (missing field, wrong type).
         """
         # A fresh buffer per call measured as fast as reusing one (fastavro writes its body in one call),
         # and keeps the encoder free of shared mutable state.
@@ -95,7 +95,7 @@ class _FramedEncoder:
         try:
             schemaless_writer(buffer, self._parsed, record)
         except Exception as exc:  # fastavro raises TypeError, ValueError, KeyError, AttributeError, ...
-            raise EventValidationError(
+            raise RecordEncodingError(
                 f"record does not fit {self.schema.label} ({self.schema.full_name}): {exc}"
             ) from exc
         return buffer.getvalue()

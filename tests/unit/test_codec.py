@@ -27,9 +27,9 @@ from schemas.catalog import SCHEMA_DIR
 from schemas.errors import (
     AvroDecodeError,
     ConfigError,
-    EventValidationError,
     FramingError,
     InvalidEventError,
+    RecordEncodingError,
     UnknownSchemaError,
 )
 
@@ -209,12 +209,13 @@ def test_a_tiny_event_encodes_to_exact_bytes(catalog: SchemaCatalog) -> None:
     assert SingleObjectEncoder(v2)(event) == b"\xc3\x01" + v2.fingerprint + body
 
 
-def test_encoding_a_record_that_does_not_fit_raises_event_validation_error(catalog: SchemaCatalog) -> None:
+def test_encoding_a_record_that_does_not_fit_raises_record_encoding_error(catalog: SchemaCatalog) -> None:
     encode = SingleObjectEncoder(catalog.application_event_latest)
 
-    with pytest.raises(EventValidationError, match=r"application_event\.v2") as info:
+    with pytest.raises(RecordEncodingError, match=r"application_event\.v2") as info:
         encode(make_event(occurred_at="yesterday"))
     assert info.value.__cause__ is not None
+    assert not isinstance(info.value, InvalidEventError)  # our own record: not a dead-letter type
 
 
 # --- decoding -----------------------------------------------------------------------------------------------
