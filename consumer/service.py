@@ -1,18 +1,19 @@
-"""Assembling the scorer from settings: verified models, the decoder, the result encoder, the engine.
+"""Assembling the scorer from settings: verified models, the decoder, the result framing, the engine.
 
 Everything here is construction; nothing is scored. The registry client is built only when a URL is set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from consumer.core.dedup import RecentScores
 from consumer.core.engine import ScoringEngine
+from consumer.core.result_writer import result_schema
 from consumer.settings import Settings
 from models.artifacts import load_models
-from schemas import ConfluentEncoder, EventDecoder, SchemaSource, SingleObjectEncoder, load_catalog
+from schemas import EventDecoder, SchemaSource, load_catalog
+from schemas.framing import confluent_header, single_object_header
 
 
 def registry_source(settings: Settings) -> Any | None:
@@ -28,30 +29,40 @@ def registry_source(settings: Settings) -> Any | None:
     return RegistrySchemaSource.from_url(registry.url, **conf)
 
 
-def result_encoder(settings: Settings, registry: Any | None) -> Callable[[dict[str, Any]], bytes]:
+def result_header(settings: Settings, registry: Any | None) -> bytes:
     """Results use the input's framing family: Confluent when a registry is configured, else single-object.
 
     Raises:
         RegistryUnavailableError, ConfigError: registering the result schema failed.
     """
-    schema = load_catalog().score_result
+    schema = result_schema()
     if registry is None:
-        return SingleObjectEncoder(schema)
+        return single_object_header(schema)
     from schemas.registry import value_subject
 
-    schema_id = registry.register_schema(value_subject(settings.topics.output), schema.schema_str)
-    return ConfluentEncoder(schema_id, schema)
+    return confluent_header(registry.register_schema(value_subject(settings.topics.output), schema.schema_str))
 
 
 def build_engine(settings: Settings, registry: SchemaSource | None = None) -> ScoringEngine:
-    """A ready engine. Raises ArtifactError when a model cannot be verified or loaded."""
+    """A ready engine for the stream. Raises ArtifactError when a model cannot be verified or loaded."""
     registry = registry if registry is not None else registry_source(settings)
+    return _engine(settings, EventDecoder(load_catalog(), registry), result_header(settings, registry))
+
+
+def build_offline_engine(settings: Settings) -> ScoringEngine:
+    """An engine for events read from the JSON view (``crm-scorer score``): it never contacts the Schema
+    Registry, whatever ``schema_registry.url`` says, and frames its results single-object (they are decoded
+    back into the JSON view). Raises ArtifactError as ``build_engine``."""
+    return _engine(settings, EventDecoder(load_catalog()), single_object_header(result_schema()))
+
+
+def _engine(settings: Settings, decoder: EventDecoder, result_header: bytes) -> ScoringEngine:
     capacity = settings.dedup.capacity if settings.dedup.enabled else 0
     return ScoringEngine(
         load_models(settings.models),
-        EventDecoder(load_catalog(), registry),
-        result_encoder(settings, registry),
+        decoder,
+        result_header,
         config_hash=settings.config_hash(),
         reasons=settings.models.reasons,
-        recent=RecentScores[Any](capacity),
+        recent=RecentScores[bytes](capacity),
     )

@@ -1,7 +1,9 @@
 """``crm-scorer score``: the streaming engine over a JSONL file, for backfills and checks.
 
-Each input line is the JSON view of an application event; each output line the JSON view of its score result.
-A line that is not a valid event is reported on stderr with its line number and reason; the run goes on.
+Each input line is the JSON view of an application event; each output line the JSON view of its score result:
+the result bytes the engine writes on the stream, decoded (so a line is exactly what a consumer of the output
+topic would see). A line that is not a valid event is reported on stderr with its line number and reason; the
+run goes on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fastavro.validation import ValidationError, validate
 
 from consumer.core.engine import ScoringEngine
 from consumer.core.validation import check_event
+from schemas import ResultDecoder, load_catalog
 from schemas.errors import EventValidationError, InvalidEventError
 from schemas.json_view import from_json_view, to_json_view
 
@@ -75,6 +78,11 @@ def _field_path(avro_path: str, schema: dict[str, Any]) -> str:
     return avro_path.removeprefix(f"{namespace}.{schema['name']}.")
 
 
+def result_line(result: dict[str, Any]) -> str:
+    """One output line: the JSON view of a decoded score result."""
+    return json.dumps(to_json_view(result), ensure_ascii=False) + "\n"
+
+
 def _batches(lines: TextIO, schema: dict[str, Any], parsed: Any, summary: OfflineSummary) -> Iterator[list]:
     batch: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
@@ -98,12 +106,13 @@ def score_file(engine: ScoringEngine, source: Path, target: Path, schema: dict[s
     import fastavro
 
     parsed = fastavro.parse_schema(schema)
+    results = ResultDecoder(load_catalog())
     summary = OfflineSummary()
     started = time.perf_counter()
     with source.open(encoding="utf-8") as lines, target.open("w", encoding="utf-8") as out:
         for batch in _batches(lines, schema, parsed, summary):
-            for record in engine.score_events(batch):
-                out.write(json.dumps(to_json_view(record), ensure_ascii=False) + "\n")
+            for scored in engine.score_decoded(batch).scored:
+                out.write(result_line(results.decode(scored.value)))
             summary.scored += len(batch)
     summary.seconds = time.perf_counter() - started
     return summary

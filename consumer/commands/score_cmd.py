@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from consumer.commands.offline import score_file
-from consumer.service import build_engine
+from consumer.service import build_offline_engine
 from consumer.settings import load_settings
 from schemas import load_catalog
 
@@ -21,8 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config, schema_registry={"url": None})
-    engine = build_engine(settings)
+    engine = build_offline_engine(load_settings(args.config))
     summary = score_file(engine, args.source, args.target, load_catalog().application_event_latest.raw)
     print(
         f"scored {summary.scored} of {summary.lines} lines ({summary.invalid} invalid) "

@@ -4,10 +4,9 @@ decode -> validate -> application hash (recent scores reused) -> features -> eve
 -> reasons -> result bytes. It imports no Kafka client: the run loop, the offline ``score`` command and the
 benchmark all drive this same object.
 
-The batch path never builds a result record: ``ResultWriter`` packs each application's scores into Avro bytes
-column-wise (the same bytes fastavro writes, see ``tests/unit/test_fast_paths.py``), and the cache of recent
-applications keeps those bytes. Records (dicts) are built only by ``score_events`` and for an encoder the
-writer does not know.
+Results exist only as bytes: ``ResultWriter`` packs each application's scores into Avro column-wise (the
+same bytes fastavro writes, see ``tests/unit/test_fast_paths.py``), and the cache of recent applications
+keeps those bytes. Whoever wants a record (the offline command's JSON view, a test) decodes them.
 """
 
 from __future__ import annotations
@@ -17,13 +16,13 @@ import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from consumer.core.dedup import RecentScores, application_hash
 from consumer.core.result_writer import ResultWriter, zigzag_varint
-from consumer.core.scoring import RowScores, ScoreColumns, score_columns, scores_of
+from consumer.core.scoring import ScoreColumns, score_columns
 from consumer.core.validation import check_event
 from models.artifacts import ModelSet
 from models.features import FeatureFrame, build_features
@@ -66,16 +65,6 @@ class BatchOutcome:
     model_seconds: dict[str, float] = field(default_factory=dict)  # the predict stage, per model
 
 
-class _Cached(NamedTuple):
-    """A recent application's scores: as plain values (records path) or as result bytes (batch path).
-
-    A tuple of bytes and None is left alone by the garbage collector, so a full cache costs no collection time.
-    """
-
-    row: RowScores | None
-    block: bytes | None
-
-
 def quiet_collector() -> None:
     """Tune the garbage collector for a worker that scores batches, once its models are loaded.
 
@@ -91,27 +80,30 @@ def quiet_collector() -> None:
 
 
 class ScoringEngine:
-    """Scores batches with one set of verified models. Not thread-safe: one engine per worker process."""
+    """Scores batches with one set of verified models. Not thread-safe: one engine per worker process.
+
+    ``result_header`` is the framing written before every result body (``schemas.framing``'s single-object
+    or Confluent header of ``consumer.core.result_writer.result_schema()``).
+    """
 
     def __init__(
         self,
         models: ModelSet,
         decoder: BatchDecoder,
-        encode_result: Callable[[dict[str, Any]], bytes],
+        result_header: bytes,
         *,
         config_hash: str,
         reasons: int = 3,
-        recent: RecentScores[Any] | None = None,
+        recent: RecentScores[bytes] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.models = models
         self._decoder = decoder
-        self._encode = encode_result
         self.config_hash = config_hash
         self._reasons = reasons
-        self._recent: RecentScores[_Cached] = recent if recent is not None else RecentScores[_Cached](0)
+        self._recent = recent if recent is not None else RecentScores[bytes](0)
         self._clock = clock
-        self._writer = ResultWriter.for_encoder(encode_result, models, config_hash)
+        self._writer = ResultWriter(result_header, models, config_hash)
 
     def score_batch(self, payloads: Sequence[bytes | None]) -> BatchOutcome:
         """Score framed message values; bad ones come back as ``rejected`` with their error, never raised."""
@@ -119,33 +111,17 @@ class ScoringEngine:
         timer = _StageTimer(outcome.stage_seconds)
         with timer("decode"):
             events, indices = self._decode(payloads, outcome.rejected)
-        with timer("dedup"):
-            hashes = [application_hash(e) for e in events]
-            known, fresh = self._lookup(hashes, need_block=self._writer is not None)
-        columns = self._score_fresh([events[r] for r in fresh], outcome, timer) if fresh else None
-        outcome.duplicates = len(events) - len(fresh)
-        scored_at = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
-        with timer("encode"):
-            if self._writer is not None:
-                outcome.scored = self._framed(self._writer, events, indices, hashes, known, fresh, columns, scored_at)
-            else:
-                rows = columns.rows() if columns is not None else []
-                self._remember(hashes, known, fresh, rows=rows)
-                outcome.scored = [
-                    ScoredMessage(i, r["application_id"].encode(), self._encode(r), avro_millis(r["event_time"]))
-                    for i, r in zip(indices, self._records(events, hashes, known, scored_at), strict=True)
-                ]
+        self._score(events, indices, outcome, timer)
         return outcome
 
-    def score_events(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Score decoded, validated events into score result records (the offline path and the tests)."""
-        timer = _StageTimer(dict.fromkeys(STAGES, 0.0))
-        hashes = [application_hash(e) for e in events]
-        known, fresh = self._lookup(hashes, need_block=False)
-        if fresh:
-            frame = build_features([events[r] for r in fresh])
-            self._remember(hashes, known, fresh, rows=score_columns(self.models, frame, self._reasons, timer).rows())
-        return self._records(events, hashes, known, dt.datetime.fromtimestamp(self._clock(), dt.UTC))
+    def score_decoded(self, events: Sequence[dict[str, Any]]) -> BatchOutcome:
+        """Score events already decoded and validated (``check_event``), e.g. read from the JSON view.
+
+        The results are the bytes ``score_batch`` writes for the same events; ``scored[i]`` is ``events[i]``'s.
+        """
+        outcome = BatchOutcome()
+        self._score(list(events), list(range(len(events))), outcome, _StageTimer(outcome.stage_seconds))
+        return outcome
 
     def _decode(
         self, payloads: Sequence[bytes | None], rejected: list[RejectedMessage]
@@ -165,20 +141,37 @@ class ScoringEngine:
                 rejected.append(RejectedMessage(index, error))
         return events, indices
 
-    def _lookup(self, hashes: list[str], *, need_block: bool) -> tuple[dict[str, _Cached | None], list[int]]:
-        """Cached scores by hash, and the rows to score afresh (each new hash's first occurrence)."""
-        known: dict[str, _Cached | None] = {}
+    def _score(
+        self, events: list[dict[str, Any]], indices: list[int], outcome: BatchOutcome, timer: _StageTimer
+    ) -> None:
+        with timer("dedup"):
+            hashes = [application_hash(e) for e in events]
+            blocks, fresh = self._lookup(hashes)
+        columns = self._score_fresh([events[r] for r in fresh], outcome, timer) if fresh else None
+        outcome.duplicates = len(events) - len(fresh)
+        scored_at = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+        with timer("encode"):
+            if columns is not None:
+                for row, block in zip(fresh, self._writer.blocks(columns), strict=True):
+                    blocks[hashes[row]] = block
+                    self._recent.put(hashes[row], block)
+            outcome.scored = self._framed(events, indices, hashes, blocks, scored_at)
+
+    def _lookup(self, hashes: list[str]) -> tuple[dict[str, bytes], list[int]]:
+        """Cached result blocks by hash, and the rows to score afresh (each new hash's first occurrence)."""
+        blocks: dict[str, bytes] = {}
+        missing: set[str] = set()
         fresh = []
         for row, h in enumerate(hashes):
-            if h in known:
+            if h in blocks or h in missing:
                 continue
-            cached = self._recent.get(h)
-            if cached is None or (cached.block if need_block else cached.row) is None:
-                known[h] = None
+            block = self._recent.get(h)
+            if block is None:
+                missing.add(h)
                 fresh.append(row)
             else:
-                known[h] = cached
-        return known, fresh
+                blocks[h] = block
+        return blocks, fresh
 
     def _score_fresh(self, events: list[dict[str, Any]], outcome: BatchOutcome, timer: _StageTimer) -> ScoreColumns:
         with timer("features"):
@@ -187,67 +180,21 @@ class ScoringEngine:
         outcome.frame, outcome.predictions = frame, columns.predictions(self.models)
         return columns
 
-    def _remember(
-        self,
-        hashes: list[str],
-        known: dict[str, _Cached | None],
-        fresh: list[int],
-        *,
-        rows: Sequence[RowScores] = (),
-        blocks: Sequence[bytes] = (),
-    ) -> None:
-        for i, row in enumerate(fresh):
-            cached = _Cached(rows[i] if rows else None, blocks[i] if blocks else None)
-            known[hashes[row]] = cached
-            self._recent.put(hashes[row], cached)
-
     def _framed(
         self,
-        writer: ResultWriter,
         events: list[dict[str, Any]],
         indices: list[int],
         hashes: list[str],
-        known: dict[str, _Cached | None],
-        fresh: list[int],
-        columns: ScoreColumns | None,
+        blocks: dict[str, bytes],
         scored_at: dt.datetime,
     ) -> list[ScoredMessage]:
-        if columns is not None:
-            self._remember(hashes, known, fresh, blocks=writer.blocks(columns))
-        stamp = zigzag_varint(avro_millis(scored_at))
+        framed, stamp = self._writer.framed, zigzag_varint(avro_millis(scored_at))
         out = []
         for i, event, h in zip(indices, events, hashes, strict=True):
-            cached = known[h]
-            assert cached is not None and cached.block is not None  # every hash was found or scored above
             app_id, event_ms = event["application_id"], avro_millis(event["occurred_at"])
-            value = writer.framed(str(event["event_id"]), app_id, event["lead_id"], h, event_ms, stamp, cached.block)
+            value = framed(str(event["event_id"]), app_id, event["lead_id"], h, event_ms, stamp, blocks[h])
             out.append(ScoredMessage(i, app_id.encode(), value, event_ms))
         return out
-
-    def _records(
-        self, events: Sequence[dict[str, Any]], hashes: list[str], known: dict[str, _Cached | None], at: dt.datetime
-    ) -> list[dict[str, Any]]:
-        records = []
-        for event, h in zip(events, hashes, strict=True):
-            cached = known[h]
-            assert cached is not None and cached.row is not None  # every hash was found or scored above
-            records.append(self._record(event, h, scores_of(cached.row, self.models), at))
-        return records
-
-    def _record(self, event: dict[str, Any], app_hash: str, s: Any, scored_at: dt.datetime) -> dict[str, Any]:
-        return {
-            "event_id": str(event["event_id"]),
-            "application_id": event["application_id"],
-            "lead_id": event["lead_id"],
-            "application_hash": app_hash,
-            "event_time": event["occurred_at"],
-            "scored_at": scored_at,
-            "lead": s.lead,
-            "banks": s.banks,
-            "best_offer": s.best_offer,
-            "reasons": s.reasons,
-            "config_hash": self.config_hash,
-        }
 
 
 def avro_millis(when: dt.datetime) -> int:

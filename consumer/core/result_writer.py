@@ -3,9 +3,9 @@
 fastavro walks the schema for every record (~15 us for a result with five banks); most of a result is
 constant for a worker (bank names, model versions, the config hash) and the rest is a few numbers. This
 writer lays the constant bytes down once and packs only what varies: a batch's probabilities go through one
-numpy structured array. It applies only when the encoder's schema has exactly the canonical form it was
-written for (``score_result.v1``); any other schema falls back to fastavro. ``tests/unit/test_fast_paths.py``
-checks it writes the same bytes as fastavro.
+numpy structured array. It is the only producer of results: it writes the layout of one schema,
+``result_schema()`` (``score_result.v1``), the schema the service frames and registers its results with.
+``tests/unit/test_fast_paths.py`` checks it writes the same bytes as fastavro, the oracle.
 """
 
 from __future__ import annotations
@@ -17,11 +17,16 @@ import numpy as np
 
 from consumer.core.scoring import ScoreColumns
 from models.artifacts import ModelSet
-from schemas import load_catalog
+from schemas import SchemaVersion, load_catalog
 
 _DOUBLE = struct.Struct("<d")
 _ZERO = b"\x00"  # an empty array block ends an array; union branch 0 is null
 _RESULT_SCHEMA = "score_result.v1"  # the schema whose layout this module writes
+
+
+def result_schema() -> SchemaVersion:
+    """The score result schema whose layout ``ResultWriter`` writes: frame and register results with it."""
+    return load_catalog().get(_RESULT_SCHEMA)
 
 
 def zigzag_varint(value: int) -> bytes:
@@ -51,8 +56,9 @@ _SCORES = [zigzag_varint(n) for n in range(1001)]
 class ResultWriter:
     """Writes the score result records of one engine (its banks, models and config hash) as framed bytes.
 
-    Per batch: ``blocks`` encodes the part of each result that depends only on its scores (lead, banks, best
-    offer, reasons, config hash); ``framed`` prefixes a block with the event's ids, hash and times.
+    ``header`` is the framing of ``result_schema()`` written before every body. Per batch: ``blocks`` encodes
+    the part of each result that depends only on its scores (lead, banks, best offer, reasons, config hash);
+    ``framed`` prefixes a block with the event's ids, hash and times.
     """
 
     def __init__(self, header: bytes, models: ModelSet, config_hash: str) -> None:
@@ -79,18 +85,6 @@ class ResultWriter:
         self._best = [b"\x02" + avro_string(b.name) for b in banks] + [_ZERO]  # index -1: no offer (null)
         self._features = [[avro_string(f) for f in b.features] for b in banks]
         self._tail = avro_string(config_hash)
-
-    @classmethod
-    def for_encoder(cls, encoder: Any, models: ModelSet, config_hash: str) -> ResultWriter | None:
-        """A writer producing what ``encoder`` would, or None when ``encoder`` is not a framed encoder of the
-        result schema this writer knows (then the engine uses ``encoder`` itself)."""
-        schema = getattr(encoder, "schema", None)
-        header = getattr(encoder, "header", None)
-        if schema is None or not isinstance(header, bytes):
-            return None
-        if schema.fingerprint != load_catalog().get(_RESULT_SCHEMA).fingerprint:
-            return None
-        return cls(header, models, config_hash)
 
     def blocks(self, columns: ScoreColumns) -> list[bytes]:
         """The scores part of each row's result: lead, banks, best offer, reasons and config hash."""

@@ -3,7 +3,7 @@
 One ``inplace_predict`` per bank per batch. Reasons come from approximate (Saabas) contributions of the one
 bank each result explains: the best offer, or the most likely bank when none approves. Rows are grouped by
 that bank, so the cost is one extra tree walk per row, not one per bank. Everything stays column-wise
-(``ScoreColumns``); the result record's dicts (``Scores``) are built only where a caller asks for records.
+(``ScoreColumns``), and ``consumer.core.result_writer`` turns the columns into result bytes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,28 +21,6 @@ from models.features import FeatureFrame
 
 class Timer(Protocol):
     def __call__(self, stage: str) -> AbstractContextManager[Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Scores:
-    """The model outputs of one application, shaped as the score result's fields."""
-
-    lead: dict[str, Any]
-    banks: list[dict[str, Any]]
-    best_offer: str | None
-    reasons: list[dict[str, Any]]
-
-
-class RowScores(NamedTuple):
-    """One application's model outputs as plain values (what the cache of recent applications keeps)."""
-
-    lead_p: float
-    bank_p: list[float]
-    approved: list[bool]
-    best: int  # index of the best offer among the banks, -1 when none approves
-    explained: int  # index of the bank the reasons explain
-    reason_features: list[int]  # indices into the explained bank's features
-    reason_values: list[float]
 
 
 @dataclass
@@ -62,38 +40,6 @@ class ScoreColumns:
         out = {b.name: self.bank_p[:, j] for j, b in enumerate(models.banks)}
         out["lead"] = self.lead_p
         return out
-
-    def rows(self) -> list[RowScores]:
-        columns = (self.lead_p, self.bank_p, self.approved, self.best, self.explained, self.reason_features,
-                   self.reason_values)  # fmt: skip
-        rows = [RowScores(*row) for row in zip(*(c.tolist() for c in columns), strict=True)]
-        if self.reason_features.size and self.reason_features.min() < 0:  # a bank with fewer features than reasons
-            rows = [_unpadded(row) for row in rows]
-        return rows
-
-
-def _unpadded(row: RowScores) -> RowScores:
-    kept = [i for i, f in enumerate(row.reason_features) if f >= 0]
-    features = [row.reason_features[i] for i in kept]
-    return row._replace(reason_features=features, reason_values=[row.reason_values[i] for i in kept])
-
-
-def scores_of(row: RowScores, models: ModelSet) -> Scores:
-    """The score result's dicts for one application."""
-    banks = models.banks
-    explained = banks[row.explained].features
-    return Scores(
-        lead={"score": round(1000 * row.lead_p), "probability": row.lead_p, "model_version": models.lead.version},
-        banks=[
-            {"bank": b.name, "probability": row.bank_p[j], "approved": row.approved[j], "model_version": b.version}
-            for j, b in enumerate(banks)
-        ],
-        best_offer=banks[row.best].name if row.best >= 0 else None,
-        reasons=[
-            {"feature": explained[f], "contribution": v}
-            for f, v in zip(row.reason_features, row.reason_values, strict=True)
-        ],
-    )
 
 
 def score_columns(

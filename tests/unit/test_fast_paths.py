@@ -3,8 +3,8 @@
 The reference below is the plain way to score: fastavro decodes every message with full writer -> reader
 resolution, the application hash reads fields one ``get`` at a time, features are built one event at a time,
 every model predicts, reasons come from XGBoost's approximate contributions, a result record (dicts) is built
-and fastavro encodes it. The engine's batch path (decode without resolution for an added-fields writer,
-column-wise features and results, bytes written by ``ResultWriter``) must produce the same bytes.
+and fastavro, the oracle, encodes it. The engine (decode without resolution for an added-fields writer,
+column-wise features, and ``ResultWriter``, the only producer of result bytes) must produce the same bytes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from fastavro import schemaless_reader
 
 from consumer.core.dedup import ACTIVITY_FIELDS, APPLICANT_FIELDS, RecentScores, application_hash
 from consumer.core.engine import ScoringEngine
-from consumer.core.result_writer import ResultWriter, avro_string, zigzag_varint
+from consumer.core.result_writer import avro_string, result_schema, zigzag_varint
 from consumer.core.validation import check_event
 from models.artifacts import BankModel, ModelSet
 from models.features import FeatureFrame, build_features
@@ -130,8 +130,29 @@ def reference_value(event: dict[str, Any], scores: dict[str, Any]) -> bytes:
 
 
 def fast_engine(models: ModelSet, top_k: int = 3) -> ScoringEngine:
-    return ScoringEngine(models, EventDecoder(CATALOG), RESULT_ENCODER, config_hash=CONFIG_HASH, reasons=top_k,
-                         recent=RecentScores(100_000), clock=lambda: CLOCK)  # fmt: skip
+    return ScoringEngine(models, EventDecoder(CATALOG), RESULT_ENCODER.header, config_hash=CONFIG_HASH,
+                         reasons=top_k, recent=RecentScores(100_000), clock=lambda: CLOCK)  # fmt: skip
+
+
+def reference_events(payloads: list[bytes | None]) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[str, str]]]:
+    """The valid events by message index, and each invalid message's (reason, error text)."""
+    events: dict[int, dict[str, Any]] = {}
+    rejected: dict[int, tuple[str, str]] = {}
+    for index, payload in enumerate(payloads):
+        try:
+            event = reference_decode(payload)
+            check_event(event)
+        except InvalidEventError as exc:
+            rejected[index] = (exc.reason, _scrubbed(exc))
+            continue
+        events[index] = event
+    return events, rejected
+
+
+def reference_values(models: ModelSet, events: dict[int, dict[str, Any]], top_k: int = 3) -> dict[int, bytes]:
+    """The result bytes of every event by message index, the straightforward way."""
+    scores = reference_scores(models, list(events.values()), top_k)
+    return {index: reference_value(event, s) for (index, event), s in zip(events.items(), scores, strict=True)}
 
 
 # --- the tests -------------------------------------------------------------------------------------------
@@ -141,7 +162,6 @@ def test_ten_thousand_events_score_to_the_same_bytes_as_the_straightforward_path
     model_set: ModelSet, payloads: list[bytes | None]
 ) -> None:
     engine = fast_engine(model_set)
-    assert engine._writer is not None  # the fast writer is what is under test
     scored: dict[int, bytes] = {}
     rejected: dict[int, tuple[str, str]] = {}
     for start in range(0, len(payloads), 1000):
@@ -149,31 +169,25 @@ def test_ten_thousand_events_score_to_the_same_bytes_as_the_straightforward_path
         scored |= {start + s.index: s.value for s in outcome.scored}
         rejected |= {start + r.index: (r.error.reason, _scrubbed(r.error)) for r in outcome.rejected}
     assert len(scored) + len(rejected) == len(payloads) and len(scored) > 9000
-    events: dict[int, dict[str, Any]] = {}
-    for index, payload in enumerate(payloads):
-        try:
-            event = reference_decode(payload)
-            check_event(event)
-        except InvalidEventError as exc:
-            assert rejected[index] == (exc.reason, _scrubbed(exc))
-            continue
-        events[index] = event
-    assert set(events) == set(scored)
-    scores = reference_scores(model_set, list(events.values()), 3)
-    for (index, event), expected in zip(events.items(), scores, strict=True):
-        assert scored[index] == reference_value(event, expected), f"message {index}"
+    events, expected_rejected = reference_events(payloads)
+    assert rejected == expected_rejected
+    expected = reference_values(model_set, events)
+    assert set(expected) == set(scored)
+    for index, value in expected.items():
+        assert scored[index] == value, f"message {index}"
 
 
-def test_score_events_records_match_the_batch_bytes(model_set: ModelSet, payloads: list[bytes | None]) -> None:
+def test_decoded_events_score_to_the_batch_bytes(model_set: ModelSet, payloads: list[bytes | None]) -> None:
+    """``score_decoded`` (the offline command's entry) writes what ``score_batch`` writes for the same events."""
     sample = [p for p in payloads[:400] if p and p[:2] == b"\xc3\x01"]
     events = [e for e in EventDecoder(CATALOG).decode_batch(sample).records if e is not None]
     events = [e for e in events if _valid(e)]
-    records = fast_engine(model_set).score_events(events)
-    values = [s.value for s in fast_engine(model_set).score_batch([RESULT_ENCODER_V2(e) for e in events]).scored]
-    assert [RESULT_ENCODER(r) for r in records] == values
+    decoded = [s.value for s in fast_engine(model_set).score_decoded(events).scored]
+    values = [s.value for s in fast_engine(model_set).score_batch([EVENT_ENCODER(e) for e in events]).scored]
+    assert decoded == values and len(values) == len(events)
 
 
-RESULT_ENCODER_V2 = SingleObjectEncoder(READER)
+EVENT_ENCODER = SingleObjectEncoder(READER)
 
 
 def _scrubbed(error: Exception) -> str:
@@ -190,15 +204,14 @@ def _valid(event: dict[str, Any]) -> bool:
 
 
 def test_no_reasons_and_short_banks_write_the_same_bytes(model_set: ModelSet, payloads: list[bytes | None]) -> None:
-    """``reasons: 0`` and a bank with fewer features than reasons (it gives fewer) through both paths."""
+    """``reasons: 0`` and a bank with fewer features than reasons (it gives fewer), against the oracle."""
     short = _two_feature_bank()
     models = ModelSet((*model_set.banks, short), model_set.lead, model_set.manifest)
     batch = payloads[:300]
+    events, _ = reference_events(batch)
     for top_k in (0, 3):
         fast = fast_engine(models, top_k).score_batch(batch)
-        plain = ScoringEngine(models, EventDecoder(CATALOG), lambda r: RESULT_ENCODER(r), config_hash=CONFIG_HASH,
-                              reasons=top_k, clock=lambda: CLOCK).score_batch(batch)  # fmt: skip
-        assert [s.value for s in fast.scored] == [s.value for s in plain.scored]
+        assert {s.index: s.value for s in fast.scored} == reference_values(models, events, top_k)
     results = [ResultDecoder(CATALOG).decode(s.value) for s in fast.scored]
     assert any(r["best_offer"] == "bank_zz" and len(r["reasons"]) == 2 for r in results)  # the padded case ran
 
@@ -230,13 +243,25 @@ def test_avro_string_matches_fastavro(text: str) -> None:
     assert avro_string(text) == buffer.getvalue()
 
 
-def test_the_writer_applies_only_to_the_result_schema_it_knows(model_set: ModelSet) -> None:
-    assert ResultWriter.for_encoder(RESULT_ENCODER, model_set, "c") is not None
-    assert ResultWriter.for_encoder(lambda r: b"", model_set, "c") is None
-    raw = json.loads(CATALOG.score_result.schema_str)
-    raw["fields"].append({"name": "extra", "type": ["null", "string"], "default": None})
-    other = SingleObjectEncoder(SchemaVersion.parse(json.dumps(raw), "score_result.v2"))
-    assert ResultWriter.for_encoder(other, model_set, "c") is None
+def test_results_are_framed_and_registered_with_the_schema_the_writer_writes() -> None:
+    from consumer.service import result_header
+    from consumer.settings import load_settings
+    from schemas.framing import confluent_header, single_object_header
+
+    class Registry:
+        def __init__(self) -> None:
+            self.registered: list[tuple[str, str]] = []
+
+        def register_schema(self, subject: str, schema_str: str) -> int:
+            self.registered.append((subject, schema_str))
+            return 41
+
+    settings = load_settings(None)
+    assert result_header(settings, None) == single_object_header(result_schema())
+    registry = Registry()
+    assert result_header(settings, registry) == confluent_header(41)
+    assert registry.registered == [(f"{settings.topics.output}-value", result_schema().schema_str)]
+    assert ResultDecoder(CATALOG).reader.full_name == result_schema().full_name
 
 
 def test_application_hash_is_the_field_by_field_hash(payloads: list[bytes | None]) -> None:
