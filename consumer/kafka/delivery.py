@@ -21,18 +21,17 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from consumer.core.engine import BatchOutcome, ScoredMessage
 from consumer.core.offsets import InFlightBatch
+from consumer.kafka.clients import DeliveryCallback, Headers, Sink
 from consumer.telemetry.logs import Throttle
 from schemas.dead_letter import RESULT_REJECTED, DeadLetterInfo
 from schemas.errors import CrmScorerError
 
 log = logging.getLogger(__name__)
-_OnDelivery = Callable[[KafkaError | None, Message], None]
 _RETRY_PAUSE_S = 1.0
 _DRAIN_S = 5.0
 # After these, this producer instance delivers nothing more (seen when an outage made messages time out and
@@ -72,10 +71,10 @@ class BatchPublisher:
 
     def __init__(
         self,
-        producer: Producer,
+        producer: Sink,
         output_topic: str,
         dlq_topic: str,
-        renew: Callable[[], Producer] | None = None,
+        renew: Callable[[], Sink] | None = None,
         *,
         requeue: bool = True,
     ) -> None:
@@ -105,12 +104,13 @@ class BatchPublisher:
             self._dead_letter(messages[rejected.index], error.reason, str(error), error.field, failed_at, ack)
 
     def _dead_letter(
-        self, msg: Message, reason: str, error: str, field: str | None, failed_at: dt.datetime, ack: _OnDelivery
+        self, msg: Message, reason: str, error: str, field: str | None, failed_at: dt.datetime, ack: DeliveryCallback
     ) -> None:
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         info = DeadLetterInfo(reason=reason, error=error, field=field, topic=topic, partition=partition,
                               offset=offset, failed_at=failed_at)  # fmt: skip
-        self._produce(self._dlq, msg.value(), msg.key(), info.headers(), ack)
+        headers: Headers = [*info.headers()]
+        self._produce(self._dlq, msg.value(), msg.key(), headers, ack)
 
     def retry_failed(self) -> None:
         """Produce again what failed after the producer's own retries (called from the loop); first replace
@@ -173,7 +173,9 @@ class BatchPublisher:
         if self._failure_log.ready():
             log.warning("delivery to %s failed (%s); producing it again", msg.topic(), err.str())
 
-    def _produce(self, topic: str, value: Any, key: Any, headers: Any, on_delivery: _OnDelivery) -> None:
+    def _produce(
+        self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, on_delivery: DeliveryCallback
+    ) -> None:
         while True:
             try:
                 self.producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)

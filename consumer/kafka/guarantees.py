@@ -17,21 +17,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.core.engine import BatchOutcome
 from consumer.core.offsets import InFlightBatch, OffsetTracker
+from consumer.kafka.clients import Sink, Source
 from consumer.kafka.delivery import BatchPublisher, PublishError
 
 log = logging.getLogger(__name__)
@@ -43,6 +35,7 @@ _FENCED_AGAIN_S = 60.0
 _UNUSABLE = {KafkaError._FATAL, KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 Report = Callable[[InFlightBatch], None]
+NewSink = Callable[[], Sink]  # a new producer, configured for this worker
 
 
 class Guarantee(Protocol):
@@ -50,72 +43,65 @@ class Guarantee(Protocol):
 
     name: str
 
-    @property
-    def producer(self) -> Producer: ...
-
     def start(self) -> None:
         """Make the producer ready (exactly-once: initialise transactions, retrying while the broker is down)."""
 
-    def tick(self, consumer: Consumer) -> None:
+    def tick(self, consumer: Source) -> None:
         """Before each consume: serve delivery reports, re-produce failures, store what is acknowledged."""
 
-    def publish(self, consumer: Consumer, batch: InFlightBatch, messages: Sequence[Message], out: BatchOutcome) -> None:
+    def publish(self, consumer: Source, batch: InFlightBatch, messages: Sequence[Message], out: BatchOutcome) -> None:
         """Produce a scored batch; ``messages`` are the consumed messages ``out``'s indices point into."""
 
-    def revoked(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+    def revoked(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
         """Partitions are being taken away (gracefully): settle what belongs to them."""
 
     def lost(self, partitions: Sequence[TopicPartition]) -> None:
         """Partitions were taken away without a revoke (session lost): forget them."""
 
-    def drain(self, consumer: Consumer) -> None:
+    def drain(self, consumer: Source) -> None:
         """Shutting down: settle everything in flight."""
 
 
 class AtLeastOnce:
     name = "at_least_once"
 
-    def __init__(self, producer_conf: dict[str, Any], output: str, dlq: str, report: Report) -> None:
+    def __init__(self, new_sink: NewSink, output: str, dlq: str, report: Report) -> None:
         self._tracker = OffsetTracker()
         self._report = report
         # a producer fenced after an outage is replaced (only an idempotent one can be; a transactional one never is)
-        self._publisher = BatchPublisher(Producer(producer_conf), output, dlq, lambda: Producer(producer_conf))
-
-    @property
-    def producer(self) -> Producer:
-        return self._publisher.producer  # the publisher may have replaced the first one
+        self._publisher = BatchPublisher(new_sink(), output, dlq, new_sink)
 
     def start(self) -> None:
         return None
 
-    def tick(self, consumer: Consumer) -> None:
+    def tick(self, consumer: Source) -> None:
         self._publisher.producer.poll(0)
         self._publisher.retry_failed()
         self._release(consumer)
 
-    def publish(self, consumer: Consumer, batch: InFlightBatch, messages: Sequence[Message], out: BatchOutcome) -> None:
+    def publish(self, consumer: Source, batch: InFlightBatch, messages: Sequence[Message], out: BatchOutcome) -> None:
         self._tracker.add(batch)
         self._publisher.publish(batch, messages, out)
 
-    def revoked(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+    def revoked(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
         self._flush_and_commit(consumer, _SHUTDOWN_FLUSH_S)
         self._tracker.forget_partitions({(tp.topic, tp.partition) for tp in partitions})
 
     def lost(self, partitions: Sequence[TopicPartition]) -> None:
         self._tracker.forget_partitions({(tp.topic, tp.partition) for tp in partitions})
 
-    def drain(self, consumer: Consumer) -> None:
+    def drain(self, consumer: Source) -> None:
         log.info("flushing %d in-flight deliveries", self._tracker.in_flight)
         self._flush_and_commit(consumer, _SHUTDOWN_FLUSH_S)
 
-    def _release(self, consumer: Consumer) -> None:
+    def _release(self, consumer: Source) -> None:
         offsets, done = self._tracker.releasable()
         if offsets:
             consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()])
         for batch in done:
             self._report(batch)
 
-    def _flush_and_commit(self, consumer: Consumer, timeout: float) -> None:
+    def _flush_and_commit(self, consumer: Source, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while self._tracker.in_flight and time.monotonic() < deadline:
             self._publisher.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
@@ -135,7 +121,7 @@ class ExactlyOnce:
 
     def __init__(
         self,
-        producer_conf: dict[str, Any],
+        new_sink: NewSink,
         output: str,
         dlq: str,
         report: Report,
@@ -143,7 +129,7 @@ class ExactlyOnce:
         reset: str = "earliest",
         stalled: Callable[[bool], None] = lambda waiting: None,
     ) -> None:
-        self._conf = producer_conf
+        self._new_sink = new_sink
         self._stalled = stalled
         self._fenced_at: float | None = None
         self._no_commit_offset = OFFSET_BEGINNING if reset == "earliest" else OFFSET_END
@@ -152,8 +138,8 @@ class ExactlyOnce:
         self._publisher = self._new_publisher()
 
     @property
-    def producer(self) -> Producer:
-        return self._publisher.producer
+    def producer(self) -> Sink:
+        return self._publisher.producer  # the one producer of this guarantee: replaced only with its publisher
 
     def start(self) -> None:
         """Initialise transactions, retrying with backoff while the coordinator cannot be reached.
@@ -173,10 +159,10 @@ class ExactlyOnce:
                 log.warning("cannot initialise transactions yet (%s); retrying in %.1f s", error.str(), pause)
                 time.sleep(pause)
 
-    def tick(self, consumer: Consumer) -> None:
+    def tick(self, consumer: Source) -> None:
         self.producer.poll(0)
 
-    def publish(self, consumer: Consumer, batch: InFlightBatch, messages: Sequence[Message], out: BatchOutcome) -> None:
+    def publish(self, consumer: Source, batch: InFlightBatch, messages: Sequence[Message], out: BatchOutcome) -> None:
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
         group = consumer.consumer_group_metadata()
         try:
@@ -196,18 +182,18 @@ class ExactlyOnce:
             return
         self._report(batch)
 
-    def revoked(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+    def revoked(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
         return None  # every batch committed in its own transaction: nothing is in flight between batches
 
     def lost(self, partitions: Sequence[TopicPartition]) -> None:
         return None
 
-    def drain(self, consumer: Consumer) -> None:
+    def drain(self, consumer: Source) -> None:
         return None
 
     def _new_publisher(self) -> BatchPublisher:
         # requeue=False: inside a transaction a failed delivery fails the commit; the batch is rescored instead.
-        return BatchPublisher(Producer(self._conf), self._output, self._dlq, renew=None, requeue=False)
+        return BatchPublisher(self._new_sink(), self._output, self._dlq, renew=None, requeue=False)
 
     def _until_done(self, call: Callable[[], object], what: str) -> None:
         """Run a transactional call, calling it again for as long as it fails with a retriable error (a broker
@@ -230,7 +216,7 @@ class ExactlyOnce:
         if attempt:
             self._stalled(False)
 
-    def _abort(self, consumer: Consumer, messages: Sequence[Message], error: KafkaError) -> None:
+    def _abort(self, consumer: Source, messages: Sequence[Message], error: KafkaError) -> None:
         log.warning("transaction aborted (%s); rewinding the batch to score it again", error.str())
         self._until_done(lambda: self.producer.abort_transaction(_CALL_S), "abort")
         first: dict[tuple[str, int], int] = {}
@@ -240,7 +226,7 @@ class ExactlyOnce:
         for (topic, partition), offset in first.items():
             consumer.seek(TopicPartition(topic, partition, offset))
 
-    def _replace_fenced(self, consumer: Consumer, error: KafkaError) -> None:
+    def _replace_fenced(self, consumer: Source, error: KafkaError) -> None:
         """A newer producer with our transactional id took over (or the producer hit a fatal error): its open
         transaction is aborted by the coordinator. Start over from the group's committed offsets."""
         now = time.monotonic()

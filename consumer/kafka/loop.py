@@ -12,17 +12,20 @@ import logging
 import socket
 import time
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.core.engine import ScoringEngine, quiet_collector
 from consumer.core.offsets import InFlightBatch
+from consumer.kafka.clients import Clients, Source
 from consumer.kafka.delivery import PublishError
 from consumer.kafka.guarantees import AtLeastOnce, ExactlyOnce, Guarantee
 from consumer.settings import Settings
 from consumer.telemetry.logs import KAFKA_LOG, Throttle
-from consumer.telemetry.observer import LoopObserver, NullObserver
+from consumer.telemetry.observer import LoopObserver, NullObserver, Offsets
 
 log = logging.getLogger(__name__)
 _COMMIT_INTERVAL_MS = 1000
@@ -30,19 +33,29 @@ _BROKER_DOWN_CODES = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, Kafka
 
 
 class ScoringLoop:
-    """One consumer-group member. Build it, call ``run()``; ``request_stop()`` may come from a signal handler."""
+    """One consumer-group member. Build it, call ``run()``; ``request_stop()`` may come from a signal handler.
+
+    ``clients`` makes its consumer and producers (default: librdkafka's; :mod:`consumer.kafka.memory` for tests).
+    """
 
     def __init__(
-        self, settings: Settings, engine: ScoringEngine, observer: LoopObserver | None = None, worker: int = 0
+        self,
+        settings: Settings,
+        engine: ScoringEngine,
+        observer: LoopObserver | None = None,
+        worker: int = 0,
+        clients: Clients | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.observer: LoopObserver = observer or NullObserver()
         self.worker = worker
+        self._clients = clients or Clients()
         self._stop = False
-        self._guarantee: Guarantee | None = None
-        self._consumer: Consumer | None = None
         self._throttle = Throttle(10.0)
+        # Commits the broker answered (on_commit, each committed transaction), observed on the loop's thread
+        # where the consumer is at hand: librdkafka serves on_commit inside consume(), commit() and close().
+        self._commits: list[Offsets] = []
 
     def request_stop(self) -> None:
         self._stop = True
@@ -56,83 +69,89 @@ class ScoringLoop:
         """
         self.observer.models_loaded(self.engine.models)
         quiet_collector()
-        consumer, guarantee = self._connect()
+        guarantee = self._guarantee()
+        guarantee.start()
+        source = self._clients.source(self._consumer_conf())
         try:
-            consumer.subscribe([self.settings.topics.input], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                               on_lost=self._on_lost)  # fmt: skip
+            source.subscribe([self.settings.topics.input], on_assign=self._on_assign,
+                             on_revoke=partial(self._on_revoke, guarantee),
+                             on_lost=partial(self._on_lost, guarantee))  # fmt: skip
             log.info("worker %d consuming %s as group %s (%s)", self.worker, self.settings.topics.input,
                      self.settings.consumer.group_id, guarantee.name)  # fmt: skip
             while not self._stop:
-                self._step(consumer, guarantee)
+                self._step(source, guarantee)
             log.info("worker %d stopping", self.worker)
-            guarantee.drain(consumer)
+            guarantee.drain(source)
+            self._observe_commits(source)
         except PublishError as exc:
             log.error("worker %d: %s", self.worker, exc)
             raise
         finally:
-            consumer.close()  # commits what was stored and leaves the group
+            source.close()  # commits what was stored and leaves the group
             log.info("worker %d left the group", self.worker)
 
-    def _connect(self) -> tuple[Consumer, Guarantee]:
-        settings = self.settings
+    def _consumer_conf(self) -> dict[str, Any]:
         callbacks = {"error_cb": self._on_kafka_error, "stats_cb": self.observer.kafka_stats, "logger": KAFKA_LOG,
                      "on_commit": self._on_commit}  # fmt: skip
-        consumer_conf = settings.consumer_config() | callbacks
+        conf = self.settings.consumer_config() | callbacks
         # What a crashed worker re-delivers is what it stored since the last commit: librdkafka's 5 s default
         # would be 5 s of throughput in duplicates. ``kafka.extra`` still wins.
-        consumer_conf.setdefault("auto.commit.interval.ms", _COMMIT_INTERVAL_MS)
-        topics = settings.topics
-        guarantee: Guarantee
+        conf.setdefault("auto.commit.interval.ms", _COMMIT_INTERVAL_MS)
+        if self.settings.guarantee == "exactly_once":
+            conf["enable.auto.commit"] = False
+        return conf
+
+    def _guarantee(self) -> Guarantee:
+        settings, topics = self.settings, self.settings.topics
+        callbacks = {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
         if settings.guarantee == "exactly_once":
-            consumer_conf["enable.auto.commit"] = False
             # unique per host and worker, stable across restarts: a restarted worker fences its own zombie
             instance = settings.consumer.instance_id or socket.gethostname()
             txn_id = f"{settings.consumer.group_id}-{topics.input}-{instance}-{self.worker}"
-            producer_conf = settings.producer_config(txn_id) | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
-            guarantee = ExactlyOnce(producer_conf, topics.output, topics.dlq, self._report,
-                                    reset=settings.consumer.auto_offset_reset, stalled=self._stalled)  # fmt: skip
-        else:
-            producer_conf = settings.producer_config() | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
-            guarantee = AtLeastOnce(producer_conf, topics.output, topics.dlq, self._report)
-        guarantee.start()
-        self._guarantee = guarantee
-        self._consumer = Consumer(consumer_conf)
-        return self._consumer, guarantee
+            conf = settings.producer_config(txn_id) | callbacks
+            return ExactlyOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._report,
+                               reset=settings.consumer.auto_offset_reset, stalled=self._stalled)  # fmt: skip
+        conf = settings.producer_config() | callbacks
+        return AtLeastOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._report)
 
-    def _step(self, consumer: Consumer, guarantee: Guarantee) -> None:
+    def _step(self, source: Source, guarantee: Guarantee) -> None:
         self.observer.heartbeat()
-        messages = consumer.consume(self.settings.consumer.batch_size, self.settings.consumer.batch_timeout_s)
-        guarantee.tick(consumer)
+        messages = source.consume(self.settings.consumer.batch_size, self.settings.consumer.batch_timeout_s)
+        self._observe_commits(source)
+        guarantee.tick(source)
         good = [m for m in messages if not self._is_error(m)]
-        if not good:
-            return
-        outcome = self.engine.score_batch([m.value() for m in good])
-        batch = InFlightBatch(_next_offsets(good), pending=len(good))
-        batch.event_times_ms = [s.event_time_ms for s in outcome.scored]
-        batch.dead_letters = len(outcome.rejected)
-        started = time.perf_counter()
-        guarantee.publish(consumer, batch, good, outcome)
-        outcome.stage_seconds["publish"] = time.perf_counter() - started
-        self.observer.batch_scored(outcome, len(good))
+        if good:
+            outcome = self.engine.score_batch([m.value() for m in good])
+            batch = InFlightBatch(_next_offsets(good), pending=len(good))
+            batch.event_times_ms = [s.event_time_ms for s in outcome.scored]
+            batch.dead_letters = len(outcome.rejected)
+            started = time.perf_counter()
+            guarantee.publish(source, batch, good, outcome)
+            outcome.stage_seconds["publish"] = time.perf_counter() - started
+            self.observer.batch_scored(outcome, len(good))
+        self._observe_commits(source)
 
     def _report(self, batch: InFlightBatch) -> None:
         now_ms = time.time() * 1000.0
         latencies = (now_ms - np.asarray(batch.event_times_ms, dtype=np.float64)) / 1000.0
         self.observer.batch_published(len(batch.event_times_ms), batch.dead_letters, latencies)
-        if self.settings.guarantee == "exactly_once" and self._consumer is not None:  # its transaction committed
-            self._committed(self._consumer, batch.next_offsets)
+        if self.settings.guarantee == "exactly_once":  # its transaction committed its offsets
+            self._commits.append(dict(batch.next_offsets))
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """Every commit the broker answered: auto-commits (served by consume()), on revoke and on shutdown."""
-        if err is None and self._consumer is not None:
-            offsets = {(tp.topic, tp.partition): tp.offset for tp in partitions if tp.error is None}
-            self._committed(self._consumer, offsets)
+        if err is None:
+            self._commits.append({(tp.topic, tp.partition): tp.offset for tp in partitions if tp.error is None})
 
-    def _committed(self, consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
-        held = {(tp.topic, tp.partition) for tp in consumer.assignment()}  # an answer after a revoke is not ours
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in held and offset >= 0}
-        if offsets:
-            self.observer.offsets_committed(offsets, {tp: _cached_high_watermark(consumer, *tp) for tp in offsets})
+    def _observe_commits(self, source: Source) -> None:
+        commits, self._commits = self._commits, []
+        if not commits:
+            return
+        held = {(tp.topic, tp.partition) for tp in source.assignment()}  # an answer after a revoke is not ours
+        for answered in commits:
+            offsets = {tp: offset for tp, offset in answered.items() if tp in held and offset >= 0}
+            if offsets:
+                self.observer.offsets_committed(offsets, {tp: _cached_high_watermark(source, *tp) for tp in offsets})
 
     def _is_error(self, msg: Message) -> bool:
         err = msg.error()
@@ -146,20 +165,19 @@ class ScoringLoop:
             raise KafkaException(err)
         return True
 
-    def _on_assign(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+    def _on_assign(self, source: Source, partitions: list[TopicPartition]) -> None:
         log.info("worker %d assigned %d partition(s)", self.worker, len(partitions))
-        self.observer.assignment_changed(len(consumer.assignment()) + len(partitions))
+        self.observer.assignment_changed(len(source.assignment()) + len(partitions))
 
-    def _on_revoke(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+    def _on_revoke(self, guarantee: Guarantee, source: Source, partitions: list[TopicPartition]) -> None:
         log.info("worker %d revoked %d partition(s): committing what was acknowledged", self.worker, len(partitions))
-        if self._guarantee is not None:
-            self._guarantee.revoked(consumer, partitions)
+        guarantee.revoked(source, partitions)
+        self._observe_commits(source)  # the commit on revoke, while the partitions are still held
         self.observer.assignment_changed(0)
 
-    def _on_lost(self, consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+    def _on_lost(self, guarantee: Guarantee, source: Source, partitions: list[TopicPartition]) -> None:
         log.warning("worker %d lost %d partition(s) (session timed out)", self.worker, len(partitions))
-        if self._guarantee is not None:
-            self._guarantee.lost(partitions)
+        guarantee.lost(partitions)
         self.observer.assignment_changed(0)
 
     def _on_kafka_error(self, err: KafkaError) -> None:
@@ -187,10 +205,10 @@ def _next_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
     return offsets
 
 
-def _cached_high_watermark(consumer: Consumer, topic: str, partition: int) -> int:
+def _cached_high_watermark(source: Source, topic: str, partition: int) -> int:
     """The high watermark of the partition's latest fetch response (no request is sent); -1 if none yet."""
     try:
-        watermarks = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        watermarks = source.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
     except KafkaException:
         return -1
     return int(watermarks[1]) if watermarks else -1

@@ -1,0 +1,237 @@
+"""The run loop against the in-memory Kafka: assignment, revoke, lost partitions, abort, fencing and drain.
+
+Each test runs a real ``ScoringLoop`` (the committed models, both guarantees) in this thread with
+``consumer.kafka.memory``'s clients; an observer counts the loop's rounds, acts at a given round and stops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from confluent_kafka import KafkaError
+
+from consumer.core.engine import BatchOutcome, ScoringEngine
+from consumer.kafka import delivery, guarantees
+from consumer.kafka.delivery import PublishError
+from consumer.kafka.loop import ScoringLoop
+from consumer.kafka.memory import MemoryBroker, MemorySource, Record
+from consumer.settings import Settings, load_settings
+from consumer.telemetry.logs import Throttle
+from consumer.telemetry.observer import NullObserver, Offsets
+from producer_tools.world import generate
+from schemas import ResultDecoder, SingleObjectEncoder, load_catalog
+
+CATALOG = load_catalog()
+ENCODE = SingleObjectEncoder(CATALOG.application_event_latest)
+RESULTS = ResultDecoder(CATALOG)
+EVENTS = [ENCODE(e) for e in generate(30, seed=23).events]
+INPUT, OUTPUT, DLQ = "crm.applications", "crm.scores", "crm.applications.dlq"
+TP = (INPUT, 0)
+Action = Callable[[], None]
+
+
+@pytest.fixture(autouse=True)
+def no_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(delivery, "_RETRY_PAUSE_S", 0.0)
+    monkeypatch.setattr(guarantees, "_BACKOFF_S", (0.0,))
+
+
+class Rounds(NullObserver):
+    """Counts the loop's rounds, runs ``actions[round]`` and stops the loop once ``until()`` holds."""
+
+    def __init__(
+        self, actions: dict[int, Action], until: Callable[[], bool], limit: int = 50, stop_when_scored: bool = False
+    ) -> None:
+        self.loop: ScoringLoop | None = None
+        self.stop_when_scored = stop_when_scored
+        self.broker_states: list[bool] = []
+        self.rounds = 0
+        self.actions = actions
+        self.until = until
+        self.limit = limit
+        self.assignments: list[int] = []
+        self.commits: list[Offsets] = []
+        self.published = 0
+
+    def heartbeat(self) -> None:
+        self.rounds += 1
+        if self.rounds in self.actions:
+            self.actions[self.rounds]()
+        if (self.until() or self.rounds >= self.limit) and self.loop is not None:
+            self.loop.request_stop()
+
+    def assignment_changed(self, partitions: int) -> None:
+        self.assignments.append(partitions)
+
+    def offsets_committed(self, offsets: Offsets, high_watermarks: Offsets) -> None:
+        self.commits.append(offsets)
+
+    def batch_published(self, results: int, dead_letters: int, latencies_s: np.ndarray) -> None:
+        self.published += results + dead_letters
+
+    def batch_scored(self, outcome: BatchOutcome, consumed: int) -> None:
+        if self.stop_when_scored and self.loop is not None:
+            self.loop.request_stop()  # before any delivery report was served
+
+    def broker_state(self, up: bool) -> None:
+        self.broker_states.append(up)
+
+
+def settings_for(guarantee: str, batch_size: int = 10) -> Settings:
+    return load_settings(None, guarantee=guarantee, consumer={"batch_size": batch_size, "instance_id": "unit"})
+
+
+def broker_with(events: list[bytes]) -> MemoryBroker:
+    broker = MemoryBroker()
+    for value in events:
+        broker.append(INPUT, value)
+    return broker
+
+
+def run(
+    broker: MemoryBroker,
+    settings: Settings,
+    engine: ScoringEngine,
+    actions: dict[int, Action] | None = None,
+    until: Callable[[], bool] = lambda: False,
+    stop_when_scored: bool = False,
+) -> Rounds:
+    observer = Rounds(actions or {}, until, stop_when_scored=stop_when_scored)
+    loop = ScoringLoop(settings, engine, observer, clients=broker.clients())
+    observer.loop = loop
+    loop.run()
+    return observer
+
+
+def event_ids(records: list[Record]) -> list[str]:
+    return [RESULTS.decode(r.value or b"")["event_id"] for r in records]
+
+
+def source_of(broker: MemoryBroker) -> MemorySource:
+    (source,) = broker.sources
+    return source
+
+
+def scored_all(broker: MemoryBroker, count: int = len(EVENTS)) -> Callable[[], bool]:
+    return lambda: len(set(event_ids(broker.records(OUTPUT)))) >= count
+
+
+def test_assigned_partitions_are_scored_and_their_offsets_committed_on_shutdown(engine: ScoringEngine) -> None:
+    broker = broker_with(EVENTS)
+    observer = run(broker, settings_for("at_least_once"), engine, until=scored_all(broker))
+    assert len(event_ids(broker.records(OUTPUT))) == len(EVENTS)
+    assert broker.committed[TP] == len(EVENTS)
+    assert observer.assignments[0] == 1 and observer.published == len(EVENTS)
+    assert any(c.get(TP) == len(EVENTS) for c in observer.commits)
+    assert source_of(broker).closed
+
+
+def test_a_revoke_commits_what_was_acknowledged_and_the_member_goes_on_without_duplicates(
+    engine: ScoringEngine,
+) -> None:
+    broker = broker_with(EVENTS)
+    revoke = {3: lambda: broker.revoke(source_of(broker))}
+    observer = run(broker, settings_for("at_least_once"), engine, revoke, until=scored_all(broker))
+    ids = event_ids(broker.records(OUTPUT))
+    assert len(ids) == len(set(ids)) == len(EVENTS)
+    assert observer.assignments == [1, 0, 1, 0], "assigned, revoked, assigned again, revoked on leaving"
+    assert broker.committed[TP] == len(EVENTS)
+
+
+def test_lost_partitions_forget_their_batches_in_flight_and_nothing_is_lost(engine: ScoringEngine) -> None:
+    broker = broker_with(EVENTS)
+    broker.fail_deliveries(lambda topic, record: KafkaError(KafkaError._MSG_TIMED_OUT))
+
+    def lose() -> None:
+        broker.lose(source_of(broker))
+
+    def heal() -> None:
+        assert TP not in broker.committed, "nothing acknowledged, nothing committed"
+        broker.heal()
+
+    observer = run(broker, settings_for("at_least_once"), engine, {2: lose, 4: heal}, until=scored_all(broker))
+    ids = event_ids(broker.records(OUTPUT))
+    assert len(set(ids)) == len(EVENTS) and len(ids) > len(EVENTS), "at least once: the lost batch twice"
+    assert broker.committed[TP] == len(EVENTS)
+    assert 0 in observer.assignments
+
+
+def test_exactly_once_commits_results_and_offsets_in_one_transaction_per_batch(engine: ScoringEngine) -> None:
+    broker = broker_with(EVENTS)
+    observer = run(broker, settings_for("exactly_once"), engine, until=scored_all(broker))
+    assert len(event_ids(broker.records(OUTPUT))) == len(EVENTS)
+    assert broker.committed[TP] == len(EVENTS)
+    assert len(broker.committed_transactions) == 3 and not broker.aborted_transactions
+    assert observer.commits[-1] == {TP: len(EVENTS)}
+    (sink,) = broker.sinks
+    assert sink.transactional_id == "crm-scorer-crm.applications-unit-0"
+    assert source_of(broker).conf["enable.auto.commit"] is False
+
+
+def test_an_aborted_transaction_is_rewound_and_scored_again_exactly_once(engine: ScoringEngine) -> None:
+    broker = broker_with(EVENTS)
+    broker.fail_next("commit_transaction", KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True))
+    run(broker, settings_for("exactly_once"), engine, until=scored_all(broker))
+    ids = event_ids(broker.records(OUTPUT))
+    assert len(ids) == len(set(ids)) == len(EVENTS)
+    assert len(broker.aborted_transactions) == 1
+    assert len(event_ids(broker.records(OUTPUT, committed_only=False))) == len(EVENTS) + 10
+
+
+def test_a_retriable_commit_failure_is_retried_not_aborted(engine: ScoringEngine) -> None:
+    broker = broker_with(EVENTS)
+    broker.fail_next("commit_transaction", KafkaError(KafkaError._TIMED_OUT, retriable=True))
+    observer = run(broker, settings_for("exactly_once"), engine, until=scored_all(broker))
+    assert not broker.aborted_transactions and len(event_ids(broker.records(OUTPUT))) == len(EVENTS)
+    assert observer.broker_states == [False, True], "not ready while the commit was retried, ready again after"
+
+
+def test_a_fenced_producer_is_replaced_and_the_batch_rewound_to_the_committed_offsets(engine: ScoringEngine) -> None:
+    broker = broker_with(EVENTS)
+
+    def zombie_takes_over() -> None:
+        broker.sink(broker.sinks[0].conf).init_transactions()  # a second instance with this worker's id
+
+    run(broker, settings_for("exactly_once"), engine, {2: zombie_takes_over}, until=scored_all(broker))
+    ids = event_ids(broker.records(OUTPUT))
+    assert len(ids) == len(set(ids)) == len(EVENTS)
+    assert len(broker.sinks) == 3, "the worker's first producer, the zombie, the replacement"
+    assert broker.committed[TP] == len(EVENTS)
+
+
+def test_fenced_twice_within_a_minute_stops_the_worker_naming_the_instance_id(engine: ScoringEngine) -> None:
+    broker = broker_with(EVENTS)
+
+    def fence() -> None:
+        broker.sink(broker.sinks[0].conf).init_transactions()
+
+    with pytest.raises(PublishError, match=r"consumer\.instance_id"):
+        run(broker, settings_for("exactly_once"), engine, {2: fence, 3: fence}, until=scored_all(broker))
+    assert source_of(broker).closed
+
+
+def test_a_stop_drains_the_batch_in_flight_then_commits_and_leaves(engine: ScoringEngine) -> None:
+    broker = broker_with(EVENTS)
+    observer = run(broker, settings_for("at_least_once"), engine, stop_when_scored=True)
+    assert broker.committed[TP] == 10, "the first batch, acknowledged while draining"
+    assert len(broker.records(OUTPUT)) == 10
+    assert source_of(broker).closed and observer.rounds == 1
+
+
+def test_a_missing_output_topic_stops_the_worker_with_nothing_committed(engine: ScoringEngine) -> None:
+    broker = broker_with(EVENTS)
+    broker.fail_deliveries(lambda topic, record: KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+    with pytest.raises(PublishError, match=r"topic 'crm\.scores'"):
+        run(broker, settings_for("at_least_once"), engine)
+    assert TP not in broker.committed
+    assert source_of(broker).closed
+
+
+def test_the_throttle_lets_a_key_through_once_per_interval() -> None:
+    now = [100.0]
+    throttle = Throttle(10.0, clock=lambda: now[0])
+    assert throttle.ready("a") and not throttle.ready("a") and throttle.ready("b")
+    now[0] += 10.0
+    assert throttle.ready("a") and not throttle.ready("a", seconds=20.0)
