@@ -9,6 +9,8 @@ import pytest
 from consumer.settings import load_settings
 from schemas.errors import ConfigError
 
+SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "scorer.yaml"  # unit tests run in an empty directory
+
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "scorer.yaml"
@@ -17,7 +19,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_shipped_config_is_valid() -> None:
-    settings = load_settings(Path("configs/scorer.yaml"))
+    settings = load_settings(SHIPPED)
     assert [b.name for b in settings.models.banks] == ["bank_a", "bank_b", "bank_c", "bank_d", "bank_e"]
     assert settings.topics.dlq == "crm.applications.dlq"
 
