@@ -1,11 +1,11 @@
 """Decoding framed Avro message values into records, one at a time or a batch at a time.
 
-The framing is detected per message (see ``schemas.framing``). The writer schema comes from the catalog (by
-fingerprint) or the Schema Registry (by id, fetched once per id: ids are immutable). When the writer's
-Parsing Canonical Form equals the reader's, the body is read with the reader's parsed schema and no
-resolution; otherwise fastavro resolves the writer to the reader (fields the writer lacks get the reader's
-defaults). Records are returned as fastavro gives them: ``timestamp-millis`` as aware ``datetime``, ``date``
-as ``date``, ``uuid`` as ``uuid.UUID``.
+The framing is detected per message by ``schemas.framing.framing_of``, the one place that knows it. The
+writer schema comes from the catalog (by fingerprint) or the Schema Registry (by id, fetched once per id: ids
+are immutable). When the writer's Parsing Canonical Form equals the reader's, the body is read with the
+reader's parsed schema and no resolution; otherwise fastavro resolves the writer to the reader (fields the
+writer lacks get the reader's defaults). Records are returned as fastavro gives them: ``timestamp-millis``
+as aware ``datetime``, ``date`` as ``date``, ``uuid`` as ``uuid.UUID``.
 
 Nothing here imports confluent_kafka: the registry adapter lives in ``schemas.registry``.
 """
@@ -15,20 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from fastavro import schemaless_reader
 from fastavro.schema import to_parsing_canonical_form
 
 from schemas.catalog import SchemaCatalog, SchemaVersion, load_catalog
 from schemas.errors import AvroDecodeError, FramingError, InvalidEventError, UnknownSchemaError
-from schemas.framing import (
-    CONFLUENT_HEADER_SIZE,
-    CONFLUENT_MAGIC,
-    SINGLE_OBJECT_HEADER_SIZE,
-    SINGLE_OBJECT_MAGIC,
-    SchemaSource,
-)
+from schemas.framing import CONFLUENT_HEADER_SIZE, SINGLE_OBJECT_HEADER_SIZE, SchemaSource, framing_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +74,15 @@ class RecordDecoder:
             AvroDecodeError: the body is truncated, corrupt, or followed by trailing bytes.
             RegistryUnavailableError: the registry did not answer; transient, the message is not at fault.
         """
-        if not payload:
-            raise FramingError("empty message value", reason="empty_value")
-        if payload[:2] == SINGLE_OBJECT_MAGIC:
-            plan = self._plans.get(payload[2:SINGLE_OBJECT_HEADER_SIZE]) or self._single_object_plan(payload)
-            return _read(payload, SINGLE_OBJECT_HEADER_SIZE, plan)
-        if payload[0] == CONFLUENT_MAGIC:
-            if len(payload) < CONFLUENT_HEADER_SIZE:
-                raise FramingError(f"Confluent header cut short: {len(payload)} bytes", reason="unknown_framing")
-            plan = self._plans_by_id.get(_schema_id(payload)) or self._confluent_plan(payload)
-            return _read(payload, CONFLUENT_HEADER_SIZE, plan)
-        raise FramingError(f"unknown framing: first bytes {payload[:2].hex(' ')}", reason="unknown_framing")
+        framing = framing_of(payload)
+        data = cast(bytes, payload)  # framing_of has rejected None and b""
+        if framing == "single-object":
+            plan = self._plans.get(data[2:SINGLE_OBJECT_HEADER_SIZE]) or self._single_object_plan(data)
+            return _read(data, SINGLE_OBJECT_HEADER_SIZE, plan)
+        if len(data) < CONFLUENT_HEADER_SIZE:
+            raise FramingError(f"Confluent header cut short: {len(data)} bytes", reason="unknown_framing")
+        plan = self._plans_by_id.get(_schema_id(data)) or self._confluent_plan(data)
+        return _read(data, CONFLUENT_HEADER_SIZE, plan)
 
     def decode_batch(self, payloads: Sequence[bytes | None]) -> DecodedBatch:
         """Decode every payload, capturing each message's ``InvalidEventError`` instead of raising it.
