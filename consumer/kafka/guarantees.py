@@ -171,16 +171,27 @@ class ExactlyOnce:
             self._until_done(lambda: self.producer.send_offsets_to_transaction(offsets, group, _CALL_S), "offsets")
             self._until_done(lambda: self.producer.commit_transaction(_CALL_S), "commit")
         except KafkaException as exc:
-            error = exc.args[0]
-            if error.txn_requires_abort():
-                self._abort(consumer, messages, error)
-                self._publisher.check_stopped()  # a refusal no rescoring mends (a missing topic) stops the worker
-            elif _producer_unusable(error):
-                self._replace_fenced(consumer, error)
-            else:
-                raise
+            self._failed(consumer, messages, exc.args[0])
             return
         self._report(batch)
+
+    def _failed(self, consumer: Source, messages: Sequence[Message], error: KafkaError) -> None:
+        """A transaction failed: abort and rescore it, or replace a producer that can do nothing more."""
+        if error.txn_requires_abort():
+            try:
+                self._abort(consumer, messages, error)
+            except KafkaException as exc:
+                # Fenced while aborting (the commit failed because a newer instance took the id over):
+                # replaced like a producer fenced at any other call.
+                if not _producer_unusable(exc.args[0]):
+                    raise
+                self._replace_fenced(consumer, exc.args[0])
+                return
+            self._publisher.check_stopped()  # a refusal no rescoring mends (a missing topic) stops the worker
+        elif _producer_unusable(error):
+            self._replace_fenced(consumer, error)
+        else:
+            raise KafkaException(error)
 
     def revoked(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
         return None  # every batch committed in its own transaction: nothing is in flight between batches

@@ -201,6 +201,17 @@ def test_a_fenced_producer_is_replaced_and_the_batch_rewound_to_the_committed_of
     assert broker.committed[TP] == len(EVENTS)
 
 
+def test_a_producer_fenced_while_aborting_is_replaced_too(engine: ScoringEngine) -> None:
+    # Seen on Apache Kafka: EndTxn fails (abortable) because a newer instance took the id, then the abort is fenced.
+    broker = broker_with(EVENTS)
+    broker.fail_next("commit_transaction", KafkaError(KafkaError.UNKNOWN, "EndTxn failed", txn_requires_abort=True))
+    broker.fail_next("abort_transaction", KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+    run(broker, settings_for("exactly_once"), engine, until=scored_all(broker))
+    ids = event_ids(broker.records(OUTPUT))
+    assert len(ids) == len(set(ids)) == len(EVENTS)
+    assert len(broker.sinks) == 2 and broker.committed[TP] == len(EVENTS)
+
+
 def test_fenced_twice_within_a_minute_stops_the_worker_naming_the_instance_id(engine: ScoringEngine) -> None:
     broker = broker_with(EVENTS)
 
