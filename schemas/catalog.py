@@ -68,6 +68,28 @@ class SchemaVersion:
             fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
         )
 
+    def fields(self, record: str | None = None) -> dict[str, Any]:
+        """Field name -> Avro type as the file writes it, in schema order: the top-level fields, or those of
+        the nested record field ``record`` (e.g. ``"applicant"``).
+
+        Raises:
+            KeyError: there is no field ``record``, or it is not a record.
+        """
+        fields = self.raw["fields"]
+        if record is not None:
+            ftype = next((f["type"] for f in fields if f["name"] == record), None)
+            branches = ftype if isinstance(ftype, list) else [ftype]
+            nested = next((b for b in branches if isinstance(b, dict) and b.get("type") == "record"), None)
+            if nested is None:
+                raise KeyError(f"{self.label}: no record field {record!r}")
+            fields = nested["fields"]
+        return {f["name"]: f["type"] for f in fields}
+
+    def added_since(self, older: SchemaVersion) -> tuple[str, ...]:
+        """The top-level fields this version has and ``older`` lacks (what an evolution added), in schema order."""
+        before = older.fields()
+        return tuple(name for name in self.fields() if name not in before)
+
 
 class SchemaCatalog:
     """The shipped schema versions, by ``name.vN`` and by fingerprint."""

@@ -7,19 +7,14 @@ from collections import OrderedDict
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
+from schemas import load_catalog
+
 V = TypeVar("V")
 
-APPLICANT_FIELDS = (
-    "birthdate", "education", "employment_status", "value", "jobstartdate", "position", "monthprofit",
-    "monthexpense", "gender", "family_status", "childcount", "snils", "merch_code", "loan_amount", "loan_term",
-    "goods_category",
-)  # fmt: skip
-ACTIVITY_FIELDS = (
-    "lead_origin", "lead_source", "do_not_email", "total_visits", "total_time_spent_on_website",
-    "page_views_per_visit", "last_activity", "last_notable_activity", "occupation", "specialization",
-    "what_matters_most_to_you_in_choosing_a_course",
-)  # fmt: skip
-
+# The hashed fields are the reader schema's (every decoded event carries all of them), in schema order.
+_READER = load_catalog().application_event_latest
+APPLICANT_FIELDS: tuple[str, ...] = tuple(_READER.fields("applicant"))
+ACTIVITY_FIELDS: tuple[str, ...] = tuple(_READER.fields("activity"))
 
 _applicant_values = itemgetter(*APPLICANT_FIELDS)
 _activity_values = itemgetter(*ACTIVITY_FIELDS)

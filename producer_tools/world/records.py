@@ -12,42 +12,30 @@ from typing import Any
 
 import numpy as np
 
+from schemas import load_catalog
+
 Columns = dict[str, np.ndarray]
 
-# Avro field -> Python kind, in schema order (schemas/application_event.v1.avsc).
-APPLICANT_FIELDS = {
-    "birthdate": "date",
-    "education": "str",
-    "employment_status": "str",
-    "value": "str",
-    "jobstartdate": "date",
-    "position": "str",
-    "monthprofit": "float",
-    "monthexpense": "float",
-    "gender": "int",
-    "family_status": "str",
-    "childcount": "int",
-    "snils": "int",
-    "merch_code": "int",
-    "loan_amount": "float",
-    "loan_term": "int",
-    "goods_category": "str",
-}
-ACTIVITY_FIELDS = {
-    "lead_origin": "str",
-    "lead_source": "str",
-    "do_not_email": "bool",
-    "total_visits": "int",
-    "total_time_spent_on_website": "int",
-    "page_views_per_visit": "float",
-    "last_activity": "str",
-    "last_notable_activity": "str",
-    "occupation": "str",
-    "specialization": "str",
-    "what_matters_most_to_you_in_choosing_a_course": "str",
-}
-V2_FIELDS = ("channel", "merchant_region")
-EVENT_TYPES = ("APPLICATION_SUBMITTED", "APPLICATION_UPDATED")
+_V1 = load_catalog().get("application_event.v1")
+_V2 = load_catalog().get("application_event.v2")
+# Avro primitive type -> the converter kind below; a union's non-null branch decides.
+_KINDS = {"string": "str", "double": "float", "float": "float", "int": "int", "long": "int", "boolean": "bool"}
+
+
+def _kind(avro_type: Any) -> str:
+    """The converter a field needs: ``date`` for the date logical type, else by its primitive type."""
+    if isinstance(avro_type, list):
+        return _kind(next(t for t in avro_type if t != "null"))
+    if isinstance(avro_type, dict):
+        return "date" if avro_type.get("logicalType") == "date" else _kind(avro_type["type"])
+    return _KINDS[avro_type]
+
+
+# Avro field -> Python kind, in schema order, read from the schema files.
+APPLICANT_FIELDS = {name: _kind(t) for name, t in _V1.fields("applicant").items()}
+ACTIVITY_FIELDS = {name: _kind(t) for name, t in _V1.fields("activity").items()}
+V2_FIELDS = _V2.added_since(_V1)  # channel, merchant_region
+EVENT_TYPES: tuple[str, ...] = tuple(_V1.fields()["event_type"]["symbols"])
 
 
 def _strings(col: np.ndarray) -> list[Any]:

@@ -353,3 +353,13 @@ def test_decode_batch_captures_each_bad_message_and_keeps_order(catalog: SchemaC
         None,
     ]
     assert records[4] == make_event()
+
+
+def test_field_lists_and_what_an_evolution_added_come_from_the_schema_files(catalog: SchemaCatalog) -> None:
+    v1, v2 = catalog.get("application_event.v1"), catalog.get("application_event.v2")
+    assert v2.added_since(v1) == ("channel", "merchant_region") and v1.added_since(v2) == ()
+    assert list(v2.fields())[:3] == ["event_id", "application_id", "lead_id"]
+    assert list(v2.fields("applicant"))[:2] == ["birthdate", "education"]
+    assert v2.fields("activity")["total_visits"] == ["null", "int"]
+    with pytest.raises(KeyError, match="no record field 'lead_id'"):
+        v2.fields("lead_id")
