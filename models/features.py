@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from models import vocabulary as vocab
+from models.ranges import AGE_YEARS, VALID_RANGES, WORKING_AGE_YEARS
 
 NAN = float("nan")
 _DAYS_PER_YEAR = 365.25
@@ -30,19 +31,23 @@ def slug(text: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
 
 
-# (feature name, event section, field, valid range): numeric fields taken as they are, NaN outside the range.
-NUMERIC_FIELDS: tuple[tuple[str, str, str, float, float], ...] = (
-    ("income", "applicant", "monthprofit", 0.0, 5_000_000.0),
-    ("expense", "applicant", "monthexpense", 0.0, 5_000_000.0),
-    ("loan_amount", "applicant", "loan_amount", 1e-9, 10_000_000.0),
-    ("loan_term", "applicant", "loan_term", 1.0, 120.0),
-    ("childcount", "applicant", "childcount", 0.0, 15.0),
-    ("gender", "applicant", "gender", 0.0, 1.0),
-    ("snils", "applicant", "snils", 0.0, 1.0),
-    ("merch_code", "applicant", "merch_code", 0.0, 1e9),
-    ("total_visits", "activity", "total_visits", 0.0, 1e6),
-    ("total_time_spent_on_website", "activity", "total_time_spent_on_website", 0.0, 1e8),
-    ("page_views_per_visit", "activity", "page_views_per_visit", 0.0, 1e4),
+# (feature name, event section, field): numeric fields taken as they are, NaN outside their range.
+_NUMERIC_SOURCES = (
+    ("income", "applicant", "monthprofit"),
+    ("expense", "applicant", "monthexpense"),
+    ("loan_amount", "applicant", "loan_amount"),
+    ("loan_term", "applicant", "loan_term"),
+    ("childcount", "applicant", "childcount"),
+    ("gender", "applicant", "gender"),
+    ("snils", "applicant", "snils"),
+    ("merch_code", "applicant", "merch_code"),
+    ("total_visits", "activity", "total_visits"),
+    ("total_time_spent_on_website", "activity", "total_time_spent_on_website"),
+    ("page_views_per_visit", "activity", "page_views_per_visit"),
+)
+# ... with the valid range of each (``models.ranges``): (feature name, event section, field, low, high).
+NUMERIC_FIELDS: tuple[tuple[str, str, str, float, float], ...] = tuple(
+    (name, section, src, *VALID_RANGES[f"{section}.{src}"]) for name, section, src in _NUMERIC_SOURCES
 )
 
 # (feature name, event section, field, vocabulary): categorical codes (ranks for ordinal vocabularies).
@@ -190,11 +195,11 @@ def _dates_and_ratios(frame: FeatureFrame, events: Sequence[dict[str, Any]], app
     start = _day_numbers(applicants, "jobstartdate")
     with np.errstate(invalid="ignore"):
         age = (today - birth) / _DAYS_PER_YEAR
-        bad_age = ~np.isnan(age) & ((age < 16) | (age > 100))
+        bad_age = ~np.isnan(age) & ((age < AGE_YEARS[0]) | (age > AGE_YEARS[1]))
         _count(frame, "age_years", "out_of_range", bad_age)
         age[bad_age] = np.nan
         tenure = (today - start) / _DAYS_PER_YEAR
-        bad_tenure = ~np.isnan(tenure) & ((tenure < 0) | (start < birth + 14 * _DAYS_PER_YEAR))
+        bad_tenure = ~np.isnan(tenure) & ((tenure < 0) | (start < birth + WORKING_AGE_YEARS * _DAYS_PER_YEAR))
         _count(frame, "job_tenure_years", "out_of_range", bad_tenure)
         tenure[bad_tenure] = np.nan
         payment = col("loan_amount") / col("loan_term")

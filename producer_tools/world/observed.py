@@ -1,7 +1,8 @@
 """The quantities the oracle sees, derived from the observed event fields only (never from latent truth).
 
 The rules (docs/world.md) match ``models.features`` on purpose, but this is an independent implementation:
-the world must not import the pipeline it is used to test. A value failing its rule is missing (NaN);
+the world must not import the pipeline it is used to test. The valid ranges are data both read from one
+table, ``models.ranges``. A value failing its rule is missing (NaN);
 a category outside its vocabulary is missing too. ``D`` is the UTC date of ``occurred_at``.
 """
 
@@ -15,22 +16,25 @@ from typing import Any
 import numpy as np
 
 from models import vocabulary as vocab
+from models.ranges import AGE_YEARS, VALID_RANGES, WORKING_AGE_YEARS
 
 DAYS_PER_YEAR = 365.25
 NAN = float("nan")
 
-# (attribute, event section, field, low, high): inclusive valid range, NaN outside it.
+# (attribute, event section, field): NaN outside the field's valid range (``models.ranges``, shared with the
+# feature pipeline: a data table, not the pipeline's code).
 _RANGED = (
-    ("income", "applicant", "monthprofit", 0.0, 5_000_000.0),
-    ("expense", "applicant", "monthexpense", 0.0, 5_000_000.0),
-    ("loan_term", "applicant", "loan_term", 1.0, 120.0),
-    ("childcount", "applicant", "childcount", 0.0, 15.0),
-    ("gender", "applicant", "gender", 0.0, 1.0),
-    ("snils", "applicant", "snils", 0.0, 1.0),
-    ("total_visits", "activity", "total_visits", 0.0, np.inf),
-    ("time_on_site", "activity", "total_time_spent_on_website", 0.0, np.inf),
-    ("page_views_per_visit", "activity", "page_views_per_visit", 0.0, np.inf),
-    ("do_not_email", "activity", "do_not_email", 0.0, 1.0),
+    ("income", "applicant", "monthprofit"),
+    ("expense", "applicant", "monthexpense"),
+    ("loan_amount", "applicant", "loan_amount"),
+    ("loan_term", "applicant", "loan_term"),
+    ("childcount", "applicant", "childcount"),
+    ("gender", "applicant", "gender"),
+    ("snils", "applicant", "snils"),
+    ("total_visits", "activity", "total_visits"),
+    ("time_on_site", "activity", "total_time_spent_on_website"),
+    ("page_views_per_visit", "activity", "page_views_per_visit"),
+    ("do_not_email", "activity", "do_not_email"),
 )
 # (attribute, event section, field): category codes in models.vocabulary order (ranks for ordinal ones).
 _CODED = (
@@ -66,12 +70,10 @@ def observe(events: Sequence[dict[str, Any]]) -> Observed:
         "activity": [e["activity"] for e in events],
     }
     cols: dict[str, np.ndarray] = {}
-    for name, section, field, low, high in _RANGED:
-        cols[name] = _ranged(_floats(sections[section], field), low, high)
+    for name, section, field in _RANGED:
+        cols[name] = _ranged(_floats(sections[section], field), *VALID_RANGES[f"{section}.{field}"])
     for name, section, field in _CODED:
         cols[name] = _codes(sections[section], field, vocab.CATEGORICAL_FIELDS[f"{section}.{field}"])
-    amount = _floats(sections["applicant"], "loan_amount")
-    cols["loan_amount"] = np.where((amount > 0) & (amount <= 10_000_000.0), amount, np.nan)
     _add_dates(cols, events, sections["applicant"])
     _add_affordability(cols)
     return Observed(cols)
@@ -101,9 +103,9 @@ def _add_dates(cols: dict[str, np.ndarray], events: Sequence[dict[str, Any]], ap
     start = _ordinals(applicants, "jobstartdate")
     with np.errstate(invalid="ignore"):
         age = (day - birth) / DAYS_PER_YEAR
-        cols["age_years"] = np.where((age >= 16.0) & (age <= 100.0), age, np.nan)
-        # a start date before the applicant was 14 is a typo; an unknown birthdate cannot rule it out
-        adult_start = np.isnan(birth) | (start >= birth + 14 * DAYS_PER_YEAR)
+        cols["age_years"] = np.where((age >= AGE_YEARS[0]) & (age <= AGE_YEARS[1]), age, np.nan)
+        # a start date before working age is a typo; an unknown birthdate cannot rule it out
+        adult_start = np.isnan(birth) | (start >= birth + WORKING_AGE_YEARS * DAYS_PER_YEAR)
         cols["job_tenure_years"] = np.where((start <= day) & adult_start, (day - start) / DAYS_PER_YEAR, np.nan)
 
 

@@ -102,3 +102,23 @@ def test_batch_matches_one_by_one() -> None:
     batch = build_features(events).matrix
     single = np.vstack([build_features([e]).matrix for e in events])
     np.testing.assert_array_equal(batch, single)
+
+
+OUT_OF_RANGE = [  # (section, field, value, pipeline feature, oracle quantity)
+    ("activity", "total_visits", 2_000_000, "total_visits", "total_visits"),
+    ("activity", "page_views_per_visit", 20_000.0, "page_views_per_visit", "page_views_per_visit"),
+    ("applicant", "loan_term", 240, "loan_term", "loan_term"),
+    ("applicant", "monthprofit", -1.0, "income", "income"),
+    ("applicant", "birthdate", dt.date(2020, 1, 1), "age_years", "age_years"),
+]
+
+
+@pytest.mark.parametrize(("section", "field", "value", "feature", "quantity"), OUT_OF_RANGE)
+def test_the_pipeline_and_the_oracle_agree_on_what_is_out_of_range(section, field, value, feature, quantity) -> None:
+    """Both read models.ranges: a value one side scores as missing is missing on the other side too."""
+    from producer_tools.world.observed import observe
+
+    bad = event()
+    bad[section] = bad[section] | {field: value}
+    assert math.isnan(features(bad)[feature]) and math.isnan(observe([bad])[quantity][0])
+    assert not math.isnan(features(event())[feature]) and not math.isnan(observe([event()])[quantity][0])
