@@ -29,8 +29,12 @@ class BankConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
-    features: list[str] = Field(default_factory=lambda: list(BANK_FEATURES), min_length=1)
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="the bank's name in results and in the manifest")
+    features: list[str] = Field(
+        default_factory=lambda: list(BANK_FEATURES),
+        min_length=1,
+        description="features this bank's model uses (default: every questionnaire feature)",
+    )
     threshold: float | None = Field(default=None, gt=0, lt=1, description="Overrides the manifest's threshold.")
 
     _valid_features = field_validator("features")(_check_features)
@@ -39,7 +43,9 @@ class BankConfig(BaseModel):
 class LeadConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    features: list[str] = Field(default_factory=lambda: list(LEAD_FEATURES), min_length=1)
+    features: list[str] = Field(
+        default_factory=lambda: list(LEAD_FEATURES), min_length=1, description="features of the lead-conversion model"
+    )
 
     _valid_features = field_validator("features")(_check_features)
 
@@ -53,8 +59,14 @@ class ModelsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    artifacts_dir: Path = DEFAULT_ARTIFACTS_DIR
-    banks: list[BankConfig] = Field(default_factory=_default_banks, min_length=1)
+    artifacts_dir: Path = Field(
+        DEFAULT_ARTIFACTS_DIR, description="directory holding manifest.json and the model files (verified by sha256)"
+    )
+    banks: list[BankConfig] = Field(
+        default_factory=_default_banks,
+        min_length=1,
+        description="one entry per partner bank, each with an artifact of the same name in the manifest",
+    )
     lead: LeadConfig = Field(default_factory=LeadConfig)
     reasons: int = Field(default=3, ge=0, le=10, description="Top contributions published per result.")
 

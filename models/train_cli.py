@@ -15,18 +15,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import ValidationError
 
 from models.artifacts import load_models
 from models.config import DEFAULT_ARTIFACTS_DIR, ModelsConfig
+from models.config_file import config_file, read_config_file
 from models.evaluation import Quality, measure, quality_table
 from models.features import build_features
 from models.train import LabelledEvents, train
+from schemas.errors import ConfigError
 from schemas.json_view import from_json_view
 
 # (count, seed) -> (events, truth): the synthetic world's generator.
 SyntheticSource = Callable[[int, int], tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]]
-DEFAULT_CONFIG = Path("configs/scorer.yaml")
 EVENT_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "application_event.v2.avsc"
 
 
@@ -34,10 +35,19 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def models_config(path: Path, artifacts_dir: Path | None) -> ModelsConfig:
-    """The ``models:`` section of scorer.yaml (defaults when the file is absent), with ``--out`` applied."""
-    raw = (yaml.safe_load(path.read_text()) or {}).get("models", {}) if path.is_file() else {}
-    config = ModelsConfig.model_validate(raw)
+def models_config(path: Path | None, artifacts_dir: Path | None) -> ModelsConfig:
+    """The ``models:`` section of scorer.yaml, read as the scorer reads it (unnamed: the project's file, or the
+    defaults without one), with ``--out`` applied.
+
+    Raises:
+        ConfigError: a named file that does not exist, is not YAML, or whose models section is invalid.
+    """
+    found = config_file(path)
+    try:
+        config = ModelsConfig.model_validate(read_config_file(found).get("models", {}))
+    except ValidationError as exc:
+        problems = "; ".join(".".join(["models", *map(str, e["loc"])]) + f": {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{found}: {problems}") from exc
     return config.model_copy(update={"artifacts_dir": artifacts_dir}) if artifacts_dir else config
 
 
@@ -108,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--count", type=int, default=120_000, help="synthetic events to train on")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data", type=Path, help="train on this labelled JSONL instead of the synthetic world")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument(
+        "--config", type=Path, default=None, help="scorer.yaml (default: the project's configs/scorer.yaml)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_ARTIFACTS_DIR)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--eval-count", type=int, default=50_000, help="fresh synthetic events to evaluate on")
@@ -119,7 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, synthetic: SyntheticSource | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = models_config(args.config, args.out)
+    try:
+        config = models_config(args.config, args.out)
+    except ConfigError as exc:
+        raise SystemExit(f"crm-train: {exc}") from exc
     fresh = None
     if synthetic is not None and args.eval_count > 0:
         _log(f"generating {args.eval_count} fresh evaluation events (seed {args.eval_seed})")

@@ -36,41 +36,6 @@ _LIMITS = (
     (annotated_types.Lt, "lt", "<"),
 )
 
-# Settings whose model field carries no description yet. A unit test checks every key here names a real
-# setting, so this table cannot outlive the field it describes.
-FALLBACK_DESCRIPTIONS: dict[str, str] = {
-    "kafka.client_id": "client.id the brokers see in their logs and quotas",
-    "kafka.security_protocol": "librdkafka security.protocol",
-    "kafka.sasl_mechanism": "SASL mechanism; set together with sasl_username and a password",
-    "kafka.sasl_username": "SASL user name",
-    "kafka.ssl_ca_location": "CA certificate file for SSL / SASL_SSL",
-    "topics.input": "application events are consumed from here",
-    "topics.output": "score results are published here, keyed by application_id",
-    "topics.dlq": "dead letters: the original key and value, the reason in dlq.* headers",
-    "consumer.group_id": "consumer group; every worker and replica with the same id shares the partitions",
-    "consumer.session_timeout_ms": "a member silent this long is dropped from the group and its partitions move "
-    "(classic protocol; with `consumer` the broker's group.consumer.session.timeout.ms rules)",
-    "consumer.auto_offset_reset": "where a group with no committed offset starts",
-    "producer.linger_ms": "how long the producer waits to fill a batch",
-    "producer.compression_type": "compression of results and dead letters",
-    "producer.delivery_timeout_ms": "an unacknowledged result is retried until this, then the worker fails it",
-    "guarantee": "at_least_once, or exactly_once: results, dead letters and offsets in one transaction",
-    "metrics.enabled": "serve /metrics, /healthz and /readyz",
-    "metrics.drift": "count events into the models' reference profiles and export PSI",
-    "metrics.drift_interval_s": "seconds between PSI evaluations",
-    "metrics.drift_short_window": "events in the short drift window",
-    "metrics.drift_long_window": "events in the long drift window",
-    "schema_registry.basic_auth_user_info": "USER:PASSWORD for the Schema Registry",
-    "dedup.enabled": "skip re-scoring an application whose content was scored recently",
-    "models.artifacts_dir": "directory holding manifest.json and the model files (verified by sha256)",
-    "models.banks": "one entry per partner bank, each with an artifact of the same name in the manifest",
-    "models.banks[].name": "the bank's name in results and in the manifest",
-    "models.banks[].features": "features this bank's model uses (default: every questionnaire feature)",
-    "models.lead.features": "features of the lead-conversion model",
-    "log.level": "log level",
-    "log.json": "one JSON object per log line",
-}
-
 
 @dataclass(frozen=True)
 class SettingDoc:
@@ -107,7 +72,7 @@ def _walk(model: type[BaseModel], path: tuple[str, ...], env_ok: bool, flags: di
         dotted = ".".join(parts)
         env = ENV_PREFIX + "__".join(parts).upper() if env_ok else None
         yield SettingDoc(dotted, env, flags.get(dotted), _type_name(annotation, field), _default(field),
-                         _description(dotted, field))  # fmt: skip
+                         _description(field))  # fmt: skip
         item = _list_item_model(annotation)
         if item is not None:
             yield from _walk(item, (*parts[:-1], key + _LIST_ITEM), False, flags)
@@ -124,8 +89,8 @@ def _list_item_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _description(dotted: str, field: FieldInfo) -> str:
-    return field.description or FALLBACK_DESCRIPTIONS.get(dotted, "")
+def _description(field: FieldInfo) -> str:
+    return field.description or ""  # the model is the one place a setting is described (a test wants none empty)
 
 
 def _type_name(annotation: Any, field: FieldInfo | None = None) -> str:
@@ -244,7 +209,8 @@ def render_markdown(docs: list[SettingDoc]) -> str:
         "",
         "1. its command-line flags (the **flag** column),",
         f"2. environment variables `{ENV_PREFIX}<SECTION>__<KEY>` (the **environment** column),",
-        "3. the YAML file given with `--config` (default `configs/scorer.yaml`, keys as in the **key** column),",
+        "3. the YAML file given with `--config` (keys as in the **key** column; a file named must exist; unnamed,",
+        "   the project's `configs/scorer.yaml` beside the code, whatever the working directory),",
         "4. the defaults below.",
         "",
         "Unknown keys are errors that name the key. Values of lists and maps are JSON in the environment",

@@ -9,7 +9,6 @@ in flight and the consumer commits and leaves the group.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -28,7 +27,6 @@ from consumer.telemetry.logs import KAFKA_LOG, Throttle
 from consumer.telemetry.observer import LoopObserver, NullObserver, Offsets
 
 log = logging.getLogger(__name__)
-_COMMIT_INTERVAL_MS = 1000
 _BROKER_DOWN_CODES = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
 
@@ -93,25 +91,14 @@ class ScoringLoop:
     def _consumer_conf(self) -> dict[str, Any]:
         callbacks = {"error_cb": self._on_kafka_error, "stats_cb": self.observer.kafka_stats, "logger": KAFKA_LOG,
                      "on_commit": self._on_commit}  # fmt: skip
-        conf = self.settings.consumer_config() | callbacks
-        # What a crashed worker re-delivers is what it stored since the last commit: librdkafka's 5 s default
-        # would be 5 s of throughput in duplicates. ``kafka.extra`` still wins.
-        conf.setdefault("auto.commit.interval.ms", _COMMIT_INTERVAL_MS)
-        if self.settings.guarantee == "exactly_once":
-            conf["enable.auto.commit"] = False
-        return conf
+        return self.settings.librdkafka("consumer", self.worker) | callbacks
 
     def _guarantee(self) -> Guarantee:
         settings, topics = self.settings, self.settings.topics
-        callbacks = {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
+        conf = settings.librdkafka("producer", self.worker) | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
         if settings.guarantee == "exactly_once":
-            # unique per host and worker, stable across restarts: a restarted worker fences its own zombie
-            instance = settings.consumer.instance_id or socket.gethostname()
-            txn_id = f"{settings.consumer.group_id}-{topics.input}-{instance}-{self.worker}"
-            conf = settings.producer_config(txn_id) | callbacks
             return ExactlyOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._report,
                                reset=settings.consumer.auto_offset_reset, stalled=self._stalled)  # fmt: skip
-        conf = settings.producer_config() | callbacks
         return AtLeastOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._report)
 
     def _step(self, source: Source, guarantee: Guarantee) -> None:

@@ -38,6 +38,8 @@ Clock = Callable[[], float]
 def run_worker(settings: Settings, worker: int = 0, observer_factory: ObserverFactory | None = None) -> None:
     """Load the models, then consume until SIGTERM/SIGINT. Raises ArtifactError before joining the group."""
     configure_logging(settings.log.level, settings.log.json_format)
+    if worker == 0:  # once per host: a service started elsewhere must not run on the defaults unnoticed
+        log.info("settings from %s", settings.source or "defaults, the environment and flags (no config file)")
     engine = build_engine(settings)
     observer = observer_factory(settings, worker) if observer_factory else None
     loop = ScoringLoop(settings, engine, observer, worker)

@@ -12,13 +12,7 @@ from pydantic import BaseModel, SecretStr
 
 from consumer.commands import run_cmd
 from consumer.commands.cli import main
-from consumer.commands.config_reference import (
-    FALLBACK_DESCRIPTIONS,
-    SettingDoc,
-    render_markdown,
-    run_flags,
-    setting_docs,
-)
+from consumer.commands.config_reference import SettingDoc, render_markdown, run_flags, setting_docs
 from consumer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +32,6 @@ def test_committed_reference_is_what_the_code_generates(docs: list[SettingDoc]) 
 
 def test_every_setting_is_described(docs: list[SettingDoc]) -> None:
     assert [d.key for d in docs if not d.description] == []
-
-
-def test_fallback_descriptions_name_real_settings(docs: list[SettingDoc]) -> None:
-    keys = {d.key for d in docs}
-    assert set(FALLBACK_DESCRIPTIONS) <= keys
 
 
 def test_reference_holds_no_machine_path(docs: list[SettingDoc]) -> None:

@@ -25,20 +25,22 @@ def create_consumer(conf: dict[str, Any]) -> None:
 
 
 def test_classic_is_the_default_and_keeps_the_session_timeout() -> None:
-    conf = load_settings(None, consumer={"session_timeout_ms": 7000}).consumer_config()
+    conf = load_settings(None, consumer={"session_timeout_ms": 7000}).librdkafka("consumer")
     assert conf["group.protocol"] == "classic"
     assert conf["session.timeout.ms"] == 7000
 
 
 def test_the_consumer_protocol_sends_no_classic_only_property() -> None:
-    conf = load_settings(None, consumer={"group_protocol": "consumer", "session_timeout_ms": 7000}).consumer_config()
+    conf = load_settings(None, consumer={"group_protocol": "consumer", "session_timeout_ms": 7000}).librdkafka(
+        "consumer"
+    )
     assert conf["group.protocol"] == "consumer"
     assert not set(CLASSIC_ONLY_PROPERTIES) & conf.keys()
 
 
 def test_the_environment_chooses_the_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRM_SCORER_CONSUMER__GROUP_PROTOCOL", "consumer")
-    assert load_settings(None).consumer_config()["group.protocol"] == "consumer"
+    assert load_settings(None).librdkafka("consumer")["group.protocol"] == "consumer"
 
 
 def test_an_unknown_protocol_names_the_key_and_its_environment_variable() -> None:
@@ -62,7 +64,7 @@ def test_every_refused_property_is_named_at_once() -> None:
 
 def test_classic_only_properties_in_extra_stay_allowed_with_classic() -> None:
     extra = {"heartbeat.interval.ms": 1000, "partition.assignment.strategy": "cooperative-sticky"}
-    conf = load_settings(None, kafka={"extra": extra}).consumer_config()
+    conf = load_settings(None, kafka={"extra": extra}).librdkafka("consumer")
     assert conf["heartbeat.interval.ms"] == 1000
     assert conf["partition.assignment.strategy"] == "cooperative-sticky"
 
@@ -73,23 +75,23 @@ def test_a_group_protocol_in_extra_must_agree_with_the_setting() -> None:
     settings = load_settings(
         None, kafka={"extra": {"group.protocol": "consumer"}}, consumer={"group_protocol": "consumer"}
     )
-    assert settings.consumer_config()["group.protocol"] == "consumer"
+    assert settings.librdkafka("consumer")["group.protocol"] == "consumer"
 
 
 def test_a_server_side_assignor_passes_through_with_the_consumer_protocol() -> None:
     extra = {"group.remote.assignor": "range"}
-    conf = load_settings(None, kafka={"extra": extra}, consumer={"group_protocol": "consumer"}).consumer_config()
+    conf = load_settings(None, kafka={"extra": extra}, consumer={"group_protocol": "consumer"}).librdkafka("consumer")
     assert conf["group.remote.assignor"] == "range"
 
 
 @pytest.mark.parametrize("protocol", ["classic", "consumer"])
 def test_librdkafka_accepts_the_built_consumer_config(protocol: str) -> None:
-    create_consumer(load_settings(None, kafka=NOWHERE, consumer={"group_protocol": protocol}).consumer_config())
+    create_consumer(load_settings(None, kafka=NOWHERE, consumer={"group_protocol": protocol}).librdkafka("consumer"))
 
 
 @pytest.mark.parametrize("prop", CLASSIC_ONLY_PROPERTIES)
 def test_librdkafka_refuses_what_the_settings_refuse(prop: str) -> None:
     # Keeps CLASSIC_ONLY_PROPERTIES true of the installed librdkafka.
-    conf = load_settings(None, kafka=NOWHERE, consumer={"group_protocol": "consumer"}).consumer_config()
+    conf = load_settings(None, kafka=NOWHERE, consumer={"group_protocol": "consumer"}).librdkafka("consumer")
     with pytest.raises(KafkaException, match=rf"`{prop}` is not supported for `group.protocol=consumer`"):
         create_consumer(conf | {prop: SAMPLE_VALUES[prop]})

@@ -58,7 +58,7 @@ def test_a_missing_config_file_is_an_error(tmp_path: Path) -> None:
 def test_secrets_reach_librdkafka_but_not_dumps_or_reprs(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CRM_SCORER_KAFKA__SASL_PASSWORD", "hunter2-secret")
     settings = load_settings(None, kafka={"sasl_mechanism": "PLAIN", "sasl_username": "scorer"})
-    assert settings.as_librdkafka_dict()["sasl.password"] == "hunter2-secret"
+    assert settings.librdkafka("consumer")["sasl.password"] == "hunter2-secret"
     assert "hunter2-secret" not in repr(settings)
     assert "hunter2-secret" not in str(settings.safe_dump())
 
@@ -67,7 +67,7 @@ def test_a_password_file_is_read_only_when_connecting(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text("from-a-file\n")
     settings = load_settings(None, kafka={"sasl_mechanism": "PLAIN", "sasl_password_file": str(secret)})
-    assert settings.as_librdkafka_dict()["sasl.password"] == "from-a-file"
+    assert settings.librdkafka("consumer")["sasl.password"] == "from-a-file"
 
 
 def test_config_hash_depends_on_models_not_on_where_artifacts_live(tmp_path: Path) -> None:
