@@ -22,10 +22,16 @@ class LeadParameters:
     intercept: float
 
     def margin(self, x: np.ndarray) -> np.ndarray:
-        """Log-odds of conversion for rows of ``x`` (columns in ``features`` order)."""
+        """Log-odds of conversion for rows of ``x`` (columns in ``features`` order), the same for a row whatever
+        batch it is in.
+
+        The margin is summed row by row (numpy's per-row reduction) instead of ``z @ coef``: BLAS blocks a
+        matrix product differently for different row counts, which changed the last bits of a lead's score
+        with the size of the batch it landed in.
+        """
         z = (x - self.mean) / self.scale
         z[np.isnan(z)] = 0.0
-        return z @ self.coef + self.intercept
+        return (z * self.coef).sum(axis=1) + self.intercept
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """Exact per-feature contributions to the log-odds (relative to the average lead)."""
