@@ -4,48 +4,40 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from consumer.core.engine import BatchOutcome, ScoredMessage
 from consumer.core.offsets import InFlightBatch
 from consumer.kafka import delivery
+from consumer.kafka.clients import DeliveryCallback, Headers, Sink
 from consumer.kafka.delivery import BatchPublisher
 from schemas.dead_letter import DeadLetterInfo
 
 
-class FakeMessage:
-    def __init__(self, topic: str, value: bytes, key: bytes | None, headers: Any) -> None:
-        self._topic, self._value, self._key, self._headers = topic, value, key, headers
-
-    def topic(self) -> str:
-        return self._topic
-
-    def value(self) -> bytes:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def headers(self) -> Any:
-        return self._headers
-
-
 class FakeProducer:
-    """Answers every delivery with ``error`` (None = acknowledged) when polled or flushed."""
+    """A ``Sink`` that answers every delivery with ``error`` (None = acknowledged) when polled or flushed."""
 
     def __init__(self, error: KafkaError | None) -> None:
         self.error = error
-        self.pending: list[tuple[FakeMessage, Callable[..., None]]] = []
+        self.pending: list[tuple[Message, DeliveryCallback]] = []
         self.produced = 0
         self.purged = False
 
-    def produce(self, topic: str, value: bytes, key: bytes | None, headers: Any = None, on_delivery: Any = None):  # type: ignore[no-untyped-def]
+    def produce(
+        self,
+        topic: str,
+        value: str | bytes | None = None,
+        key: str | bytes | None = None,
+        *,
+        on_delivery: DeliveryCallback | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        assert on_delivery is not None
         self.produced += 1
-        self.pending.append((FakeMessage(topic, value, key, headers), on_delivery))
+        self.pending.append((Message(topic=topic, value=_bytes(value), key=_bytes(key), headers=headers), on_delivery))
 
     def poll(self, timeout: float = 0.0) -> int:
         pending, self.pending = self.pending, []
@@ -59,6 +51,33 @@ class FakeProducer:
 
     def purge(self) -> None:
         self.purged = True
+
+    # not transactional: the publisher never calls these
+    def init_transactions(self, timeout: float = -1) -> None: ...
+
+    def begin_transaction(self) -> None: ...
+
+    def send_offsets_to_transaction(
+        self, positions: list[TopicPartition], group_metadata: Any, timeout: float = -1
+    ) -> None: ...
+
+    def commit_transaction(self, timeout: float = -1) -> None: ...
+
+    def abort_transaction(self, timeout: float = -1) -> None: ...
+
+
+def _bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def dead_letter_info(msg: Message) -> DeadLetterInfo:
+    headers = msg.headers() or []
+    pairs = list(headers.items()) if isinstance(headers, dict) else headers
+    return DeadLetterInfo.from_headers([(name, _bytes(value)) for name, value in pairs])
+
+
+def never_renewed() -> Sink:
+    pytest.fail("not fenced: no new producer")
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +94,7 @@ def _publish(publisher: BatchPublisher, count: int) -> InFlightBatch:
 
 def test_a_fenced_producer_is_replaced_and_every_delivery_is_acknowledged_by_the_new_one() -> None:
     fenced, fresh = FakeProducer(KafkaError(KafkaError.PRODUCER_FENCED)), FakeProducer(None)
-    publisher = BatchPublisher(fenced, "out", "dlq", renew=lambda: fresh)  # type: ignore[arg-type]
+    publisher = BatchPublisher(fenced, "out", "dlq", renew=lambda: fresh)
     batch = _publish(publisher, 3)
     fenced.flush()
     assert batch.pending == 3 and publisher.waiting_retries == 3
@@ -87,7 +106,7 @@ def test_a_fenced_producer_is_replaced_and_every_delivery_is_acknowledged_by_the
 
 def test_a_timed_out_delivery_is_retried_on_the_same_producer() -> None:
     producer = FakeProducer(KafkaError(KafkaError._MSG_TIMED_OUT))
-    publisher = BatchPublisher(producer, "out", "dlq", renew=lambda: pytest.fail("not fenced: no new producer"))  # type: ignore[arg-type]
+    publisher = BatchPublisher(producer, "out", "dlq", renew=never_renewed)
     batch = _publish(publisher, 2)
     producer.flush()
     publisher.retry_failed()
@@ -99,7 +118,7 @@ def test_a_timed_out_delivery_is_retried_on_the_same_producer() -> None:
 
 def test_without_a_way_to_renew_the_fenced_producer_is_kept() -> None:
     fenced = FakeProducer(KafkaError(KafkaError.PRODUCER_FENCED))
-    publisher = BatchPublisher(fenced, "out", "dlq")  # type: ignore[arg-type]
+    publisher = BatchPublisher(fenced, "out", "dlq")
     _publish(publisher, 1)
     fenced.flush()
     publisher.retry_failed()
@@ -111,7 +130,7 @@ def test_a_published_batch_is_freed_by_reference_counting_alone() -> None:
     gc.disable()
     try:
         producer = FakeProducer(KafkaError(KafkaError._MSG_TIMED_OUT))
-        publisher = BatchPublisher(producer, "out", "dlq")  # type: ignore[arg-type]
+        publisher = BatchPublisher(producer, "out", "dlq")
         batch = _publish(publisher, 2)
         producer.flush()
         publisher.retry_failed()  # through the failure path too
@@ -129,7 +148,7 @@ def test_inside_a_transaction_a_purged_delivery_is_never_produced_again() -> Non
     # After abort_transaction librdkafka reports the purged messages as failed; producing them again would put
     # them outside any transaction (librdkafka refuses: _STATE) or into the next one beside their rescored twins.
     producer = FakeProducer(KafkaError(KafkaError._PURGE_QUEUE))
-    publisher = BatchPublisher(producer, "out", "dlq", renew=None, requeue=False)  # type: ignore[arg-type]
+    publisher = BatchPublisher(producer, "out", "dlq", renew=None, requeue=False)
     batch = _publish(publisher, 3)
     producer.poll()
     publisher.retry_failed()
@@ -138,25 +157,21 @@ def test_inside_a_transaction_a_purged_delivery_is_never_produced_again() -> Non
     assert batch.pending == 3, "no failed delivery counts as acknowledged"
 
 
-class FakeSource(FakeMessage):
-    def partition(self) -> int:
-        return 4
-
-    def offset(self) -> int:
-        return 17
+def consumed(topic: str, value: bytes, key: bytes) -> Message:
+    return Message(topic=topic, partition=4, offset=17, value=value, key=key)
 
 
 def test_a_result_the_broker_refuses_as_too_large_becomes_a_dead_letter_of_its_event() -> None:
     producer = FakeProducer(None)
-    publisher = BatchPublisher(producer, "out", "dlq")  # type: ignore[arg-type]
-    source = FakeSource("in", b"event-bytes", b"app-0", None)
+    publisher = BatchPublisher(producer, "out", "dlq")
+    source = consumed("in", b"event-bytes", b"app-0")
     batch = InFlightBatch({("in", 4): 18}, pending=1)
-    publisher.publish(batch, [source], BatchOutcome(scored=[ScoredMessage(0, b"app-0", b"huge-result", 0)]))  # type: ignore[list-item]
+    publisher.publish(batch, [source], BatchOutcome(scored=[ScoredMessage(0, b"app-0", b"huge-result", 0)]))
     result, on_delivery = producer.pending.pop()
     on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), result)
     ((dead, _),) = producer.pending
     assert (dead.topic(), dead.value(), dead.key()) == ("dlq", b"event-bytes", b"app-0")
-    info = DeadLetterInfo.from_headers(dead.headers())
+    info = dead_letter_info(dead)
     assert (info.reason, info.topic, info.partition, info.offset) == ("result_rejected", "in", 4, 17)
     assert "the broker refused the result (11 bytes)" in info.error
     producer.poll()
@@ -179,7 +194,7 @@ def test_delivery_verdicts(code: int, is_dead_letter: bool, verdict: delivery.Ve
 
 def test_a_missing_output_topic_stops_the_worker_with_the_topic_named() -> None:
     producer = FakeProducer(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
-    publisher = BatchPublisher(producer, "scores", "dlq")  # type: ignore[arg-type]
+    publisher = BatchPublisher(producer, "scores", "dlq")
     _publish(publisher, 1)
     producer.poll()
     with pytest.raises(delivery.PublishError, match="topic 'scores'"):
@@ -188,14 +203,14 @@ def test_a_missing_output_topic_stops_the_worker_with_the_topic_named() -> None:
 
 def test_inside_a_transaction_a_refused_result_is_dead_lettered_when_the_batch_is_scored_again() -> None:
     producer = FakeProducer(None)
-    publisher = BatchPublisher(producer, "out", "dlq", renew=None, requeue=False)  # type: ignore[arg-type]
-    source = FakeSource("in", b"event-bytes", b"app-0", None)
+    publisher = BatchPublisher(producer, "out", "dlq", renew=None, requeue=False)
+    source = consumed("in", b"event-bytes", b"app-0")
     outcome = BatchOutcome(scored=[ScoredMessage(0, b"app-0", b"huge-result", 0)])
-    publisher.publish(InFlightBatch({("in", 4): 18}, pending=1), [source], outcome)  # type: ignore[list-item]
+    publisher.publish(InFlightBatch({("in", 4): 18}, pending=1), [source], outcome)
     result, on_delivery = producer.pending.pop()
     on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), result)
     assert producer.pending == [], "nothing is produced outside the aborted transaction"
-    publisher.publish(InFlightBatch({("in", 4): 18}, pending=1), [source], outcome)  # type: ignore[list-item]
+    publisher.publish(InFlightBatch({("in", 4): 18}, pending=1), [source], outcome)
     ((dead, _),) = producer.pending
     assert dead.topic() == "dlq"
-    assert DeadLetterInfo.from_headers(dead.headers()).reason == "result_rejected"
+    assert dead_letter_info(dead).reason == "result_rejected"
