@@ -1,32 +1,34 @@
 """``crm-scorer score``: the streaming engine over a JSONL file, for backfills and checks.
 
-Each input line is the JSON view of an application event; each output line the JSON view of its score result:
-the result bytes the engine writes on the stream, decoded (so a line is exactly what a consumer of the output
-topic would see). A line that is not a valid event is reported on stderr with its line number and reason; the
-run goes on.
+Each input line is the JSON view of an application event. It is written as the bytes a producer would put on
+the input topic and scored by the streaming engine's ``score_batch``; each output line is the JSON view of the
+result bytes the engine writes, decoded (exactly what a consumer of the output topic would see). A line the
+stream would dead-letter is reported on stderr with its line number and reason; the run goes on.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
-from fastavro import schemaless_writer
 from fastavro.validation import ValidationError, validate
 
 from consumer.core.engine import ScoringEngine
-from consumer.core.validation import check_event
-from schemas import ResultDecoder, load_catalog
-from schemas.errors import EventValidationError, InvalidEventError
+from schemas import ResultDecoder, SchemaVersion, SingleObjectEncoder, load_catalog
+from schemas.errors import EventValidationError, InvalidEventError, RecordEncodingError
 from schemas.json_view import from_json_view, to_json_view
 
 BATCH = 2000
+
+
+class _Batch(NamedTuple):
+    payloads: list[bytes]
+    line_numbers: list[int]  # of each payload, for the errors the engine reports by index
 
 
 @dataclass
@@ -41,29 +43,31 @@ class OfflineSummary:
         return self.scored / self.seconds if self.seconds else 0.0
 
 
-def parse_event(line: str, schema: dict[str, Any], parsed: Any) -> dict[str, Any]:
-    """One JSONL line as a validated Avro-native event. Raises InvalidEventError naming the field."""
+def encode_line(line: str, encode: SingleObjectEncoder) -> bytes:
+    """One JSONL line as the framed bytes a producer would put on the input topic (``encode``'s schema).
+
+    Raises:
+        EventValidationError: the line is not JSON, or does not fit the schema; the message names the fields.
+    """
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise EventValidationError(f"not JSON: {exc.msg} at column {exc.colno}", field="$") from exc
-    event = from_json_view(obj, schema)
+    schema = encode.schema
+    event = from_json_view(obj, schema.raw)
     try:
         # Writing is the fast check (fastavro's validate builds an error object per union branch tried);
         # only a record that fails it pays for validate, to name the fields.
-        schemaless_writer(io.BytesIO(), parsed, event)
-    except Exception:
-        pass
-    else:
-        check_event(event)
-        return event
+        return encode(event)
+    except RecordEncodingError as exc:
+        failure = exc
+    name = schema.raw["name"]
     try:
-        validate(event, parsed, raise_errors=True)
+        validate(event, schema.parsed, raise_errors=True)
     except ValidationError as exc:
-        fields = sorted({_field_path(e.field, schema) for e in exc.errors if e.field})
-        message = f"does not match {schema['name']}: wrong type or missing"
-        raise EventValidationError(message, field=", ".join(fields)) from exc
-    raise EventValidationError(f"cannot be written as {schema['name']}", field="$")
+        fields = sorted({_field_path(e.field, schema.raw) for e in exc.errors if e.field})
+        raise EventValidationError(f"does not match {name}: wrong type or missing", field=", ".join(fields)) from exc
+    raise EventValidationError(f"cannot be written as {name}", field="$") from failure
 
 
 def _field_path(avro_path: str, schema: dict[str, Any]) -> str:
@@ -83,36 +87,45 @@ def result_line(result: dict[str, Any]) -> str:
     return json.dumps(to_json_view(result), ensure_ascii=False) + "\n"
 
 
-def _batches(lines: TextIO, schema: dict[str, Any], parsed: Any, summary: OfflineSummary) -> Iterator[list]:
-    batch: list[dict[str, Any]] = []
+def _batches(lines: TextIO, encode: SingleObjectEncoder, summary: OfflineSummary) -> Iterator[_Batch]:
+    batch = _Batch([], [])
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         summary.lines += 1
         try:
-            batch.append(parse_event(line, schema, parsed))
+            batch.payloads.append(encode_line(line, encode))
+            batch.line_numbers.append(number)
         except InvalidEventError as exc:
-            summary.invalid += 1
-            print(f"line {number}: {exc.reason}: {exc}", file=sys.stderr)
-        if len(batch) >= BATCH:
+            _reject(number, exc, summary)
+        if len(batch.payloads) >= BATCH:
             yield batch
-            batch = []
-    if batch:
+            batch = _Batch([], [])
+    if batch.payloads:
         yield batch
 
 
-def score_file(engine: ScoringEngine, source: Path, target: Path, schema: dict[str, Any]) -> OfflineSummary:
-    """Score every valid event of ``source`` into ``target``; returns the counts and the time taken."""
-    import fastavro
+def _reject(number: int, error: InvalidEventError, summary: OfflineSummary) -> None:
+    summary.invalid += 1
+    print(f"line {number}: {error.reason}: {error}", file=sys.stderr)
 
-    parsed = fastavro.parse_schema(schema)
-    results = ResultDecoder(load_catalog())
+
+def score_file(engine: ScoringEngine, source: Path, target: Path, reader: SchemaVersion) -> OfflineSummary:
+    """Score every valid event of ``source`` into ``target``; returns the counts and the time taken.
+
+    Each line is written as ``reader`` single-object bytes and scored by ``score_batch``, as if it had been
+    consumed from the input topic: what the stream would dead-letter is reported with its line number.
+    """
+    encode, results = SingleObjectEncoder(reader), ResultDecoder(load_catalog())
     summary = OfflineSummary()
     started = time.perf_counter()
     with source.open(encoding="utf-8") as lines, target.open("w", encoding="utf-8") as out:
-        for batch in _batches(lines, schema, parsed, summary):
-            for scored in engine.score_decoded(batch).scored:
+        for batch in _batches(lines, encode, summary):
+            outcome = engine.score_batch(batch.payloads)
+            for rejected in outcome.rejected:
+                _reject(batch.line_numbers[rejected.index], rejected.error, summary)
+            for scored in outcome.scored:
                 out.write(result_line(results.decode(scored.value)))
-            summary.scored += len(batch)
+            summary.scored += len(outcome.scored)
     summary.seconds = time.perf_counter() - started
     return summary

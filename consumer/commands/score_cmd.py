@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     engine = build_offline_engine(load_settings(args.config))
-    summary = score_file(engine, args.source, args.target, load_catalog().application_event_latest.raw)
+    summary = score_file(engine, args.source, args.target, load_catalog().application_event_latest)
     print(
         f"scored {summary.scored} of {summary.lines} lines ({summary.invalid} invalid) "
         f"in {summary.seconds:.2f} s: {summary.events_per_s:,.0f} events/s",

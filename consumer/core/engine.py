@@ -114,15 +114,6 @@ class ScoringEngine:
         self._score(events, indices, outcome, timer)
         return outcome
 
-    def score_decoded(self, events: Sequence[dict[str, Any]]) -> BatchOutcome:
-        """Score events already decoded and validated (``check_event``), e.g. read from the JSON view.
-
-        The results are the bytes ``score_batch`` writes for the same events; ``scored[i]`` is ``events[i]``'s.
-        """
-        outcome = BatchOutcome()
-        self._score(list(events), list(range(len(events))), outcome, _StageTimer(outcome.stage_seconds))
-        return outcome
-
     def _decode(
         self, payloads: Sequence[bytes | None], rejected: list[RejectedMessage]
     ) -> tuple[list[dict[str, Any]], list[int]]:

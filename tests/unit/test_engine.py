@@ -22,8 +22,8 @@ RESULTS = ResultDecoder(CATALOG)
 
 
 def results(engine: ScoringEngine, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The engine's result bytes for ``events``, decoded."""
-    return [RESULTS.decode(s.value) for s in engine.score_decoded(events).scored]
+    """The engine's result bytes for ``events`` (as v2 messages), decoded."""
+    return [RESULTS.decode(s.value) for s in engine.score_batch([ENCODE(e) for e in events]).scored]
 
 
 def no_cache_engine() -> ScoringEngine:
@@ -144,5 +144,5 @@ def test_unusable_ids_are_dead_lettered_with_the_field(engine, events, change, r
 
 
 def test_result_bytes_are_what_fastavro_writes_for_the_decoded_result(engine: ScoringEngine, events: list) -> None:
-    for scored in engine.score_decoded(events[:30]).scored:
+    for scored in engine.score_batch([ENCODE(e) for e in events[:30]]).scored:
         assert RESULT_ENCODER(RESULTS.decode(scored.value)) == scored.value

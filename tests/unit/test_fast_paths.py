@@ -177,30 +177,9 @@ def test_ten_thousand_events_score_to_the_same_bytes_as_the_straightforward_path
         assert scored[index] == value, f"message {index}"
 
 
-def test_decoded_events_score_to_the_batch_bytes(model_set: ModelSet, payloads: list[bytes | None]) -> None:
-    """``score_decoded`` (the offline command's entry) writes what ``score_batch`` writes for the same events."""
-    sample = [p for p in payloads[:400] if p and p[:2] == b"\xc3\x01"]
-    events = [e for e in EventDecoder(CATALOG).decode_batch(sample).records if e is not None]
-    events = [e for e in events if _valid(e)]
-    decoded = [s.value for s in fast_engine(model_set).score_decoded(events).scored]
-    values = [s.value for s in fast_engine(model_set).score_batch([EVENT_ENCODER(e) for e in events]).scored]
-    assert decoded == values and len(values) == len(events)
-
-
-EVENT_ENCODER = SingleObjectEncoder(READER)
-
-
 def _scrubbed(error: Exception) -> str:
     """The error text without object addresses (fastavro names its buffer in some messages)."""
     return re.sub(r" at 0x[0-9a-f]+", "", str(error))
-
-
-def _valid(event: dict[str, Any]) -> bool:
-    try:
-        check_event(event)
-    except InvalidEventError:
-        return False
-    return True
 
 
 def test_no_reasons_and_short_banks_write_the_same_bytes(model_set: ModelSet, payloads: list[bytes | None]) -> None:

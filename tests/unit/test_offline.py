@@ -87,3 +87,15 @@ def test_the_offline_command_never_contacts_the_schema_registry(
 
     assert main(["score", "--in", str(source), "--out", str(target)]) == 0
     assert len(target.read_text().splitlines()) == 1
+
+
+def test_a_line_the_stream_dead_letters_is_reported_and_skipped(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    good = to_json_view(generate(2, seed=8).events[0])
+    source, target = tmp_path / "events.jsonl", tmp_path / "results.jsonl"
+    source.write_text(json.dumps(good | {"event_id": "not-a-uuid"}) + "\n" + json.dumps(good) + "\n")
+
+    assert main(["score", "--in", str(source), "--out", str(target)]) == 0
+
+    assert [json.loads(line)["event_id"] for line in target.read_text().splitlines()] == [good["event_id"]]
+    err = capsys.readouterr().err
+    assert "line 1: avro_decode_error: " in err and "scored 1 of 2 lines (1 invalid)" in err
