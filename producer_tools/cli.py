@@ -9,6 +9,10 @@ import argparse
 import importlib
 import sys
 
+from confluent_kafka import KafkaError, KafkaException
+
+from producer_tools.broker import BOOTSTRAP_ENV
+
 # Modules that contribute subcommands, in the order `--help` lists them.
 _COMMAND_MODULES = [
     "producer_tools.generate_cmd",
@@ -31,7 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except KafkaException as exc:  # a broker call no command foresaw failing: one line rather than a traceback
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        print(
+            f"crm-producer {args.command}: Kafka: {error.str() if error is not None else exc}: "
+            f"check --bootstrap-servers / ${BOOTSTRAP_ENV} and that the broker runs",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

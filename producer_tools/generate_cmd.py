@@ -40,16 +40,20 @@ def _count(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Generate and write the batch; print a one-line summary to stderr."""
+    """Generate and write the batch; print a one-line summary to stderr. Exits 2 when ``--out`` cannot be written."""
     started = time.perf_counter()
     batch = generate(args.count, args.seed, scenario=args.scenario, schema_version=args.schema_version)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", encoding="utf-8") as out:
-        for event, truth in zip(batch.events, batch.truth, strict=True):
-            line = to_json_view(event)
-            if args.labels:
-                line["truth"] = truth
-            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w", encoding="utf-8") as out:
+            for event, truth in zip(batch.events, batch.truth, strict=True):
+                line = to_json_view(event)
+                if args.labels:
+                    line["truth"] = truth
+                out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        print(f"crm-producer generate: cannot write --out {args.out}: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
     elapsed = time.perf_counter() - started
     summary = f"{len(batch.events)} events ({args.scenario}, {args.schema_version}) in {elapsed:.2f} s"
     print(f"generated {summary} -> {args.out}", file=sys.stderr)

@@ -9,13 +9,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from producer_tools.broker import BOOTSTRAP_ENV
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from producer_tools.broker import BOOTSTRAP_ENV, BrokerError
 from producer_tools.poison import CATALOGUE, poison_kinds
 from producer_tools.progress import ProgressBar
 from producer_tools.publisher import SCHEMA_CHOICES, event_encoders, producer_config, publish_events, registry_for
@@ -27,6 +32,9 @@ from schemas.json_view import from_json_view
 
 DEFAULT_TOPIC = "crm.applications"
 DEFAULT_COUNT = 1000
+# How long a command waits for a broker to answer before it says so and exits: a broker that is up answers a
+# metadata request in milliseconds; librdkafka alone would retry the connection until each message times out.
+BROKER_ANSWER_S = 5.0
 
 
 def register(subparsers: Any) -> None:
@@ -82,11 +90,59 @@ def add_bootstrap_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _LastLine(logging.Handler):
+    """Keeps librdkafka's last log line (why it cannot connect) instead of letting it print each retry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.line = record.getMessage()
+
+
+def require_broker(bootstrap_servers: str, timeout_s: float | None = None) -> None:
+    """Return once a broker at ``bootstrap_servers`` answers a metadata request.
+
+    Raises:
+        BrokerError: none answered within ``timeout_s`` (default ``BROKER_ANSWER_S``); one line naming the
+            address, librdkafka's reason and what to check.
+    """
+    timeout_s = BROKER_ANSWER_S if timeout_s is None else timeout_s
+    heard = _LastLine()
+    logger = logging.Logger("librdkafka")  # not registered: the connect retries stay out of the user's terminal
+    logger.addHandler(heard)
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": logger}
+    admin = AdminClient(config)
+    try:
+        admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        admin.poll(0)  # serves the queued log lines to ``heard``
+        raise BrokerError(
+            f"no Kafka broker answered at {bootstrap_servers} within {timeout_s:.0f} s ({_reason(heard.line, exc)}): "
+            f"check --bootstrap-servers / ${BOOTSTRAP_ENV} and that the broker runs (`crm-producer broker` starts one)"
+        ) from exc
+
+
+def _reason(line: str | None, exc: KafkaException) -> str:
+    if line is None:
+        return str(exc.args[0].str()) if exc.args else str(exc)
+    # "FAIL [rdkafka#producer-1] [thrd:...]: 127.0.0.1:1/bootstrap: Connect to ... failed: Connection refused (...)"
+    detail = line.rsplit("]: ", 1)[-1].split(": ", 1)[-1]
+    return re.sub(r"\s*\(after \d+ms in state \w+\)$", "", detail)
+
+
 def run(args: argparse.Namespace) -> int:
     """Publish as the arguments say; print the summary line on stdout."""
     live = args.live_timestamps if args.live_timestamps is not None else args.rate > 0
     try:
+        if args.from_file is not None and not args.from_file.is_file():
+            raise FileNotFoundError(
+                f"--from-file {args.from_file}: no such file (relative to {Path.cwd()}); "
+                "`crm-producer generate --out FILE` writes one"
+            )
         kinds = poison_kinds(args.poison_kinds)
+        require_broker(args.bootstrap_servers)
         if args.partitions:
             ensure_topics(args.bootstrap_servers, {args.topic: args.partitions})
         registry = registry_for(args.schema_registry_url) if args.schema_registry_url else None

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from producer_tools.produce_cmd import DEFAULT_TOPIC, add_bootstrap_argument
+from producer_tools.produce_cmd import DEFAULT_TOPIC, add_bootstrap_argument, require_broker
 from producer_tools.publisher import OutboundMessage, publish_messages
 from producer_tools.topics import RecordedMessage, read_all
 from schemas.dead_letter import DeadLetterInfo
@@ -74,6 +74,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Replay as the arguments say; print one line per reason on stdout. Exits 1 if a delivery failed."""
     try:
+        require_broker(args.bootstrap_servers)
         plan = plan_replay(read_all(args.bootstrap_servers, args.source, args.timeout), args.reason)
         if not args.dry_run and plan.messages:
             summary = publish_messages(args.bootstrap_servers, args.target, plan.messages)

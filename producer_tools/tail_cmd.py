@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from producer_tools.broker import BrokerError
-from producer_tools.produce_cmd import add_bootstrap_argument
+from producer_tools.produce_cmd import add_bootstrap_argument, require_broker
 from producer_tools.publisher import registry_for
 from producer_tools.topics import RecordedMessage
 from schemas import ResultDecoder
@@ -162,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     decoder = ResultDecoder(registry=registry)
     printed, skipped = 0, Counter[str]()
     try:
+        require_broker(args.bootstrap_servers)
         for message in follow(args.bootstrap_servers, args.topic, args.from_beginning, args.timeout):
             try:
                 view, is_dead_letter = render(message, decoder)
@@ -241,7 +242,10 @@ def _recorded(message: Message) -> RecordedMessage:
 
 
 def _partitions(consumer: Consumer, topic: str, bootstrap_servers: str) -> Sequence[int]:
-    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    except KafkaException as exc:  # the broker answered a moment ago (require_broker) and went away
+        raise BrokerError(f"topic {topic!r} on {bootstrap_servers}: no metadata: {exc.args[0].str()}") from exc
     if metadata is None or metadata.error is not None or not metadata.partitions:
         raise BrokerError(f"topic {topic!r} on {bootstrap_servers}: cannot read it: {metadata and metadata.error}")
     return sorted(metadata.partitions)

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from consumer.kafka.delivery import PublishError
@@ -58,6 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     except RegistryUnavailableError as exc:  # at start (registering the result schema): let the supervisor retry
         print(f"crm-scorer: {exc}; exiting so the supervisor restarts the scorer", file=sys.stderr)
         return 3
+    except OSError as exc:
+        # A file named on the command line (score --in/--out) that cannot be opened: one line naming it. If the
+        # offline command comes to translate this itself (ConfigError naming the flag), the branch above says it.
+        if exc.filename is None:
+            raise
+        where = "" if Path(exc.filename).is_absolute() else f" (relative to {Path.cwd()})"
+        print(
+            f"crm-scorer {args.command}: cannot open {exc.filename}{where}: {exc.strerror}; "
+            "check the path and its permissions",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":
