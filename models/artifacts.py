@@ -1,34 +1,33 @@
 """Model artifacts: the manifest, sha256 verification, and loading the models the scorer serves.
 
-``manifest.json`` lists every model with its kind, version, file, sha256, features, decision threshold,
-calibration and metrics, plus its reference profile for drift. Every file is verified against its sha256
-*before* it is parsed, and every format is data only (XGBoost UBJSON, JSON parameters): nothing is unpickled.
+``manifest.json`` (:class:`models.manifest.Manifest`) lists every model with its kind, version, file, sha256,
+features, decision threshold, calibration and metrics, plus its reference profile for drift. Every file is
+verified against its sha256 *before* it is parsed, and every format is data only (XGBoost UBJSON, JSON
+parameters): nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from models.calibration import calibrated, sigmoid
 from models.config import ModelsConfig
 from models.features import FEATURE_INDEX
 from models.lead_model import LeadParameters
+from models.manifest import MANIFEST, Manifest, ModelEntry, StoredFile
 from schemas.errors import ArtifactError
 
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "BankModel", "LeadModel", "ModelSet", "load_models", "read_manifest", "verified_file"]
 
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _sigmoid(margin: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-margin))
 
 
 @dataclass(frozen=True)
@@ -44,12 +43,10 @@ class BankModel:
 
     def margin(self, x: np.ndarray) -> np.ndarray:
         """Calibrated log-odds of approval for rows of ``x`` (columns in ``features`` order)."""
-        raw = self.booster.inplace_predict(x, predict_type="margin")
-        a, b = self.calibration
-        return a * np.asarray(raw, dtype=np.float64) + b
+        return calibrated(self.booster.inplace_predict(x, predict_type="margin"), self.calibration)
 
     def probability(self, x: np.ndarray) -> np.ndarray:
-        return _sigmoid(self.margin(x))
+        return sigmoid(self.margin(x))
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """Approximate (Saabas) per-feature contributions to the calibrated log-odds; one tree walk per row."""
@@ -72,16 +69,8 @@ class LeadModel:
         return self.params.features
 
     def probability(self, x: np.ndarray) -> np.ndarray:
-        """Conversion probability per row of ``x``, the same for a row whatever batch it is scored in.
-
-        The margin is summed row by row (numpy's per-row reduction) instead of ``z @ coef``: BLAS blocks a
-        matrix product differently for different row counts, which changed the last bits of a lead's score
-        with the size of the batch it landed in.
-        """
-        params = self.params
-        z = (x - params.mean) / params.scale
-        z[np.isnan(z)] = 0.0
-        return _sigmoid((z * params.coef).sum(axis=1) + params.intercept)
+        """Conversion probability per row of ``x``, the same for a row whatever batch it is scored in."""
+        return sigmoid(self.params.margin(x))
 
 
 @dataclass(frozen=True)
@@ -90,29 +79,34 @@ class ModelSet:
 
     banks: tuple[BankModel, ...]
     lead: LeadModel
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     def versions(self) -> dict[str, str]:
         return {**{b.name: b.version for b in self.banks}, "lead": self.lead.version}
 
 
 def read_manifest(artifacts_dir: Path) -> dict[str, Any]:
-    """Parse ``manifest.json``; raises ArtifactError when it is missing or not JSON."""
-    path = artifacts_dir / MANIFEST
-    try:
-        return dict(json.loads(path.read_text()))
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"no model manifest at {path}: run `crm-train` or set models.artifacts_dir") from exc
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
+    """The checked manifest as plain JSON values (see :meth:`Manifest.read`, which serving and training use).
+
+    Raises:
+        ArtifactError: it is missing, not JSON, or lacks a key (named).
+    """
+    return Manifest.read(artifacts_dir).model_dump(mode="json", exclude_unset=True)
 
 
-def verified_file(artifacts_dir: Path, entry: dict[str, Any], model: str, key: str = "file") -> Path:
+def verified_file(
+    artifacts_dir: Path, entry: StoredFile | ModelEntry | Mapping[str, Any], model: str, key: str = "file"
+) -> Path:
     """The path of an artifact file after checking it exists and its sha256 matches the manifest."""
-    path = artifacts_dir / entry[key]
+    if isinstance(entry, StoredFile | ModelEntry):
+        entry = entry.model_dump()
+    try:
+        path = artifacts_dir / entry[key]
+        expected = entry["sha256" if key == "file" else f"{key}_sha256"]
+    except KeyError as exc:
+        raise ArtifactError(f"model {model!r}: the manifest's entry has no {exc.args[0]!r}") from exc
     if not path.is_file():
         raise ArtifactError(f"model {model!r}: artifact {path} is missing")
-    expected = entry["sha256" if key == "file" else f"{key}_sha256"]
     actual = sha256_of(path)
     if actual != expected:
         raise ArtifactError(
@@ -122,15 +116,8 @@ def verified_file(artifacts_dir: Path, entry: dict[str, Any], model: str, key: s
     return path
 
 
-def _entry(manifest: dict[str, Any], name: str) -> dict[str, Any]:
-    try:
-        return dict(manifest["models"][name])
-    except KeyError as exc:
-        raise ArtifactError(f"model {name!r} is configured but the manifest has no entry for it") from exc
-
-
-def _check_features(name: str, configured: list[str], entry: dict[str, Any]) -> tuple[str, ...]:
-    trained = list(entry["features"])
+def _check_features(name: str, configured: list[str], entry: ModelEntry) -> tuple[str, ...]:
+    trained = list(entry.features)
     unknown = [f for f in trained if f not in FEATURE_INDEX]
     if unknown:
         raise ArtifactError(f"model {name!r}: manifest names feature(s) {unknown} the pipeline does not produce")
@@ -144,10 +131,10 @@ def load_models(config: ModelsConfig) -> ModelSet:
     import xgboost as xgb
 
     root = Path(config.artifacts_dir)
-    manifest = read_manifest(root)
+    manifest = Manifest.read(root)
     banks = []
     for bank in config.banks:
-        entry = _entry(manifest, bank.name)
+        entry = manifest.entry(bank.name)
         features = _check_features(bank.name, bank.features, entry)
         path = verified_file(root, entry, bank.name)
         booster = xgb.Booster()
@@ -156,12 +143,10 @@ def load_models(config: ModelsConfig) -> ModelSet:
         except xgb.core.XGBoostError as exc:
             raise ArtifactError(f"model {bank.name!r}: {path.name} is not a valid XGBoost model: {exc}") from exc
         booster.set_param({"nthread": 1})  # processes give parallelism; threads inside a batch only contend
-        calibration = entry.get("calibration", {"a": 1.0, "b": 0.0})
-        threshold = bank.threshold if bank.threshold is not None else float(entry["threshold"])
-        banks.append(
-            BankModel(bank.name, entry["version"], features, threshold, booster, (calibration["a"], calibration["b"]))
-        )
-    entry = _entry(manifest, "lead")
+        a, b = (entry.calibration.a, entry.calibration.b) if entry.calibration else (1.0, 0.0)
+        threshold = bank.threshold if bank.threshold is not None else entry.threshold
+        banks.append(BankModel(bank.name, entry.version, features, threshold, booster, (a, b)))
+    entry = manifest.entry("lead")
     _check_features("lead", config.lead.features, entry)
     params = LeadParameters.from_file(verified_file(root, entry, "lead"))
-    return ModelSet(tuple(banks), LeadModel(entry["version"], params, float(entry["threshold"])), manifest)
+    return ModelSet(tuple(banks), LeadModel(entry.version, params, entry.threshold), manifest)

@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from models.artifacts import MANIFEST, sha256_of
+from models.artifacts import sha256_of
+from models.calibration import calibrated, fit_platt, sigmoid
 from models.config import ModelsConfig
 from models.evaluation import Quality, best_mcc_threshold, measure
 from models.features import FeatureFrame, build_features
 from models.lead_model import fit_lead_model
+from models.manifest import FORMAT, MANIFEST, Manifest
 from models.profile import BinProfile, input_profiles, numeric_profile
 
 PROFILE_FILE = "reference_profile.json"
@@ -78,17 +80,6 @@ def _split(n: int, seed: int, folds: int) -> _Split:
     return _Split(train, np.sort(order[cut:]), [np.sort(f) for f in np.array_split(order[:cut], folds)])
 
 
-def _sigmoid(m: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-m))
-
-
-def _platt(margin: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    from sklearn.linear_model import LogisticRegression
-
-    clf = LogisticRegression(C=1e6, max_iter=1000).fit(margin.reshape(-1, 1), y)
-    return float(clf.coef_[0, 0]), float(clf.intercept_[0])
-
-
 def _fit_bank(x: np.ndarray, y: np.ndarray, split: _Split, seed: int, log: Callable[[str], None], name: str) -> dict:
     import xgboost as xgb
 
@@ -108,8 +99,8 @@ def _fit_bank(x: np.ndarray, y: np.ndarray, split: _Split, seed: int, log: Calla
     trees = round(float(np.mean(best)))
     dall = xgb.DMatrix(x[split.train], label=y[split.train], missing=np.nan)
     booster = xgb.train(params, dall, trees)
-    a, b = _platt(oof, y[split.train])
-    threshold = best_mcc_threshold(y[split.train], _sigmoid(a * oof + b))
+    a, b = fit_platt(oof, y[split.train])
+    threshold = best_mcc_threshold(y[split.train], sigmoid(calibrated(oof, (a, b))))
     return {"booster": booster, "trees": trees, "calibration": {"a": a, "b": b}, "threshold": threshold}
 
 
@@ -131,10 +122,11 @@ def train(
     seed: int,
     folds: int = 5,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
+) -> Manifest:
     """Train every configured model on ``data``, write artifacts + manifest + profile to ``out_dir``.
 
-    Returns the manifest. Raises KeyError when ``data`` has no outcomes for a configured bank.
+    Returns the manifest (the typed model serving reads). Raises KeyError when ``data`` has no outcomes for a
+    configured bank.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = build_features(data.events)
@@ -147,8 +139,7 @@ def train(
         fitted = _fit_bank(x, y, split, seed, log, bank.name)
         booster = fitted["booster"]
         cal = fitted["calibration"]
-        margin = cal["a"] * booster.predict(_dmatrix(x[split.holdout]), output_margin=True) + cal["b"]
-        p = _sigmoid(margin)
+        p = sigmoid(calibrated(booster.predict(_dmatrix(x[split.holdout]), output_margin=True), (cal["a"], cal["b"])))
         quality = _holdout_quality(p, bank.name, data, split.holdout, fitted["threshold"])
         stored = _write(out_dir, f"{bank.name}.ubj", bytes(booster.save_raw(raw_format="ubj")))
         models[bank.name] = {
@@ -167,13 +158,13 @@ def train(
     profile = {"inputs": [pr.to_dict() for pr in input_profiles(_rows(frame, split.holdout))],
                "predictions": {k: v.to_dict() for k, v in predictions.items()}}  # fmt: skip
     stored = _write(out_dir, PROFILE_FILE, (json.dumps(profile, indent=1) + "\n").encode())
-    manifest = {
-        "format": 1,
+    manifest = Manifest.model_validate({
+        "format": FORMAT,
         "training": {"events": len(data.events), "seed": seed, "folds": folds, "holdout": len(split.holdout)},
         "reference_profile": stored,
         "models": models,
-    }
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    })  # fmt: skip
+    (out_dir / MANIFEST).write_text(manifest.to_json())
     return manifest
 
 
@@ -199,12 +190,12 @@ def _train_lead(
     for k, valid in enumerate(split.folds):
         fit_rows = np.setdiff1d(split.train, valid)
         params = fit_lead_model(x[fit_rows], y[fit_rows], features)
-        fold_p = _sigmoid(params.margin(x[valid]))
+        fold_p = sigmoid(params.margin(x[valid]))
         oof[np.searchsorted(split.train, valid)] = fold_p
         log(f"  lead: fold {k + 1}/{len(split.folds)} AUC={roc_auc_score(y[valid], fold_p):.4f}")
     threshold = best_mcc_threshold(y[split.train], oof)
     params = fit_lead_model(x[split.train], y[split.train], features)
-    p = _sigmoid(params.margin(x[split.holdout]))
+    p = sigmoid(params.margin(x[split.holdout]))
     quality = _holdout_quality(p, "lead", data, split.holdout, threshold)
     stored = _write(out_dir, "lead.json", (params.to_json() + "\n").encode())
     entry = {
