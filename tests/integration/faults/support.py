@@ -8,7 +8,7 @@ fail the scenario; duplicates (at-least-once re-deliveries) are counted and boun
 from __future__ import annotations
 
 import collections
-import re
+import os
 import threading
 import time
 import urllib.error
@@ -28,7 +28,7 @@ SINGLE_OBJECT_HEADER = 10
 INPUT_PARTITIONS = 6
 _COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
                        KafkaError.COORDINATOR_NOT_AVAILABLE}  # fmt: skip
-_METRICS_LINE = re.compile(r"metrics on http://([^:/\s]+):(\d+)/metrics")
+_LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp
 
 
 @dataclass(frozen=True)
@@ -342,12 +342,30 @@ def rss_bytes(pid: int) -> int:
 
 
 def telemetry_url(scorer: ScorerProcess, timeout: float = 30.0) -> str:
-    """``http://host:port`` of the scorer's metrics and health endpoints, read from its log."""
-    scorer.wait_for_log("metrics on http://", timeout)
-    match = _METRICS_LINE.search(scorer.log)
-    assert match, scorer.log[-2000:]
-    host = "127.0.0.1" if match.group(1) in ("0.0.0.0", "::") else match.group(1)
-    return f"http://{host}:{match.group(2)}"
+    """``http://127.0.0.1:port`` of the scorer's metrics and health endpoints, once the scorer listens.
+
+    The harness binds port 0 (no race for a free port); the port is read from the process's listening socket.
+    """
+    assert scorer.process is not None
+    pid = scorer.process.pid
+    wait_until(lambda: listening_port(pid) is not None, timeout, "the telemetry endpoint listening", scorer)
+    return f"http://127.0.0.1:{listening_port(pid)}"
+
+
+def listening_port(pid: int) -> int | None:
+    """The TCP port ``pid`` listens on (the scorer's only listener is its telemetry endpoint), from /proc."""
+    try:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        tables = [table.read_text() for table in Path(f"/proc/{pid}/net").glob("tcp*")]  # tcp, and tcp6 if any
+    except OSError:  # not listening yet, or gone (wait_until then reports the exit)
+        return None
+    sockets = {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
+    for table in tables:
+        for row in table.splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == _LISTEN and fields[9] in sockets:
+                return int(fields[1].rsplit(":", 1)[1], 16)
+    return None
 
 
 def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
