@@ -97,7 +97,7 @@ class ScoringLoop:
         settings, topics = self.settings, self.settings.topics
         conf = settings.librdkafka("producer", self.worker) | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
         if settings.guarantee == "exactly_once":
-            return ExactlyOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._report,
+            return ExactlyOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._transaction_committed,
                                reset=settings.consumer.auto_offset_reset, stalled=self._stalled)  # fmt: skip
         return AtLeastOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._report)
 
@@ -122,8 +122,11 @@ class ScoringLoop:
         now_ms = time.time() * 1000.0
         latencies = (now_ms - np.asarray(batch.event_times_ms, dtype=np.float64)) / 1000.0
         self.observer.batch_published(len(batch.event_times_ms), batch.dead_letters, latencies)
-        if self.settings.guarantee == "exactly_once":  # its transaction committed its offsets
-            self._commits.append(dict(batch.next_offsets))
+
+    def _transaction_committed(self, batch: InFlightBatch) -> None:
+        """exactly_once: the batch's transaction committed its results and its offsets (no on_commit tells)."""
+        self._report(batch)
+        self._commits.append(dict(batch.next_offsets))
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """Every commit the broker answered: auto-commits (served by consume()), on revoke and on shutdown."""
