@@ -233,10 +233,7 @@ class Settings(BaseSettings):
                                      "guarantee=exactly_once (consumer.instance_id names the replica)")  # fmt: skip
                 for key, value in extra.items():
                     if key in owned and _text(value) != _text(owned[key][1]):
-                        setting, wanted = owned[key]
-                        shown = "***" if "password" in key else _text(value)
-                        raise ValueError(f"{source} sets {key}={shown} but {setting} is {_text(wanted)}: "
-                                         f"choose it with {setting} only")  # fmt: skip
+                        raise ValueError(_contradiction(source, key, value, *owned[key]))
         return self
 
     def librdkafka(self, role: Role, worker: int = 0) -> dict[str, Any]:
@@ -392,10 +389,20 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
     source = f"{path}, {ENV_PREFIX}* environment or flags" if path else f"{ENV_PREFIX}* environment or flags"
     problems = []
     for err in exc.errors():
+        if not err["loc"]:  # a check across sections: its message names the keys
+            problems.append("  " + err["msg"].removeprefix("Value error, "))
+            continue
         key = ".".join(str(part) for part in err["loc"])
         env = ENV_PREFIX + "__".join(str(p) for p in err["loc"] if not isinstance(p, int)).upper()
         problems.append(f"  {key}: {err['msg']} (env {env})")
     return f"invalid settings ({source}):\n" + "\n".join(problems)
+
+
+def _contradiction(source: str, key: str, value: object, setting: str, wanted: object) -> str:
+    shown = "***" if "password" in key else _text(value)
+    if setting.startswith("guarantee="):
+        return f"{source} sets {key}={shown}, but {setting} rests on {key}={_text(wanted)}: remove it"
+    return f"{source} sets {key}={shown} but {setting} is {_text(wanted)}: choose it with {setting} only"
 
 
 def _text(value: object) -> str:

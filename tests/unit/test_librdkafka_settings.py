@@ -49,7 +49,11 @@ def test_extras_go_to_their_client_and_win_over_the_defaults() -> None:
     ("kafka", "message"),
     [
         ({"extra": {"group.id": "other"}}, r"kafka\.extra sets group\.id=other but consumer\.group_id is crm-scorer"),
-        ({"consumer_extra": {"enable.auto.offset.store": True}}, r"guarantee=at_least_once"),
+        (
+            {"consumer_extra": {"enable.auto.offset.store": True}},
+            r"^invalid settings .*\n  kafka\.consumer_extra sets enable\.auto\.offset\.store=true, but "
+            r"guarantee=at_least_once rests on enable\.auto\.offset\.store=false: remove it$",
+        ),
         ({"producer_extra": {"acks": 1}}, r"kafka\.producer_extra sets acks=1"),
         ({"producer_extra": {"linger.ms": 50}}, r"choose it with producer\.linger_ms only"),
         ({"extra": {"transactional.id": "mine"}}, r"the scorer names one per worker"),
