@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 _SHUTDOWN_FLUSH_S = 8.0
 _TXN_TIMEOUT_S = 30.0
 _CALL_S = 5.0  # one attempt of a transactional call; a retriable failure is retried (and reported) after it
-_FENCED_AGAIN_S = 60.0
+_FENCED_WINDOW_S = 60.0
+_FENCED_LIMIT = 3
 # produce() on a producer already in its fatal state raises _FATAL without the fatal flag set on the error
 _UNUSABLE = {KafkaError._FATAL, KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -131,7 +132,7 @@ class ExactlyOnce:
     ) -> None:
         self._new_sink = new_sink
         self._stalled = stalled
-        self._fenced_at: float | None = None
+        self._fenced_at: list[float] = []
         self._no_commit_offset = OFFSET_BEGINNING if reset == "earliest" else OFFSET_END
         self._output, self._dlq = output, dlq
         self._report = report
@@ -241,12 +242,13 @@ class ExactlyOnce:
         """A newer producer with our transactional id took over (or the producer hit a fatal error): its open
         transaction is aborted by the coordinator. Start over from the group's committed offsets."""
         now = time.monotonic()
-        if self._fenced_at is not None and now - self._fenced_at < _FENCED_AGAIN_S:
-            # A zombie is fenced once; fenced again this soon, another live instance shares our transactional id.
-            raise PublishError(f"fenced twice within {_FENCED_AGAIN_S:.0f} s ({error.str()}): another live replica "
-                               "uses this worker's transactional id; give each replica its own "
-                               "consumer.instance_id")  # fmt: skip
-        self._fenced_at = now
+        self._fenced_at = [t for t in self._fenced_at if now - t < _FENCED_WINDOW_S] + [now]
+        if len(self._fenced_at) >= _FENCED_LIMIT:
+            # A zombie is fenced once (and a replacement racing an intruder's retried init can be fenced again);
+            # fenced again and again, another live instance shares our transactional id.
+            raise PublishError(f"fenced {_FENCED_LIMIT} times within {_FENCED_WINDOW_S:.0f} s ({error.str()}): "
+                               "another live replica uses this worker's transactional id; give each replica its "
+                               "own consumer.instance_id")  # fmt: skip
         log.warning("the transactional producer was fenced or failed fatally (%s): replacing it and rewinding "
                     "to the committed offsets", error.str())  # fmt: skip
         self.producer.purge()

@@ -212,14 +212,14 @@ def test_a_producer_fenced_while_aborting_is_replaced_too(engine: ScoringEngine)
     assert len(broker.sinks) == 2 and broker.committed[TP] == len(EVENTS)
 
 
-def test_fenced_twice_within_a_minute_stops_the_worker_naming_the_instance_id(engine: ScoringEngine) -> None:
+def test_fenced_three_times_within_a_minute_stops_the_worker_naming_the_instance_id(engine: ScoringEngine) -> None:
     broker = broker_with(EVENTS)
 
     def fence() -> None:
         broker.sink(broker.sinks[0].conf).init_transactions()
 
     with pytest.raises(PublishError, match=r"consumer\.instance_id"):
-        run(broker, settings_for("exactly_once"), engine, {2: fence, 3: fence}, until=scored_all(broker))
+        run(broker, settings_for("exactly_once"), engine, {2: fence, 3: fence, 4: fence}, until=scored_all(broker))
     assert source_of(broker).closed
 
 
