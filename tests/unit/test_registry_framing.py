@@ -234,3 +234,23 @@ def test_a_non_avro_registry_schema_is_unknown(client: SchemaRegistryClient, reg
 
     with pytest.raises(UnknownSchemaError, match="PROTOBUF"):
         registry.get_schema_str(schema_id)
+
+
+def test_with_a_registry_the_engine_writes_results_framed_with_the_registered_result_schema(
+    catalog: SchemaCatalog, registry: RegistrySchemaSource
+) -> None:
+    from consumer.core.result_writer import result_schema
+    from consumer.service import build_engine
+    from consumer.settings import load_settings
+    from schemas import ResultDecoder
+    from schemas.framing import confluent_header
+
+    settings = load_settings(None)
+    v2 = catalog.application_event_latest
+    event_id = registry.register_schema(value_subject(settings.topics.input), v2.schema_str)
+    outcome = build_engine(settings, registry).score_batch([ConfluentEncoder(event_id, v2)(make_event())])
+    (scored,) = outcome.scored
+    result_id = registry.register_schema(value_subject(settings.topics.output), result_schema().schema_str)
+    assert scored.value.startswith(confluent_header(result_id))  # the id the engine registered, found again
+    result = ResultDecoder(catalog, registry).decode(scored.value)
+    assert result["event_id"] == make_event()["event_id"]
