@@ -162,7 +162,10 @@ class ScoringLoop:
     def _on_revoke(self, guarantee: Guarantee, source: Source, partitions: list[TopicPartition]) -> None:
         log.info("worker %d revoked %d partition(s): committing what was acknowledged", self.worker, len(partitions))
         guarantee.revoked(source, partitions)
-        self._observe_commits(source)  # the commit on revoke, while the partitions are still held
+        # The commit on revoke is not observed: the lag book is cleared with the assignment just below, and on
+        # close() the consumer is being destroyed, so asking it for its assignment fails (_DESTROY) inside the
+        # callback, where librdkafka cannot even raise it as an exception (seen on Apache Kafka: exit 1).
+        self._commits.clear()
         self.observer.assignment_changed(0)
 
     def _on_lost(self, guarantee: Guarantee, source: Source, partitions: list[TopicPartition]) -> None:
