@@ -56,7 +56,9 @@ def test_broker_paused_for_30_s_mid_stream_loses_nothing(
                 assert scorer.process is not None and scorer.process.poll() is None, scorer.log[-3000:]
                 time.sleep(1.0)
         assert 503 in readiness, f"/readyz stayed ready through the outage: {readiness}"
-        wait_until(lambda: http_get(url + "/readyz")[0] == 200, 90, "/readyz 200 after the outage", scorer)
+        # 180 s: on a machine loaded well past its two cores, the consumer's rejoin after the freeze has been seen
+        # to wait over 90 s with its coordinator requests still queued (an open finding, docs/reliability.md)
+        wait_until(lambda: http_get(url + "/readyz")[0] == 200, 180, "/readyz 200 after the outage", scorer)
         feeder.join()
         wait_until(lambda: committed_total(lanes) >= len(messages), 180, "every offset committed", scorer)
         scorer.stop()
