@@ -19,13 +19,13 @@ from types import TracebackType
 from typing import Literal, Protocol
 
 from producer_tools.apache_kafka import ApacheKafka
-from producer_tools.kafka_jars import missing_tools
+from producer_tools.kafka_jars import kafka_unavailable_reason
 from producer_tools.server_process import BrokerError, free_port, port_is_free
 from producer_tools.tansu import INSTALL_HINT, TansuBroker, answers_metadata
 
 __all__ = ["BOOTSTRAP_ENV", "BROKER_ENV", "INSTALL_HINT", "ApacheKafka", "Broker", "BrokerError", "BrokerKind",
            "ExternalBroker", "LocalBroker", "TansuBroker", "answers_metadata", "broker_from_env", "free_port",
-           "port_is_free", "resolve_kind"]  # fmt: skip
+           "kafka_unavailable_reason", "port_is_free", "resolve_kind"]  # fmt: skip
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 BROKER_ENV = "CRM_BROKER"
@@ -85,12 +85,6 @@ def resolve_kind(requested: str | None, default: BrokerKind, environ: Mapping[st
     if kind not in KINDS:
         raise BrokerError(f"{BROKER_ENV}={kind!r}: the local broker is one of {', '.join(KINDS)}")
     return kind
-
-
-def kafka_unavailable_reason() -> str | None:
-    """Why Apache Kafka cannot start here (a missing tool), or None when it can."""
-    missing = missing_tools()
-    return f"Apache Kafka needs {' and '.join(missing)} on PATH" if missing else None
 
 
 def broker_from_env(

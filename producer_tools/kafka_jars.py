@@ -34,9 +34,10 @@ def cache_root(environ: Mapping[str, str] | None = None) -> Path:
     return base / "crm-scorer"
 
 
-def missing_tools() -> list[str]:
-    """The commands Apache Kafka needs here (``java``, ``mvn``) that are not on PATH."""
-    return [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+def kafka_unavailable_reason() -> str | None:
+    """Why Apache Kafka cannot start here (``java`` or ``mvn`` not on PATH), or None when it can."""
+    missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+    return f"Apache Kafka needs {' and '.join(missing)} on PATH (OpenJDK 17+ and Maven 3.8+)" if missing else None
 
 
 def kafka_libs(cache: Path | None = None) -> Path:
@@ -45,9 +46,9 @@ def kafka_libs(cache: Path | None = None) -> Path:
     Raises:
         BrokerError: java or mvn is missing, or Maven failed; the message carries Maven's last lines.
     """
-    missing = missing_tools()
-    if missing:
-        raise BrokerError(f"Apache Kafka needs {' and '.join(missing)} on PATH (OpenJDK 17+ and Maven 3.8+)")
+    reason = kafka_unavailable_reason()
+    if reason:
+        raise BrokerError(reason)
     digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
     home = (cache or cache_root()) / f"apache-kafka-{digest}"
     libs = home / "libs"
