@@ -10,6 +10,10 @@ fails inside it is never produced again on its own (that would put it outside it
 one beside its own rescored twin): the commit fails, the transaction is aborted, and the batch is rewound and
 scored again in a new transaction. A producer fenced by a newer instance with its transactional id is replaced
 by a new one (which fences the other in turn) and every assigned partition is rewound to its committed offset.
+So is a producer whose transactional call still fails after twice the transaction timeout although the broker
+is back: librdkafka can leave a request queued on a coordinator connection that outlived a broker pause, and the
+replacement's ``init_transactions`` settles the open transaction on the coordinator (commits or aborts it; the
+committed offsets say which).
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ _UNUSABLE = {KafkaError._FATAL, KafkaError._FENCED, KafkaError.PRODUCER_FENCED, 
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 Report = Callable[[InFlightBatch], None]
 NewSink = Callable[[], Sink]  # a new producer, configured for this worker
+
+
+class _Wedged(Exception):
+    """A transactional call kept failing (retriably) for longer than the producer can be trusted to recover."""
 
 
 class Guarantee(Protocol):
@@ -129,8 +137,10 @@ class ExactlyOnce:
         *,
         reset: str = "earliest",
         stalled: Callable[[bool], None] = lambda waiting: None,
+        wedged_after_s: float = 2 * _TXN_TIMEOUT_S,
     ) -> None:
         self._new_sink = new_sink
+        self._wedged_after_s = wedged_after_s
         self._stalled = stalled
         self._fenced_at: list[float] = []
         self._no_commit_offset = OFFSET_BEGINNING if reset == "earliest" else OFFSET_END
@@ -167,12 +177,18 @@ class ExactlyOnce:
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
         group = consumer.consumer_group_metadata()
         try:
-            self.producer.begin_transaction()
-            self._publisher.publish(batch, messages, out)
-            self._until_done(lambda: self.producer.send_offsets_to_transaction(offsets, group, _CALL_S), "offsets")
-            self._until_done(lambda: self.producer.commit_transaction(_CALL_S), "commit")
-        except KafkaException as exc:
-            self._failed(consumer, messages, exc.args[0])
+            try:
+                self.producer.begin_transaction()
+                self._publisher.publish(batch, messages, out)
+                self._until_done(lambda: self.producer.send_offsets_to_transaction(offsets, group, _CALL_S), "offsets")
+                self._until_done(lambda: self.producer.commit_transaction(_CALL_S), "commit")
+            except KafkaException as exc:
+                self._failed(consumer, messages, exc.args[0])
+                return
+        except _Wedged as wedged:
+            log.warning("%s: replacing the transactional producer and rewinding to the committed offsets", wedged)
+            self._start_over(consumer)
+            self._stalled(False)
             return
         self._report(batch)
 
@@ -210,8 +226,9 @@ class ExactlyOnce:
     def _until_done(self, call: Callable[[], object], what: str) -> None:
         """Run a transactional call, calling it again for as long as it fails with a retriable error (a broker
         that is slow or down: librdkafka documents these calls as safe to repeat); meanwhile the worker reports
-        itself not ready. Anything else propagates."""
-        attempt = 0
+        itself not ready. Anything else propagates; so does a call still failing after ``wedged_after_s``, as
+        :class:`_Wedged`."""
+        attempt, started = 0, time.monotonic()
         while True:
             try:
                 call()
@@ -221,6 +238,9 @@ class ExactlyOnce:
                 if not error.retriable() or error.txn_requires_abort() or error.fatal():
                     raise
                 self._stalled(True)
+                if time.monotonic() - started > self._wedged_after_s:
+                    raise _Wedged(f"transaction {what} still not confirmed after {self._wedged_after_s:.0f} s "
+                                  f"({error.str()})") from exc  # fmt: skip
                 if attempt % 6 == 0:
                     log.warning("transaction %s not confirmed (%s); retrying", what, error.str())
                 time.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
@@ -251,6 +271,11 @@ class ExactlyOnce:
                                "own consumer.instance_id")  # fmt: skip
         log.warning("the transactional producer was fenced or failed fatally (%s): replacing it and rewinding "
                     "to the committed offsets", error.str())  # fmt: skip
+        self._start_over(consumer)
+
+    def _start_over(self, consumer: Source) -> None:
+        """A new producer with the same transactional id (its ``init_transactions`` fences the old one and settles
+        its open transaction), then every assigned partition back to the group's committed offset."""
         self.producer.purge()
         self._publisher = self._new_publisher()
         self.start()

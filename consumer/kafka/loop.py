@@ -97,8 +97,11 @@ class ScoringLoop:
         settings, topics = self.settings, self.settings.topics
         conf = settings.librdkafka("producer", self.worker) | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
         if settings.guarantee == "exactly_once":
+            # a coordinator that is up aborts an open transaction by itself after transaction.timeout.ms
+            wedged_after_s = 2 * conf["transaction.timeout.ms"] / 1000
             return ExactlyOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._transaction_committed,
-                               reset=settings.consumer.auto_offset_reset, stalled=self._stalled)  # fmt: skip
+                               reset=settings.consumer.auto_offset_reset, stalled=self._stalled,
+                               wedged_after_s=wedged_after_s)  # fmt: skip
         return AtLeastOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._report)
 
     def _step(self, source: Source, guarantee: Guarantee) -> None:

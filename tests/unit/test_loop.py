@@ -212,6 +212,40 @@ def test_a_producer_fenced_while_aborting_is_replaced_too(engine: ScoringEngine)
     assert len(broker.sinks) == 2 and broker.committed[TP] == len(EVENTS)
 
 
+class Clock:
+    """Stands in for ``guarantees.time``: each look at the clock is ten seconds later, and sleeps take none."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 10.0
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        return None
+
+
+def test_an_abort_still_unconfirmed_past_twice_the_transaction_timeout_replaces_the_producer(
+    engine: ScoringEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen on Apache Kafka after a 25 s pause: the abort's request stayed queued on the coordinator connection and
+    # every retry timed out for minutes. A new producer's init_transactions settles the open transaction.
+    monkeypatch.setattr(guarantees, "time", Clock())
+    broker = broker_with(EVENTS)
+    broker.fail_next("commit_transaction", KafkaError(KafkaError._TIMED_OUT, "timed out", txn_requires_abort=True))
+    for _ in range(200):  # far more retries than the bound allows (default settings: 2 x 130 s)
+        broker.fail_next("abort_transaction", KafkaError(KafkaError._TIMED_OUT, "timed out", retriable=True))
+    observer = run(broker, settings_for("exactly_once"), engine, until=scored_all(broker))
+    broker.heal()
+    ids = event_ids(broker.records(OUTPUT))
+    assert len(ids) == len(set(ids)) == len(EVENTS)
+    assert len(broker.sinks) == 2, "the wedged producer and its replacement"
+    assert len(broker.aborted_transactions) == 1, "the replacement's init aborted the wedged transaction"
+    assert broker.committed[TP] == len(EVENTS)
+    assert observer.broker_states[-1] is True, "ready again once the replacement took over"
+
+
 def test_fenced_three_times_within_a_minute_stops_the_worker_naming_the_instance_id(engine: ScoringEngine) -> None:
     broker = broker_with(EVENTS)
 
