@@ -7,6 +7,10 @@ factor 1 everywhere; three nodes form a three-voter controller quorum with repli
 offsets and transaction topics exist (a fresh broker otherwise answers the first group or transactional request
 with a retriable "coordinator not available", which every test would have to absorb).
 
+With ``security=KafkaSecurity(folder)`` (:mod:`producer_tools.kafka_security`) clients meet a ``SASL_SSL``
+listener with SCRAM-SHA-512 users and the ``StandardAuthorizer``; :meth:`ApacheKafka.client_config` gives a
+client's properties for either kind.
+
 Nothing starts in ``__init__``; ``with ApacheKafka() as kafka:`` starts it and removes its files on exit.
 """
 
@@ -24,12 +28,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from producer_tools.kafka_jars import LOG4J_CONFIG, kafka_libs
 from producer_tools.server_process import HOST, BrokerError, ServerProcess, accepts_connections, free_port
+
+if TYPE_CHECKING:  # its certificates need the `cryptography` package, which only a secured broker needs
+    from producer_tools.kafka_security import KafkaSecurity
 
 KAFKA_VERSION = "4.1.1"  # the version pinned in producer_tools/jvm/pom.xml
 # What Kafka's own kafka-run-class.sh passes, and an exit (not a limp) on running out of heap.
@@ -88,9 +96,17 @@ class ApacheKafka:
     kind = "kafka"
     version = KAFKA_VERSION
 
-    def __init__(self, nodes: int = 1, *, startup_timeout: float = 90.0, heap: str | None = None) -> None:
+    def __init__(
+        self,
+        nodes: int = 1,
+        *,
+        startup_timeout: float = 90.0,
+        heap: str | None = None,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         if nodes not in (1, 3):
             raise BrokerError(f"an Apache Kafka test cluster has 1 or 3 nodes, not {nodes}")
+        self.security = security
         self._size = nodes
         self._startup_timeout = startup_timeout
         self._heap = heap or ("1g" if nodes == 1 else "512m")
@@ -114,7 +130,16 @@ class ApacheKafka:
         """The settings that matter for a reader of test and benchmark figures."""
         replication = "1" if self._size == 1 else "3"
         return {"nodes": str(self._size), "mode": "KRaft combined", "replication.factor": replication,
-                "min.insync.replicas": str(min(2, self._size)), "heap": self._heap}  # fmt: skip
+                "min.insync.replicas": str(min(2, self._size)), "heap": self._heap,
+                "listener": "SASL_SSL (SCRAM-SHA-512), ACLs" if self.security else "PLAINTEXT"}  # fmt: skip
+
+    def client_config(self, user: str = "admin", **overrides: Any) -> dict[str, Any]:
+        """librdkafka properties of a client of this broker: the bootstrap servers and, when secured, TLS and
+        ``user``'s SCRAM credentials (the admin super-user by default), then ``overrides``."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        if self.security is not None:
+            conf |= self.security.client_config(user)
+        return conf | overrides
 
     @property
     def log_path(self) -> Path | None:
@@ -145,6 +170,8 @@ class ApacheKafka:
         libs = kafka_libs()
         self._folder = Path(tempfile.mkdtemp(prefix="apache-kafka-"))
         try:
+            if self.security is not None:
+                self.security.write()
             self._nodes = self._plan(libs)
             self._format(libs)
             for node in self._nodes:
@@ -195,7 +222,7 @@ class ApacheKafka:
 
     def leaders(self, topics: list[str]) -> Counter[int]:
         """How many partitions of ``topics`` each node leads."""
-        metadata = AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=10)
+        metadata = AdminClient(self.client_config()).list_topics(timeout=10)
         counts: Counter[int] = Counter()
         for name in topics:
             for partition in metadata.topics[name].partitions.values():
@@ -244,7 +271,10 @@ class ApacheKafka:
         voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in nodes)
         replication = 1 if self._size == 1 else 3
         for node in nodes:
-            lines = [f"{key}={value}" for key, value in node_settings(node, voters, replication).items()]
+            properties = node_settings(node, voters, replication)
+            if self.security is not None:
+                properties |= self.security.server_settings(node.address, f"{HOST}:{node.controller_port}")
+            lines = [f"{key}={value}" for key, value in properties.items()]
             (node.folder / "server.properties").write_text("\n".join(lines) + "\n")
         return nodes
 
@@ -255,6 +285,8 @@ class ApacheKafka:
             command = ["java", "-Xmx256m", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", f"{libs}/*",
                        "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
                        str(node.folder / "server.properties")]  # fmt: skip
+            if self.security is not None:
+                command += self.security.scram_arguments()
             runs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         for node, run in zip(self._nodes, runs, strict=True):
             output, _ = run.communicate(timeout=120)
@@ -267,7 +299,7 @@ class ApacheKafka:
         )
 
     def _wait_for_brokers(self, timeout: float) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        admin = AdminClient(self.client_config())
         deadline = time.monotonic() + timeout
         seen: set[int] = set()
         while time.monotonic() < deadline:
@@ -282,7 +314,7 @@ class ApacheKafka:
 
     def _warm_up(self) -> None:
         """Create the offsets and transaction topics now, so the first test's group and transaction find them."""
-        consumer = Consumer({"bootstrap.servers": self.bootstrap_servers, "group.id": "crm-scorer-warm-up"})
+        consumer = Consumer(self.client_config(**{"group.id": "crm-scorer-warm-up"}))
         deadline = time.monotonic() + self._startup_timeout
         try:
             while True:
@@ -295,7 +327,7 @@ class ApacheKafka:
                     time.sleep(0.2)
         finally:
             consumer.close()
-        producer = Producer({"bootstrap.servers": self.bootstrap_servers, "transactional.id": "crm-scorer-warm-up"})
+        producer = Producer(self.client_config(**{"transactional.id": "crm-scorer-warm-up"}))
         try:
             producer.init_transactions(self._startup_timeout)
         except KafkaException as exc:
