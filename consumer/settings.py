@@ -250,7 +250,11 @@ class Settings(BaseSettings):
     def transactional_id(self, worker: int) -> str:
         """Unique per replica and worker, stable across restarts: a restarted worker fences its own zombie."""
         instance = self.consumer.instance_id or socket.gethostname()
-        return f"{self.consumer.group_id}-{self.topics.input}-{instance}-{worker}"
+        return f"{self.transactional_id_prefix()}{instance}-{worker}"
+
+    def transactional_id_prefix(self) -> str:
+        """What every replica's and worker's transactional id starts with: the exactly_once ACL's prefix."""
+        return f"{self.consumer.group_id}-{self.topics.input}-"
 
     def _extras(self, role: Role) -> list[tuple[str, Extra]]:
         k = self.kafka

@@ -1,0 +1,169 @@
+"""``crm-scorer acls``: the least-privilege ACLs of the scorer, the producer tools and the monitor, for a config.
+
+The list is derived from the settings (topic names, group, guarantee), so it cannot drift from what the scorer
+does; the secured integration suite grants exactly this list and nothing more. Printed as Apache Kafka's
+``kafka-acls.sh`` commands (default) or as JSON, one object per ACL in the Admin API's terms (``AclBinding``:
+resource type, name, pattern type, principal, host, operation, permission).
+
+What each principal may do, and why:
+
+- the scorer: Read and Describe the input topic, Read its consumer group (join, commit offsets, and, with
+  exactly_once, commit them inside a transaction), Write and Describe the output and dead-letter topics; with
+  exactly_once also Write and Describe every transactional id starting with ``<group_id>-<input topic>-`` (one
+  per replica and worker). Idempotent producing needs no cluster ACL since Kafka 3.0 (KIP-679: Write on a topic
+  is enough).
+- the producer tools: Write and Describe the input topic (``produce``, ``replay-dlq``); Read and Describe the
+  dead-letter topic (``replay-dlq``) and the output topic (``tail``, which assigns partitions: no group).
+- the monitor: Read and Describe the output and outcomes topics, Read its own group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from consumer.settings import Settings, load_settings
+
+Resource = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID", "CLUSTER"]
+Pattern = Literal["LITERAL", "PREFIXED"]
+Operation = Literal["READ", "WRITE", "DESCRIBE", "IDEMPOTENT_WRITE"]
+Role = Literal["scorer", "producer", "monitor"]
+ROLES: tuple[Role, ...] = ("scorer", "producer", "monitor")
+DEFAULT_PRINCIPALS: dict[Role, str] = {
+    "scorer": "User:crm-scorer",
+    "producer": "User:crm-producer",
+    "monitor": "User:crm-monitor",
+}
+DEFAULT_OUTCOMES_TOPIC = "crm.outcomes"
+DEFAULT_MONITOR_GROUP = "crm-monitor"
+_FLAG = {"TOPIC": "--topic", "GROUP": "--group", "TRANSACTIONAL_ID": "--transactional-id"}
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One ALLOW ACL, as Kafka's Admin API spells it."""
+
+    principal: str
+    resource_type: Resource
+    resource_name: str
+    pattern_type: Pattern
+    operation: Operation
+    host: str = "*"
+    permission: str = "ALLOW"
+
+
+def scorer_acls(settings: Settings, principal: str = DEFAULT_PRINCIPALS["scorer"]) -> list[Acl]:
+    """Everything the scorer's principal needs for ``settings``, and nothing more."""
+    t = settings.topics
+
+    def acl(resource: Resource, name: str, op: Operation, pattern: Pattern = "LITERAL") -> Acl:
+        return Acl(principal, resource, name, pattern, op)
+
+    acls = [acl("TOPIC", t.input, "READ"), acl("TOPIC", t.input, "DESCRIBE"),
+            acl("GROUP", settings.consumer.group_id, "READ")]  # fmt: skip
+    for topic in (t.output, t.dlq):
+        acls += [acl("TOPIC", topic, "WRITE"), acl("TOPIC", topic, "DESCRIBE")]
+    if settings.guarantee == "exactly_once":
+        prefix = settings.transactional_id_prefix()
+        acls += [acl("TRANSACTIONAL_ID", prefix, "WRITE", "PREFIXED"),
+                 acl("TRANSACTIONAL_ID", prefix, "DESCRIBE", "PREFIXED")]  # fmt: skip
+    return acls
+
+
+def producer_acls(settings: Settings, principal: str = DEFAULT_PRINCIPALS["producer"]) -> list[Acl]:
+    """The producer tools: produce and replay to the input topic, read the dead letters and the scores."""
+    t = settings.topics
+    acls = [
+        Acl(principal, "TOPIC", t.input, "LITERAL", "WRITE"),
+        Acl(principal, "TOPIC", t.input, "LITERAL", "DESCRIBE"),
+    ]
+    for topic in (t.dlq, t.output):
+        acls += [
+            Acl(principal, "TOPIC", topic, "LITERAL", "READ"),
+            Acl(principal, "TOPIC", topic, "LITERAL", "DESCRIBE"),
+        ]
+    return acls
+
+
+def monitor_acls(
+    settings: Settings,
+    principal: str = DEFAULT_PRINCIPALS["monitor"],
+    outcomes_topic: str = DEFAULT_OUTCOMES_TOPIC,
+    group: str = DEFAULT_MONITOR_GROUP,
+) -> list[Acl]:
+    """The monitor: read the scores and the outcomes in its own group."""
+    acls = []
+    for topic in (settings.topics.output, outcomes_topic):
+        acls += [
+            Acl(principal, "TOPIC", topic, "LITERAL", "READ"),
+            Acl(principal, "TOPIC", topic, "LITERAL", "DESCRIBE"),
+        ]
+    return [*acls, Acl(principal, "GROUP", group, "LITERAL", "READ")]
+
+
+def kafka_acls_commands(acls: list[Acl], bootstrap: str, command_config: str) -> list[str]:
+    """One ``kafka-acls.sh --add`` per principal and resource, with every operation it needs."""
+    grouped: dict[tuple[str, str, str, str], list[str]] = {}
+    for a in acls:
+        grouped.setdefault((a.principal, a.resource_type, a.resource_name, a.pattern_type), []).append(a.operation)
+    lines = []
+    for (principal, resource, name, pattern), operations in grouped.items():
+        words = ["kafka-acls.sh", "--bootstrap-server", bootstrap, "--command-config", command_config, "--add",
+                 "--allow-principal", principal]  # fmt: skip
+        for op in operations:
+            words += ["--operation", _camel(op)]
+        words += ["--cluster"] if resource == "CLUSTER" else [_FLAG[resource], name]
+        if pattern == "PREFIXED":
+            words += ["--resource-pattern-type", "prefixed"]
+        lines.append(shlex.join(words))
+    return lines
+
+
+def _camel(operation: str) -> str:
+    return "".join(part.capitalize() for part in operation.split("_"))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "acls", help="print the least-privilege ACLs of the scorer, producer tools and monitor for a config"
+    )
+    parser.add_argument("--config", type=Path, default=None, help="scorer.yaml (default: configs/scorer.yaml)")
+    parser.add_argument("--role", choices=[*ROLES, "all"], default="all", help="whose ACLs (default: all)")
+    for role in ROLES:
+        parser.add_argument(f"--{role}-principal", default=DEFAULT_PRINCIPALS[role], help=f"the {role}'s principal")
+    parser.add_argument("--guarantee", choices=["at_least_once", "exactly_once"], help="guarantee (default: config's)")
+    parser.add_argument("--outcomes-topic", default=DEFAULT_OUTCOMES_TOPIC, help="the monitor's outcomes topic")
+    parser.add_argument("--monitor-group", default=DEFAULT_MONITOR_GROUP, help="the monitor's consumer group")
+    parser.add_argument("--format", choices=["kafka-acls", "json"], default="kafka-acls", help="output format")
+    parser.add_argument("--bootstrap-server", default="BROKER:9093", help="for the kafka-acls.sh commands")
+    parser.add_argument("--command-config", default="admin.properties", help="the admin client's properties file")
+    parser.set_defaults(handler=run)
+
+
+def acls_for(args: argparse.Namespace, settings: Settings) -> list[Acl]:
+    roles = ROLES if args.role == "all" else (args.role,)
+    acls: list[Acl] = []
+    if "scorer" in roles:
+        acls += scorer_acls(settings, args.scorer_principal)
+    if "producer" in roles:
+        acls += producer_acls(settings, args.producer_principal)
+    if "monitor" in roles:
+        acls += monitor_acls(settings, args.monitor_principal, args.outcomes_topic, args.monitor_group)
+    return acls
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, guarantee=args.guarantee)
+    acls = acls_for(args, settings)
+    if args.format == "json":
+        print(json.dumps([asdict(a) for a in acls], indent=1))
+        return 0
+    print(f"# {settings.guarantee}; topics {settings.topics.input} -> {settings.topics.output}, "
+          f"{settings.topics.dlq}; group {settings.consumer.group_id}")  # fmt: skip
+    for line in kafka_acls_commands(acls, args.bootstrap_server, args.command_config):
+        print(line)
+    return 0
