@@ -20,6 +20,7 @@ _COMMAND_MODULES = [
     "producer_tools.produce_cmd",
     "producer_tools.replay_cmd",
     "producer_tools.tail_cmd",
+    "producer_tools.outcomes_cmd",
     "producer_tools.demo",
     "producer_tools.rebalance_probe",
 ]

@@ -25,6 +25,7 @@ from schemas.errors import ConfigError
 SCHEMA_DIR = Path(__file__).resolve().parent
 APPLICATION_EVENT = "application_event"
 SCORE_RESULT = "score_result"
+OUTCOME = "outcome"
 
 _FILE_NAME = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)\.v(?P<number>[1-9][0-9]*)\.avsc$")
 
@@ -146,6 +147,10 @@ class SchemaCatalog:
     @property
     def score_result(self) -> SchemaVersion:
         return self.latest(SCORE_RESULT)
+
+    @property
+    def outcome(self) -> SchemaVersion:
+        return self.latest(OUTCOME)
 
 
 def load_catalog(directory: Path | None = None) -> SchemaCatalog:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from consumer.monitor.settings import MonitorSettings
 from consumer.settings import Settings
 from schemas import SingleObjectEncoder, load_catalog
 from schemas.catalog import SchemaVersion
@@ -70,7 +71,14 @@ def assert_same_field_names(example: dict[str, Any], schema: dict[str, Any], pat
 def test_channels_are_the_scorers_topics(spec: dict[str, Any]) -> None:
     topics = Settings().topics
     addresses = {name: channel["address"] for name, channel in spec["channels"].items()}
-    assert addresses == {"applications": topics.input, "scores": topics.output, "deadLetters": topics.dlq}
+    outcomes = MonitorSettings().topics.outcomes
+    assert addresses == {
+        "applications": topics.input,
+        "scores": topics.output,
+        "deadLetters": topics.dlq,
+        "outcomes": outcomes,
+    }
+    assert MonitorSettings().topics.scores == topics.output
     for channel in spec["channels"].values():
         assert channel["bindings"]["kafka"]["topic"] == channel["address"]
 
@@ -134,6 +142,9 @@ def test_dead_letter_examples_read_back_as_dead_letters(spec: dict[str, Any]) ->
 def test_operations_receive_events_and_send_scores_and_dead_letters(spec: dict[str, Any]) -> None:
     actions = {resolve(spec, op["channel"]["$ref"])["address"]: op["action"] for op in spec["operations"].values()}
     topics = Settings().topics
-    assert actions == {topics.input: "receive", topics.output: "send", topics.dlq: "send"}
+    outcomes = MonitorSettings().topics.outcomes
+    assert actions == {topics.input: "receive", topics.output: "send", topics.dlq: "send", outcomes: "receive"}
+    monitor = spec["operations"]["monitorOutcomes"]["bindings"]["kafka"]["groupId"]["default"]
+    assert monitor == MonitorSettings().kafka.group_id
     group = spec["operations"]["consumeApplications"]["bindings"]["kafka"]["groupId"]["default"]
     assert group == Settings().consumer.group_id

@@ -1,0 +1,1 @@
+"""crm-scorer monitor."""

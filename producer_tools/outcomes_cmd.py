@@ -1,0 +1,208 @@
+"""``crm-producer outcomes``: answer the scores on ``crm.scores`` with bank decisions and lead conversions.
+
+The world behind the scores is drawn again from the same ``--count``, ``--seed`` and ``--scenario`` that
+``crm-producer produce`` used (same arguments, same events), so each score finds its event's ground truth by
+``event_id``; a score of an event that world does not hold (poison, another run) is counted as ``unknown``.
+Outcomes are published keyed by ``application_id`` once their delay has passed: ``--time-scale`` divides the
+world's delays (1000: a 20-minute bank decision arrives 1.2 s after its score), 0 publishes at once.
+``decided_at`` is always world time: the score's ``scored_at`` plus the delay drawn. Ends with
+``scores=N unknown=U outcomes=O duplicates=D lost=L`` once no score came for ``--idle-exit`` seconds and every
+due outcome is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import heapq
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from producer_tools.broker import BrokerError
+from producer_tools.produce_cmd import DEFAULT_COUNT, add_bootstrap_argument, require_broker
+from producer_tools.publisher import producer_config
+from producer_tools.topics import ensure_topics
+from producer_tools.world import DEFAULT_START, SCENARIOS, generate
+from producer_tools.world.outcomes import OutcomeDraws, PlannedOutcome, PolicyChange, Truth, plan_outcomes
+from schemas import ResultDecoder, SingleObjectEncoder, load_catalog
+from schemas.errors import CrmScorerError, InvalidEventError
+
+DEFAULT_TOPIC = "crm.outcomes"
+DEFAULT_SCORES = "crm.scores"
+_POLL_SECONDS = 0.2
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``outcomes`` subcommand to ``crm-producer``."""
+    parser = subparsers.add_parser(
+        "outcomes",
+        help="publish bank decisions and lead conversions for the scores on a topic (synthetic world)",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    add = parser.add_argument
+    add_bootstrap_argument(parser)
+    add("--scores-topic", default=DEFAULT_SCORES, help=f"score results to answer (default {DEFAULT_SCORES})")
+    add("--topic", default=DEFAULT_TOPIC, help=f"outcome topic (default {DEFAULT_TOPIC})")
+    add("--partitions", type=int, default=None, help="create the topic with this many partitions if it is missing")
+    add("--count", type=int, default=DEFAULT_COUNT, help="the world's size, as given to `produce`")
+    add("--seed", type=int, default=42, help="the world's seed, as given to `produce` (also seeds the outcomes)")
+    add("--scenario", choices=SCENARIOS, default="baseline")
+    add("--schema-version", choices=("v1", "v2", "mixed"), default="v1", help="as given to `produce`")
+    add("--time-scale", type=float, default=0.0, help="divide the world's delays by this; 0 = publish at once")
+    add("--missing", type=float, default=OutcomeDraws.missing, help="share of outcomes that never arrive")
+    add("--duplicates", type=float, default=OutcomeDraws.duplicates, help="share of outcomes sent twice")
+    add("--policy-change", type=PolicyChange.parse, default=None, help="BANK@N: BANK tightens from event N on")
+    add("--idle-exit", type=float, default=10.0, help="stop after this many seconds without a new score")
+    add("--max-scores", type=int, default=None, help="stop reading after this many scores")
+    parser.set_defaults(handler=run)
+
+
+@dataclass
+class OutcomeTally:
+    """What the command did; ``line()`` is its summary."""
+
+    scores: int = 0
+    unknown: int = 0
+    outcomes: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        kinds = " ".join(f"{k}={v}" for k, v in sorted(self.by_kind.items()))
+        return (
+            f"scores={self.scores} unknown={self.unknown} outcomes={self.outcomes} "
+            f"duplicates={self.duplicates} failed={self.failed} {kinds}".rstrip()
+        )
+
+
+class OutcomeSchedule:
+    """Planned outcomes waiting for their (compressed) delay, earliest first."""
+
+    def __init__(self, time_scale: float) -> None:
+        self._scale = time_scale
+        self._heap: list[tuple[float, int, PlannedOutcome]] = []
+        self._seq = 0
+
+    def add(self, planned: PlannedOutcome, seen_at: float) -> None:
+        due = seen_at + (planned.delay_s / self._scale if self._scale > 0 else 0.0)
+        heapq.heappush(self._heap, (due, self._seq, planned))
+        self._seq += 1
+
+    def due(self, now: float) -> list[PlannedOutcome]:
+        out = []
+        while self._heap and self._heap[0][0] <= now:
+            out.append(heapq.heappop(self._heap)[2])
+        return out
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+def world_truth(count: int, seed: int, scenario: str, schema_version: str) -> dict[str, Truth]:
+    """The regenerated world, by event id (the same world ``produce`` drew from these arguments)."""
+    version = "v2" if schema_version == "mixed" else schema_version
+    batch = generate(count, seed, scenario=scenario, schema_version=version, start=DEFAULT_START)
+    return {
+        str(event["event_id"]): Truth(i, truth, event)
+        for i, (event, truth) in enumerate(zip(batch.events, batch.truth, strict=True))
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Answer the scores as the arguments say; print the summary line on stdout."""
+    try:
+        require_broker(args.bootstrap_servers)
+        if args.partitions:
+            ensure_topics(args.bootstrap_servers, {args.topic: args.partitions})
+        tally = answer_scores(args)
+    except (CrmScorerError, BrokerError, OSError, ValueError) as exc:
+        print(f"crm-producer outcomes: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(tally.line(), flush=True)
+    return 1 if tally.failed else 0
+
+
+def answer_scores(args: argparse.Namespace) -> OutcomeTally:
+    """Read scores from the beginning, publish their outcomes when due, until idle; the tally."""
+    truths = world_truth(args.count, args.seed, args.scenario, args.schema_version)
+    draws = OutcomeDraws(args.missing, args.duplicates)
+    decoder, encode = ResultDecoder(), SingleObjectEncoder(load_catalog().outcome)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap_servers,
+            "group.id": f"crm-producer-outcomes-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    producer = Producer(producer_config(args.bootstrap_servers))
+    tally, schedule = OutcomeTally(), OutcomeSchedule(args.time_scale)
+    seen_scores: set[str] = set()
+    seen_applications: set[str] = set()
+
+    def delivered(error: KafkaError | None, _: Any) -> None:
+        if error is not None:
+            tally.failed += 1
+
+    consumer.subscribe([args.scores_topic])
+    last_score = time.monotonic()
+    try:
+        while True:
+            messages = consumer.consume(500, timeout=_POLL_SECONDS)
+            now = time.monotonic()
+            for message in messages:
+                if message.error() is not None or (args.max_scores and tally.scores >= args.max_scores):
+                    continue
+                last_score = now
+                try:
+                    score = decoder.decode(message.value())
+                except InvalidEventError:
+                    tally.unknown += 1
+                    continue
+                event_id = str(score["event_id"])
+                if event_id in seen_scores:  # a score published twice (at-least-once) is answered once
+                    continue
+                seen_scores.add(event_id)
+                tally.scores += 1
+                truth = truths.get(event_id)
+                if truth is None:
+                    tally.unknown += 1
+                    continue
+                first = score["application_id"] not in seen_applications
+                seen_applications.add(score["application_id"])
+                for planned in plan_outcomes(score, truth, args.seed, draws, args.policy_change, with_lead=first):
+                    schedule.add(planned, now)
+            for planned in schedule.due(time.monotonic()):
+                _send(producer, args.topic, encode, planned, delivered)
+                tally.outcomes += 1
+                tally.duplicates += planned.duplicate
+                kind = str(planned.record["kind"])
+                tally.by_kind[kind] = tally.by_kind.get(kind, 0) + 1
+            producer.poll(0)
+            if not schedule and time.monotonic() - last_score > args.idle_exit:
+                break
+    finally:
+        producer.flush(30)
+        consumer.close()
+    return tally
+
+
+def _send(producer: Producer, topic: str, encode: Any, planned: PlannedOutcome, delivered: Any) -> None:
+    record = dict(planned.record)
+    record["decided_at"] = dt.datetime.fromtimestamp(record["decided_at"] / 1000, dt.UTC)
+    key = str(record["application_id"]).encode()
+    while True:
+        try:
+            producer.produce(topic, key=key, value=encode(record), on_delivery=delivered)
+            return
+        except BufferError:
+            producer.poll(0.05)

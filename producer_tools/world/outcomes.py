@@ -1,0 +1,189 @@
+"""What became of scored applications, drawn from the world's ground truth: bank decisions and lead conversions.
+
+Pure: a score result (as decoded) and the truth of the event it scored in, the outcome records out. Every draw
+for one score comes from a generator seeded by ``(seed, score event_id)``, so the same score always gets the
+same outcomes, whichever order scores are read in and however often one is read (at-least-once duplicates).
+
+- **Routing** (``ROUTING_RULE``): an application is sent to the bank with the highest approval probability
+  (the best offer when that bank approves) and to the second one when it approves too. Only those banks
+  answer: the labels are selected, as in real life.
+- **Delays**: a bank decides after a log-normal delay (median ``BANK_MEDIAN_S`` per bank, minutes to hours);
+  a lead converts after a log-normal delay (median 1.5 days) within the ``LEAD_HORIZON_S`` horizon, and a lead
+  that does not convert gets a ``positive: false`` outcome when the horizon closes.
+- **Imperfections**: a share of outcomes never arrives (``missing``); a few are sent twice (``duplicates``)
+  with the same ``event_id``.
+- **Policy change** (``PolicyChange``): from a given event of the world on, one bank tightens its policy: its
+  approval probability follows ``tightened_logit``, the applicants do not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from producer_tools.world.ground_truth import BANK_LOGITS
+from producer_tools.world.observed import Observed, observe
+
+ROUTING_RULE = "top2-approved.v1"
+# Median seconds from the score to each bank's decision (log-normal, sigma BANK_SIGMA): minutes to hours.
+BANK_MEDIAN_S = {"bank_a": 2700.0, "bank_b": 600.0, "bank_c": 1200.0, "bank_d": 1800.0, "bank_e": 900.0}
+DEFAULT_BANK_MEDIAN_S = 1200.0
+BANK_SIGMA = 1.0
+LEAD_MEDIAN_S = 1.5 * 86_400.0
+LEAD_SIGMA = 0.6
+LEAD_HORIZON_S = 5 * 86_400.0
+# Approved loans: the amount and term asked for, the amount cut for a fifth of them.
+AMOUNT_CUT_SHARE = 0.2
+AMOUNT_CUT = 0.8
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """``bank`` tightens its policy for the world's events from index ``from_event`` on."""
+
+    bank: str
+    from_event: int
+
+    @classmethod
+    def parse(cls, text: str) -> PolicyChange:
+        """``"bank_c@5000"``.
+
+        Raises:
+            ValueError: not ``BANK@INDEX`` with a bank of the world and a non-negative index.
+        """
+        bank, sep, index = text.partition("@")
+        if not sep or bank not in BANK_LOGITS or not index.isdigit():
+            raise ValueError(f"policy change {text!r}: expected BANK@EVENT_INDEX, BANK one of {sorted(BANK_LOGITS)}")
+        return cls(bank, int(index))
+
+
+@dataclass(frozen=True)
+class OutcomeDraws:
+    """The imperfections of the outcome stream: shares of outcomes that never arrive and that arrive twice."""
+
+    missing: float = 0.03
+    duplicates: float = 0.01
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What the world knows about one event: its index, its truth (``WorldBatch.truth[i]``) and the event."""
+
+    index: int
+    truth: Mapping[str, Any]
+    event: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PlannedOutcome:
+    """One outcome record and the world-time delay after its score (``decided_at`` - ``scored_at``)."""
+
+    record: dict[str, Any]
+    delay_s: float
+    duplicate: bool = False
+
+
+def route(banks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The banks an application is sent to under ``ROUTING_RULE``, best first."""
+    ranked = sorted(banks, key=lambda b: -float(b["probability"]))
+    sent = [str(ranked[0]["bank"])] if ranked else []
+    if len(ranked) > 1 and ranked[1]["approved"]:
+        sent.append(str(ranked[1]["bank"]))
+    return sent
+
+
+def tightened_logit(bank: str, obs: Observed) -> np.ndarray:
+    """``bank``'s log-odds after it tightens: a lower level and a hard limit on payment-to-income near 0.25.
+
+    The limit reorders applicants (not only the level moves), so the old model's ranking degrades too.
+    """
+    ratio = obs["payment_to_income"]
+    with np.errstate(over="ignore", invalid="ignore"):
+        limit = np.where(np.isnan(ratio), 1.0, 1.0 / (1.0 + np.exp(-(ratio - 0.25) / 0.04)))
+    return BANK_LOGITS[bank](obs) - 0.8 - 3.0 * limit
+
+
+def plan_outcomes(
+    score: Mapping[str, Any],
+    truth: Truth,
+    seed: int,
+    draws: OutcomeDraws = OutcomeDraws(),
+    policy: PolicyChange | None = None,
+    *,
+    with_lead: bool = True,
+) -> list[PlannedOutcome]:
+    """The outcomes of one score result: a decision of each routed bank, and the lead's (when ``with_lead``).
+
+    ``score`` is a decoded score result; ``decided_at`` is ``scored_at`` plus the drawn delay, in world time.
+    """
+    rng = np.random.default_rng(_seed_of(seed, str(score["event_id"])))
+    scored_at = int(score["scored_at"].timestamp() * 1000) if hasattr(score["scored_at"], "timestamp") else 0
+    planned: list[PlannedOutcome] = []
+    for bank in route(score["banks"]):
+        approved = _approved(bank, truth, rng, policy)
+        delay = float(rng.lognormal(np.log(BANK_MEDIAN_S.get(bank, DEFAULT_BANK_MEDIAN_S)), BANK_SIGMA))
+        record = _record(seed, score, "bank_decision", bank, approved, scored_at + int(delay * 1000))
+        if approved:
+            applicant = truth.event.get("applicant") or {}
+            cut = AMOUNT_CUT if rng.random() < AMOUNT_CUT_SHARE else 1.0
+            amount = applicant.get("loan_amount")
+            record["amount"] = None if amount is None else round(float(amount) * cut, 2)
+            record["term_months"] = applicant.get("loan_term")
+        planned += _imperfect(PlannedOutcome(record, delay), rng, draws)
+    if with_lead:
+        converted = bool(truth.truth["lead"]["converted"])
+        delay = float(min(rng.lognormal(np.log(LEAD_MEDIAN_S), LEAD_SIGMA), LEAD_HORIZON_S - 60.0))
+        delay = delay if converted else LEAD_HORIZON_S
+        record = _record(seed, score, "lead_conversion", None, converted, scored_at + int(delay * 1000))
+        planned += _imperfect(PlannedOutcome(record, delay), rng, draws)
+    return planned
+
+
+def _approved(bank: str, truth: Truth, rng: np.random.Generator, policy: PolicyChange | None) -> bool:
+    u = rng.random()  # drawn whatever the policy, so a policy change moves no other draw
+    if policy is None or policy.bank != bank or truth.index < policy.from_event:
+        return bool(truth.truth["banks"][bank]["approved"])
+    p = 1.0 / (1.0 + np.exp(-tightened_logit(bank, observe([dict(truth.event)]))[0]))
+    return bool(u < p)
+
+
+def _imperfect(planned: PlannedOutcome, rng: np.random.Generator, draws: OutcomeDraws) -> list[PlannedOutcome]:
+    """Nothing (lost), the outcome, or the outcome and a re-send of it a little later."""
+    lost, twice, resend_after = rng.random(), rng.random(), rng.exponential(60.0)
+    if lost < draws.missing:
+        return []
+    if twice < draws.duplicates:
+        again = PlannedOutcome(dict(planned.record), planned.delay_s + resend_after, duplicate=True)
+        return [planned, again]
+    return [planned]
+
+
+def _record(
+    seed: int, score: Mapping[str, Any], kind: str, bank: str | None, positive: bool, decided_at_ms: int
+) -> dict[str, Any]:
+    event_id = str(score["event_id"])
+    return {
+        "event_id": str(uuid.UUID(bytes=_digest(seed, event_id, kind, bank or "")[:16], version=4)),
+        "application_id": score["application_id"],
+        "kind": kind,
+        "bank": bank,
+        "positive": positive,
+        "decided_at": decided_at_ms,
+        "score_event_id": event_id,
+        "routing": ROUTING_RULE if bank is not None else None,
+        "amount": None,
+        "term_months": None,
+    }
+
+
+def _digest(*parts: object) -> bytes:
+    return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16).digest()
+
+
+def _seed_of(seed: int, event_id: str) -> int:
+    return int.from_bytes(_digest(seed, event_id)[:8], "little")
