@@ -105,6 +105,11 @@ class ScoringEngine:
         self._clock = clock
         self._writer = ResultWriter(result_header, models, config_hash)
 
+    @property
+    def decoder(self) -> BatchDecoder:
+        """What decodes the message values (the run loop asks it which writer schemas it still lacks)."""
+        return self._decoder
+
     def score_batch(self, payloads: Sequence[bytes | None]) -> BatchOutcome:
         """Score framed message values; bad ones come back as ``rejected`` with their error, never raised."""
         outcome = BatchOutcome()
