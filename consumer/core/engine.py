@@ -35,6 +35,12 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 class BatchDecoder(Protocol):
     def decode_batch(self, payloads: Sequence[bytes | None]) -> tuple[list[Any], list[Any]]: ...
 
+    def needs_registry(self, payload: bytes | None) -> int | None:
+        """The registry id decoding ``payload`` would fetch (not cached yet), else None; sends nothing."""
+
+    def resolve(self, schema_id: int) -> None:
+        """Fetch and cache ``schema_id``'s writer schema now; raises RegistryUnavailableError."""
+
 
 @dataclass(frozen=True, slots=True)
 class ScoredMessage:
