@@ -11,7 +11,7 @@ from consumer.core.dedup import RecentScores
 from consumer.core.engine import ScoringEngine
 from consumer.core.result_writer import result_schema
 from consumer.settings import Settings
-from models.artifacts import load_models
+from models.artifacts import ModelSet, load_models
 from schemas import EventDecoder, SchemaSource, load_catalog
 from schemas.framing import confluent_header, single_object_header
 
@@ -43,10 +43,18 @@ def result_header(settings: Settings, registry: Any | None) -> bytes:
     return confluent_header(registry.register_schema(value_subject(settings.topics.output), schema.schema_str))
 
 
-def build_engine(settings: Settings, registry: SchemaSource | None = None) -> ScoringEngine:
-    """A ready engine for the stream. Raises ArtifactError when a model cannot be verified or loaded."""
+def build_engine(
+    settings: Settings,
+    registry: SchemaSource | None = None,
+    header: bytes | None = None,
+    models: ModelSet | None = None,
+) -> ScoringEngine:
+    """A ready engine for the stream. ``header`` (the results' framing header) and ``models``, when the caller
+    already has them; else registered (see :func:`result_header`) and loaded now. Raises ArtifactError when a
+    model cannot be verified or loaded."""
     registry = registry if registry is not None else registry_source(settings)
-    return _engine(settings, EventDecoder(load_catalog(), registry), result_header(settings, registry))
+    header = header if header is not None else result_header(settings, registry)
+    return _engine(settings, EventDecoder(load_catalog(), registry), header, models)
 
 
 def build_offline_engine(settings: Settings) -> ScoringEngine:
@@ -56,10 +64,12 @@ def build_offline_engine(settings: Settings) -> ScoringEngine:
     return _engine(settings, EventDecoder(load_catalog()), single_object_header(result_schema()))
 
 
-def _engine(settings: Settings, decoder: EventDecoder, result_header: bytes) -> ScoringEngine:
+def _engine(
+    settings: Settings, decoder: EventDecoder, result_header: bytes, models: ModelSet | None = None
+) -> ScoringEngine:
     capacity = settings.dedup.capacity if settings.dedup.enabled else 0
     return ScoringEngine(
-        load_models(settings.models),
+        models if models is not None else load_models(settings.models),
         decoder,
         result_header,
         config_hash=settings.config_hash(),

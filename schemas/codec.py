@@ -12,7 +12,9 @@ Nothing here imports confluent_kafka: the registry adapter lives in ``schemas.re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, NamedTuple, cast
@@ -22,7 +24,11 @@ from fastavro.schema import to_parsing_canonical_form
 
 from schemas.catalog import SchemaCatalog, SchemaVersion, load_catalog
 from schemas.errors import AvroDecodeError, FramingError, InvalidEventError, UnknownSchemaError
-from schemas.framing import CONFLUENT_HEADER_SIZE, SINGLE_OBJECT_HEADER_SIZE, SchemaSource, framing_of
+from schemas.framing import CONFLUENT_HEADER_SIZE, CONFLUENT_MAGIC, SINGLE_OBJECT_HEADER_SIZE, SchemaSource, framing_of
+
+# An id the registry did not know is asked again after this: a flood of messages naming it costs one request per
+# interval, and an id registered meanwhile is found.
+MISSING_ID_TTL_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,8 @@ class RecordDecoder:
         self._plans_by_id: dict[int, _ReadPlan] = {}  # by registry id
         self._writers_by_id: dict[int, SchemaVersion] = {}
         self._unparsable_ids: dict[int, str] = {}  # an id's text never changes: remember why it is unusable
+        self._missing_ids: dict[int, tuple[float, str]] = {}  # id -> (when the registry said 404, its message)
+        self._clock: Callable[[], float] = time.monotonic
 
     def decode(self, payload: bytes | None) -> dict[str, Any]:
         """The record framed in ``payload``.
@@ -103,6 +111,42 @@ class RecordDecoder:
                 errors[i] = exc.with_traceback(None)
         return DecodedBatch(records, errors)
 
+    def needs_registry(self, payload: bytes | None) -> int | None:
+        """The registry id ``payload`` names when decoding it would ask the registry (a Confluent-framed value
+        whose writer schema is not cached yet, nor known to be missing or unusable); else None. Sends nothing."""
+        if (
+            self._registry is None
+            or not payload
+            or payload[0] != CONFLUENT_MAGIC
+            or len(payload) < CONFLUENT_HEADER_SIZE
+        ):
+            return None
+        schema_id = _schema_id(payload)
+        if schema_id in self._writers_by_id or schema_id in self._unparsable_ids or self._known_missing(schema_id):
+            return None
+        return schema_id
+
+    def resolve(self, schema_id: int) -> None:
+        """Fetch and cache the writer schema of ``schema_id`` now. An id the registry does not know (or that holds
+        an unusable schema) is remembered as such: the messages naming it are dead-lettered when decoded.
+
+        Raises:
+            RegistryUnavailableError: the registry did not answer.
+        """
+        if schema_id in self._writers_by_id:
+            return
+        with contextlib.suppress(UnknownSchemaError):
+            self._fetch_writer(schema_id)
+
+    def _known_missing(self, schema_id: int) -> bool:
+        missing = self._missing_ids.get(schema_id)
+        if missing is None:
+            return False
+        if self._clock() - missing[0] < MISSING_ID_TTL_S:
+            return True
+        del self._missing_ids[schema_id]
+        return False
+
     def _single_object_plan(self, payload: bytes) -> _ReadPlan:
         if len(payload) < SINGLE_OBJECT_HEADER_SIZE:
             raise FramingError(f"single-object header cut short: {len(payload)} bytes", reason="unknown_framing")
@@ -124,7 +168,13 @@ class RecordDecoder:
             raise UnknownSchemaError(f"registry id {schema_id}: Confluent framing, but no schema registry is set")
         if schema_id in self._unparsable_ids:
             raise UnknownSchemaError(self._unparsable_ids[schema_id])
-        schema_str = self._registry.get_schema_str(schema_id)
+        if self._known_missing(schema_id):
+            raise UnknownSchemaError(self._missing_ids[schema_id][1])
+        try:
+            schema_str = self._registry.get_schema_str(schema_id)
+        except UnknownSchemaError as exc:
+            self._missing_ids[schema_id] = (self._clock(), str(exc))
+            raise
         try:
             writer = SchemaVersion.parse(schema_str, f"registry id {schema_id}")
         except ValueError as exc:

@@ -22,9 +22,11 @@ from consumer.core.offsets import InFlightBatch
 from consumer.kafka.clients import Clients, Source
 from consumer.kafka.delivery import PublishError
 from consumer.kafka.guarantees import AtLeastOnce, ExactlyOnce, Guarantee
+from consumer.kafka.registry_gate import RegistryGate
 from consumer.settings import Settings
 from consumer.telemetry.logs import KAFKA_LOG, Throttle
 from consumer.telemetry.observer import LoopObserver, NullObserver, Offsets
+from schemas.errors import RegistryUnavailableError
 
 log = logging.getLogger(__name__)
 _BROKER_DOWN_CODES = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
@@ -54,6 +56,7 @@ class ScoringLoop:
         # Commits the broker answered (on_commit, each committed transaction), observed on the loop's thread
         # where the consumer is at hand: librdkafka serves on_commit inside consume(), commit() and close().
         self._commits: list[Offsets] = []
+        self._gate = RegistryGate(engine.decoder, self.observer.registry_state)
 
     def request_stop(self) -> None:
         self._stop = True
@@ -109,9 +112,14 @@ class ScoringLoop:
         messages = source.consume(self.settings.consumer.batch_size, self.settings.consumer.batch_timeout_s)
         self._observe_commits(source)
         guarantee.tick(source)
-        good = [m for m in messages if not self._is_error(m)]
+        self._gate.tick(source)
+        good = self._gate.admit(source, [m for m in messages if not self._is_error(m)])
         if good:
-            outcome = self.engine.score_batch([m.value() for m in good])
+            try:
+                outcome = self.engine.score_batch([m.value() for m in good])
+            except RegistryUnavailableError as exc:
+                self._gate.hold_all(source, good, exc)
+                return
             batch = InFlightBatch(_next_offsets(good), pending=len(good))
             batch.event_times_ms = [s.event_time_ms for s in outcome.scored]
             batch.dead_letters = len(outcome.rejected)
@@ -165,6 +173,7 @@ class ScoringLoop:
     def _on_revoke(self, guarantee: Guarantee, source: Source, partitions: list[TopicPartition]) -> None:
         log.info("worker %d revoked %d partition(s): committing what was acknowledged", self.worker, len(partitions))
         guarantee.revoked(source, partitions)
+        self._gate.forget(partitions)
         # The commit on revoke is not observed: the lag book is cleared with the assignment just below, and on
         # close() the consumer is being destroyed, so asking it for its assignment fails (_DESTROY) inside the
         # callback, where librdkafka cannot even raise it as an exception (seen on Apache Kafka: exit 1).
@@ -174,6 +183,7 @@ class ScoringLoop:
     def _on_lost(self, guarantee: Guarantee, source: Source, partitions: list[TopicPartition]) -> None:
         log.warning("worker %d lost %d partition(s) (session timed out)", self.worker, len(partitions))
         guarantee.lost(partitions)
+        self._gate.forget(partitions)
         self.observer.assignment_changed(0)
 
     def _on_kafka_error(self, err: KafkaError) -> None:

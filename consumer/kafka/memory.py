@@ -163,6 +163,7 @@ class MemorySource:
         self._assignment: list[TP] = []
         self._positions: dict[TP, int] = {}
         self._stored: dict[TP, int] = {}
+        self.paused: set[TP] = set()
         self._joined = False
         self.consume_calls = 0
 
@@ -188,6 +189,8 @@ class MemorySource:
         self._serve_rebalance()
         out: list[Message] = []
         for tp in self._assignment:
+            if tp in self.paused:
+                continue
             log = self.broker.logs[tp]
             position = self._positions[tp]
             while position < len(log) and len(out) < num_messages:
@@ -225,6 +228,12 @@ class MemorySource:
             raise KafkaException(KafkaError(KafkaError._STATE, "seek: partition not assigned"))
         offset = partition.offset
         self._positions[tp] = 0 if offset < 0 else offset  # OFFSET_BEGINNING; the tests use earliest
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused -= {(tp.topic, tp.partition) for tp in partitions}
 
     def position(self, tp: TP) -> int:
         return self._positions[tp]
@@ -277,6 +286,7 @@ class MemorySource:
         self._assignment = []
         self._positions.clear()
         self._stored.clear()
+        self.paused.clear()  # librdkafka: a partition assigned again starts unpaused
         self._joined = False
 
     def _commit_stored(self) -> list[TopicPartition]:

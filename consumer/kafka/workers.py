@@ -21,15 +21,18 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from consumer.kafka.loop import ScoringLoop
-from consumer.service import build_engine
+from consumer.service import build_engine, registry_source, result_header
 from consumer.settings import Settings
 from consumer.telemetry.logs import configure_logging
-from consumer.telemetry.observer import ObserverFactory
+from consumer.telemetry.observer import LoopObserver, NullObserver, ObserverFactory
 from models.artifacts import load_models
+from schemas.errors import RegistryUnavailableError
+from schemas.framing import SchemaSource
 
 log = logging.getLogger(__name__)
 _RESTARTS_ALLOWED = 5  # worker replacements within _RESTART_WINDOW_S before the host counts it a crash loop
 _RESTART_WINDOW_S = 600.0
+_REGISTRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 Clock = Callable[[], float]
 
 # worker index -> observer for that worker (the metrics module provides one; None = no metrics)
@@ -40,18 +43,55 @@ def run_worker(settings: Settings, worker: int = 0, observer_factory: ObserverFa
     configure_logging(settings.log.level, settings.log.json_format)
     if worker == 0:  # once per host: a service started elsewhere must not run on the defaults unnoticed
         log.info("settings from %s", settings.source or "defaults, the environment and flags (no config file)")
-    engine = build_engine(settings)
-    observer = observer_factory(settings, worker) if observer_factory else None
-    loop = ScoringLoop(settings, engine, observer, worker)
+    observer = (observer_factory(settings, worker) if observer_factory else None) or NullObserver()
+    stopping = threading.Event()
+    loop: ScoringLoop | None = None
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("worker %d got %s: finishing the batch", worker, signal.Signals(signum).name)
-        loop.request_stop()
+        stopping.set()
+        if loop is not None:
+            loop.request_stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    models = load_models(settings.models)  # a bad artifact is refused at once, whatever the registry does
+    registry = registry_source(settings)
+    header = _result_header_when_registered(settings, registry, observer, stopping)
+    if header is None:
+        return
+    loop = ScoringLoop(settings, build_engine(settings, registry, header, models), observer, worker)
     _stop_when_orphaned(loop, worker)
+    if stopping.is_set():
+        return
     loop.run()
+
+
+def _result_header_when_registered(
+    settings: Settings, registry: SchemaSource | None, observer: LoopObserver, stopping: threading.Event
+) -> bytes | None:
+    """The results' framing header; with a Schema Registry, once the result schema is registered: a registry
+    that does not answer yet is asked again with backoff, the worker alive and not ready meanwhile (None: a stop
+    came first). A registry that refuses the schema (ConfigError) is not waited for."""
+    started, attempt = time.monotonic(), 0
+    while not stopping.is_set():
+        try:
+            header = result_header(settings, registry)
+        except RegistryUnavailableError as exc:
+            if attempt == 0:
+                observer.registry_state(False)
+            if attempt % 10 == 0:
+                log.warning("cannot register the result schema yet, retrying (%s; waiting %.0f s)", exc,
+                            time.monotonic() - started)  # fmt: skip
+            observer.heartbeat()
+            stopping.wait(_REGISTRY_BACKOFF_S[min(attempt, len(_REGISTRY_BACKOFF_S) - 1)])
+            attempt += 1
+            continue
+        if attempt:
+            observer.registry_state(True)
+            log.info("result schema registered after %.1f s", time.monotonic() - started)
+        return header
+    return None
 
 
 def _stop_when_orphaned(loop: ScoringLoop, worker: int) -> None:

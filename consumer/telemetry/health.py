@@ -1,8 +1,9 @@
 """The host's health: every worker's loop state, judged for ``/healthz`` and ``/readyz`` and exported as gauges.
 
 ``/healthz`` is 200 while every worker's loop went round in the last ``stale_after_s``; ``/readyz`` is 200 once
-every worker loaded its models, the group gave this host at least one partition and a broker is reachable. Both
-answer JSON naming each check; 503 when one fails (served by ``consumer.telemetry.endpoints``).
+every worker loaded its models, the group gave this host at least one partition, a broker is reachable and no
+worker waits on the Schema Registry. Both answer JSON naming each check; 503 when one fails (served by
+``consumer.telemetry.endpoints``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class _Worker:
     beat: float
     partitions: int = 0
     broker_up: bool | None = None
+    registry_up: bool = True  # until a worker finds the Schema Registry not answering
     models: bool = False
 
 
@@ -64,6 +66,8 @@ class HealthState(Collector):
                     w.broker_up = True  # the group coordinator just answered
             if r.broker_up is not None:
                 w.broker_up = r.broker_up
+            if r.registry_up is not None:
+                w.registry_up = r.registry_up
 
     def liveness(self) -> Verdict:
         now = self._clock()
@@ -91,6 +95,12 @@ class HealthState(Collector):
                 else "none yet (joining, or more members in the group than partitions)",
             },
             "broker_reachable": {"ok": up, "detail": "a broker is up" if up else "no broker answered yet"},
+            "schema_registry": {
+                "ok": all(w.registry_up for w in workers),
+                "detail": "answering (or not needed)"
+                if all(w.registry_up for w in workers)
+                else f"not answering: {sum(not w.registry_up for w in workers)} worker(s) wait for writer schemas",
+            },
         }
         return Verdict(all(c["ok"] for c in checks.values()), checks)
 

@@ -132,6 +132,7 @@ class WorkerStateReport:
     heartbeat: bool = False
     partitions: int | None = None
     broker_up: bool | None = None
+    registry_up: bool | None = None
     models: dict[str, str] | None = None
     banks: tuple[str, ...] = ()
     lags: dict[tuple[str, int], int] | None = None
@@ -338,6 +339,9 @@ class WorkerObserver:
 
     def broker_state(self, up: bool) -> None:
         self.sink(WorkerStateReport(self.worker, broker_up=up))
+
+    def registry_state(self, up: bool) -> None:
+        self.sink(WorkerStateReport(self.worker, registry_up=up))
 
     def kafka_stats(self, stats_json: str) -> None:
         offsets, up = parse_kafka_stats(stats_json)

@@ -40,6 +40,9 @@ class LoopObserver(Protocol):
 
     def broker_state(self, up: bool) -> None: ...
 
+    def registry_state(self, up: bool) -> None:
+        """The Schema Registry stopped answering (partitions wait for a writer schema) or answered again."""
+
     def kafka_stats(self, stats_json: str) -> None:
         """librdkafka's statistics (committed offsets, high watermarks and last stable offsets, broker states),
         every ``statistics.interval.ms``."""
@@ -67,6 +70,9 @@ class NullObserver:
         pass
 
     def broker_state(self, up: bool) -> None:
+        pass
+
+    def registry_state(self, up: bool) -> None:
         pass
 
     def kafka_stats(self, stats_json: str) -> None:

@@ -13,15 +13,17 @@ import pytest
 from confluent_kafka import KafkaError
 
 from consumer.core.engine import BatchOutcome, ScoringEngine
-from consumer.kafka import delivery, guarantees
+from consumer.kafka import delivery, guarantees, registry_gate
 from consumer.kafka.delivery import PublishError
 from consumer.kafka.loop import ScoringLoop
 from consumer.kafka.memory import MemoryBroker, MemorySource, Record
+from consumer.service import build_engine
 from consumer.settings import Settings, load_settings
 from consumer.telemetry.logs import Throttle
 from consumer.telemetry.observer import NullObserver, Offsets
 from producer_tools.world import generate
-from schemas import ResultDecoder, SingleObjectEncoder, load_catalog
+from schemas import ConfluentEncoder, ResultDecoder, SingleObjectEncoder, load_catalog
+from schemas.errors import RegistryUnavailableError, UnknownSchemaError
 
 CATALOG = load_catalog()
 ENCODE = SingleObjectEncoder(CATALOG.application_event_latest)
@@ -36,6 +38,7 @@ Action = Callable[[], None]
 def no_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(delivery, "_RETRY_PAUSE_S", 0.0)
     monkeypatch.setattr(guarantees, "_BACKOFF_S", (0.0,))
+    monkeypatch.setattr(registry_gate, "_BACKOFF_S", (0.0,))
 
 
 class Rounds(NullObserver):
@@ -47,6 +50,7 @@ class Rounds(NullObserver):
         self.loop: ScoringLoop | None = None
         self.stop_when_scored = stop_when_scored
         self.broker_states: list[bool] = []
+        self.registry_states: list[bool] = []
         self.rounds = 0
         self.actions = actions
         self.until = until
@@ -78,6 +82,9 @@ class Rounds(NullObserver):
     def broker_state(self, up: bool) -> None:
         self.broker_states.append(up)
 
+    def registry_state(self, up: bool) -> None:
+        self.registry_states.append(up)
+
 
 def settings_for(guarantee: str, batch_size: int = 10) -> Settings:
     return load_settings(None, guarantee=guarantee, consumer={"batch_size": batch_size, "instance_id": "unit"})
@@ -105,8 +112,8 @@ def run(
     return observer
 
 
-def event_ids(records: list[Record]) -> list[str]:
-    return [RESULTS.decode(r.value or b"")["event_id"] for r in records]
+def event_ids(records: list[Record], results: ResultDecoder = RESULTS) -> list[str]:
+    return [results.decode(r.value or b"")["event_id"] for r in records]
 
 
 def source_of(broker: MemoryBroker) -> MemorySource:
@@ -114,8 +121,8 @@ def source_of(broker: MemoryBroker) -> MemorySource:
     return source
 
 
-def scored_all(broker: MemoryBroker, count: int = len(EVENTS)) -> Callable[[], bool]:
-    return lambda: len(set(event_ids(broker.records(OUTPUT)))) >= count
+def scored_all(broker: MemoryBroker, count: int = len(EVENTS), results: ResultDecoder = RESULTS) -> Callable[[], bool]:
+    return lambda: len(set(event_ids(broker.records(OUTPUT), results))) >= count
 
 
 def test_assigned_partitions_are_scored_and_their_offsets_committed_on_shutdown(engine: ScoringEngine) -> None:
@@ -280,3 +287,87 @@ def test_the_throttle_lets_a_key_through_once_per_interval() -> None:
     assert throttle.ready("a") and not throttle.ready("a") and throttle.ready("b")
     now[0] += 10.0
     assert throttle.ready("a") and not throttle.ready("a", seconds=20.0)
+
+
+class FlakyRegistry:
+    """A Schema Registry holding the v1 and v2 event schemas under ids 1 and 2; ``down`` makes it unreachable."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.requests: list[int] = []
+        self.schemas = {1: CATALOG.get("application_event.v1"), 2: CATALOG.get("application_event.v2"),
+                        3: CATALOG.score_result}  # fmt: skip
+
+    def get_schema_str(self, schema_id: int) -> str:
+        self.requests.append(schema_id)
+        if self.down:
+            raise RegistryUnavailableError(f"registry id {schema_id}: schema registry unreachable: refused")
+        if schema_id not in self.schemas:
+            raise UnknownSchemaError(f"registry id {schema_id}: not found")
+        return self.schemas[schema_id].schema_str
+
+    def register_schema(self, subject: str, schema_str: str) -> int:
+        return 3
+
+
+def confluent(schema_id: int, events: list[dict[str, object]]) -> list[bytes]:
+    schema = FlakyRegistry().schemas[schema_id]
+    encode = ConfluentEncoder(schema_id, schema)
+    return [encode(e) for e in events]
+
+
+def test_an_id_the_registry_cannot_serve_holds_only_its_partition_and_nothing_is_lost_or_dead_lettered(
+    settings: Settings,
+) -> None:
+    # Partition 0: ids 2 (cached before the outage), then an event in v1 (id 1, not yet seen); partition 1: id 2 only.
+    world = generate(40, seed=29).events
+    registry = FlakyRegistry()
+    engine = build_engine(settings, registry)
+    broker = MemoryBroker(partitions=2)
+    for value in confluent(2, world[:10]) + confluent(1, world[10:20]):
+        broker.append(INPUT, value, partition=0)
+    for value in confluent(2, world[20:40]):
+        broker.append(INPUT, value, partition=1)
+    engine.decoder.resolve(2)  # seen before the outage
+    registry.down = True
+    held_at: list[tuple[set[tuple[str, int]], int]] = []
+
+    def heal() -> None:
+        source = source_of(broker)
+        held_at.append((set(source.paused), source.position((INPUT, 0))))
+        registry.down = False
+
+    results = ResultDecoder(CATALOG, FlakyRegistry())  # the test's own reader, never down
+    observer = run(broker, settings_for("at_least_once"), engine, {6: heal}, until=scored_all(broker, 40, results))
+    ids = event_ids(broker.records(OUTPUT), results)
+    assert len(ids) == len(set(ids)) == 40 and not broker.records(DLQ), "every event scored once, none dead-lettered"
+    assert held_at == [({(INPUT, 0)}, 10)], "only partition 0 waited (paused), rewound to its first v1 event"
+    assert observer.registry_states == [False, True]
+    assert broker.committed[(INPUT, 0)] == 20 and broker.committed[(INPUT, 1)] == 20
+
+
+def test_while_the_registry_is_down_cached_ids_keep_scoring_and_the_held_partition_commits_nothing_past_it(
+    settings: Settings,
+) -> None:
+    world = generate(30, seed=31).events
+    registry = FlakyRegistry()
+    engine = build_engine(settings, registry)
+    broker = MemoryBroker(partitions=1)
+    for value in confluent(2, world[:10]) + confluent(1, world[10:20]) + confluent(2, world[20:30]):
+        broker.append(INPUT, value)
+    engine.decoder.resolve(2)
+    registry.down = True
+    observer = run(broker, settings_for("exactly_once"), engine, until=lambda: False)  # the registry never returns
+    assert len(broker.records(OUTPUT)) == 10 and not broker.records(DLQ)
+    assert broker.committed[TP] == 10, "nothing past the first event that waits is committed"
+    assert observer.registry_states == [False, True], "not ready while held, until the revoke at shutdown"
+    assert registry.requests.count(1) >= 2, "the registry was asked again while the partition waited"
+
+
+def test_an_id_the_registry_does_not_know_is_dead_lettered_and_asked_once_per_interval(settings: Settings) -> None:
+    registry = FlakyRegistry()
+    engine = build_engine(settings, registry)
+    broker = broker_with(confluent(2, generate(10, seed=37).events) + [b"\x00\x00\x00\x00\x09" + b"\x02"] * 20)
+    run(broker, settings_for("at_least_once"), engine, until=lambda: len(broker.records(DLQ)) >= 20)
+    assert len(broker.records(OUTPUT)) == 10 and len(broker.records(DLQ)) == 20
+    assert registry.requests.count(9) == 1, "a missing id is remembered, not asked per message"

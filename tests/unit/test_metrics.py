@@ -219,6 +219,18 @@ def test_readiness_needs_models_partitions_and_a_broker() -> None:
     assert not health.readiness().checks["partitions_assigned"]["ok"]
 
 
+def test_a_worker_waiting_on_the_schema_registry_makes_the_host_not_ready_until_it_answers() -> None:
+    health = HealthState(workers=2)
+    for worker in (0, 1):
+        health.apply(WorkerStateReport(worker, models={"bank_a": "1"}, partitions=3))
+    assert health.readiness().ok
+    health.apply(WorkerStateReport(1, registry_up=False))
+    check = health.readiness().checks["schema_registry"]
+    assert not health.readiness().ok and check["detail"] == "not answering: 1 worker(s) wait for writer schemas"
+    health.apply(WorkerStateReport(1, registry_up=True))
+    assert health.readiness().ok
+
+
 def test_endpoints_answer_with_status_and_json(telemetry: Telemetry) -> None:
     with telemetry.serving("127.0.0.1", 0, drift_interval_s=60) as port:
         base = f"http://127.0.0.1:{port}"
