@@ -12,6 +12,12 @@ invalid record) goes to the dead-letter topic with the broker's error instead of
 that does not exist, or a dead letter the broker refuses, stops the worker with one clear line (its offsets stay
 uncommitted). A publisher made with ``requeue=False`` (exactly-once) retries nothing itself: a failure inside a
 transaction fails its commit, and the whole batch is rescored in a new transaction.
+
+A topic the scorer's principal may not write to (no ACL) is neither dead-lettered nor fatal: an operator grants
+the ACL and the scorer goes on by itself. The publisher records it as a :class:`Refusal` (one log line naming
+the resource and the permission, every half minute), keeps what was refused for its retries (at-least-once) or
+raises :class:`NotAuthorized` inside the transaction (exactly-once, which aborts it); the guarantee pauses the
+input and reports not-ready until a delivery succeeds again.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
@@ -44,6 +51,12 @@ _PRODUCER_GONE = {KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
 _REFUSED_RECORD = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
                    KafkaError.INVALID_MSG_SIZE}  # fmt: skip
 _MISSING_TOPIC = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
+# An ACL is missing: retried (slowly) until an operator grants it, never dead-lettered, never fatal.
+NOT_AUTHORIZED = {KafkaError.TOPIC_AUTHORIZATION_FAILED: "Topic", KafkaError.CLUSTER_AUTHORIZATION_FAILED: "Cluster",
+                  KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "TransactionalId"}  # fmt: skip
+_REFUSAL_LOG_S = 30.0
+# Per process, not per publisher: exactly-once replaces its publisher on every refused transactional id.
+_REFUSAL_LOG = Throttle(_REFUSAL_LOG_S)
 
 
 class Verdict(enum.Enum):
@@ -54,6 +67,39 @@ class Verdict(enum.Enum):
 
 class PublishError(CrmScorerError):
     """A delivery failed in a way no retry can mend (a missing topic, a dead letter the broker refuses)."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The broker refuses an operation on a resource to the scorer's principal: an ACL is missing."""
+
+    resource: str  # as kafka-acls names it: Topic:crm.scores, TransactionalId:crm-scorer-crm.applications-host-0
+    operation: str  # Write
+    error: str  # the broker's words
+
+    def line(self) -> str:
+        """The one log line an operator needs: which ACL, and what the scorer does meanwhile."""
+        return (f"not authorised: the broker refuses {self.operation} on {self.resource} to this principal "
+                f"({self.error}); holding what was scored, committing nothing, not ready, retrying until the ACL "
+                "is granted (crm-scorer acls prints every ACL the scorer needs)")  # fmt: skip
+
+
+def refusal_of(err: KafkaError, resource_name: str, operation: str = "Write") -> Refusal | None:
+    """The refusal ``err`` reports for ``resource_name`` (a topic or transactional id); None if it is not one."""
+    kind = NOT_AUTHORIZED.get(err.code())
+    if kind is None:
+        return None
+    resource = "Cluster:kafka-cluster" if kind == "Cluster" else f"{kind}:{resource_name}"
+    operation = "IdempotentWrite" if kind == "Cluster" else operation
+    return Refusal(resource, operation, err.str())
+
+
+class NotAuthorized(CrmScorerError):
+    """Raised inside an exactly-once transaction when the broker refuses a produce for a missing ACL."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.line())
+        self.refusal = refusal
 
 
 def delivery_verdict(err: KafkaError, is_dead_letter: bool) -> Verdict:
@@ -83,8 +129,10 @@ class BatchPublisher:
         self._renew = renew  # makes a replacement for a producer that can no longer deliver; None = never
         self._output = output_topic
         self._dlq = dlq_topic
-        self._retries: list[tuple[Message, _BatchAcks]] = []
+        self._retries: list[_Pending] = []
         self._failure_log = Throttle(10.0)
+        self.refusal: Refusal | None = None  # set while the broker refuses a delivery for a missing ACL
+        self.topics: set[str] = set()  # the topics the last publish() produced to
         self._gone: KafkaError | None = None
         self._stop: PublishError | None = None
         self._refused: dict[tuple[str, int, int], str] = {}  # exactly-once: input position -> the broker's refusal
@@ -93,6 +141,7 @@ class BatchPublisher:
         """Produce every result and dead letter of ``outcome`` (indices point into ``messages``)."""
         ack = _BatchAcks(self, batch, messages, outcome.scored)
         failed_at = dt.datetime.now(dt.UTC)
+        self.topics = ({self._output} if outcome.scored else set()) | ({self._dlq} if outcome.rejected else set())
         for scored in outcome.scored:
             if self._refused and (refusal := self._refused.pop(_position(messages[scored.index]), None)):
                 # exactly-once: refused in an aborted transaction; its dead letter goes in this one instead
@@ -125,8 +174,8 @@ class BatchPublisher:
         retries, self._retries = self._retries, []
         if retries:
             time.sleep(_RETRY_PAUSE_S)  # the broker is likely down: do not spin
-        for msg, on_delivery in retries:
-            self._produce(msg.topic() or "", msg.value(), msg.key(), msg.headers(), on_delivery)
+        for pending in retries:
+            self._produce(*pending)
 
     @property
     def waiting_retries(self) -> int:
@@ -147,8 +196,25 @@ class BatchPublisher:
         if self._stop is not None:
             raise self._stop
 
+    def refused(self, refusal: Refusal) -> None:
+        """Record that the broker refuses a delivery for a missing ACL (logged every half minute)."""
+        self.refusal = refusal
+        if _REFUSAL_LOG.ready(refusal.resource, _REFUSAL_LOG_S):
+            log.error("%s", refusal.line())
+
+    def delivered(self) -> None:
+        """A delivery succeeded: a refusal seen before is over (the ACL was granted)."""
+        if self.refusal is not None:
+            log.warning("authorised again: %s on %s accepted; resuming", self.refusal.operation, self.refusal.resource)
+            self.refusal = None
+
     def _failed(self, err: KafkaError, msg: Message, acks: _BatchAcks) -> None:
         is_dead_letter = msg.topic() == self._dlq
+        if (refusal := refusal_of(err, msg.topic() or "")) is not None:
+            self.refused(refusal)
+            if self._requeue:
+                self._retries.append((msg.topic() or "", msg.value(), msg.key(), msg.headers(), acks))
+            return  # exactly-once: the transaction's commit fails; the guarantee waits for the grant
         verdict = delivery_verdict(err, is_dead_letter)
         if verdict is Verdict.DEAD_LETTER and (source := acks.source_of(msg)) is not None:
             log.warning("the broker refused a result for %s [%d] @ %d (%s): dead-lettering its event",
@@ -167,7 +233,7 @@ class BatchPublisher:
             self._stop = PublishError(f"cannot publish a {what} to topic {msg.topic()!r}: {err.str()}; "
                                       "stopping with its offsets uncommitted")  # fmt: skip
             return
-        self._retries.append((msg, acks))
+        self._retries.append((msg.topic() or "", msg.value(), msg.key(), msg.headers(), acks))
         if err.fatal() or err.code() in _PRODUCER_GONE:
             self._gone = err
         if self._failure_log.ready():
@@ -183,12 +249,23 @@ class BatchPublisher:
             except BufferError:  # local queue full: serve delivery reports, then try again
                 self.producer.poll(0.05)
             except KafkaException as exc:
+                if (refusal := refusal_of(exc.args[0], topic)) is not None:
+                    # librdkafka refuses at once a topic it has learnt it may not write to
+                    self.refused(refusal)
+                    if not self._requeue:
+                        raise NotAuthorized(refusal) from exc
+                    self._retries.append((topic, value, key, headers, on_delivery))
+                    return
                 # librdkafka refuses at once a topic it has learnt does not exist (after its metadata wait)
                 if exc.args[0].code() not in _MISSING_TOPIC:
                     raise
                 what = "dead letter" if topic == self._dlq else "result"
                 raise PublishError(f"cannot publish a {what} to topic {topic!r}: {exc.args[0].str()}; "
                                    "stopping with its offsets uncommitted") from exc  # fmt: skip
+
+
+# what to produce again: topic, value, key, headers, and the delivery callback of its batch
+_Pending = tuple[str, bytes | None, bytes | None, Headers | None, DeliveryCallback]
 
 
 def _position(msg: Message) -> tuple[str, int, int]:
@@ -224,5 +301,7 @@ class _BatchAcks:
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             self._batch.pending -= 1
+            if self._publisher.refusal is not None:
+                self._publisher.delivered()
             return
         self._publisher._failed(err, msg, self)

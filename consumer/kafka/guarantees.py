@@ -14,6 +14,12 @@ So is a producer whose transactional call still fails after twice the transactio
 is back: librdkafka can leave a request queued on a coordinator connection that outlived a broker pause, and the
 replacement's ``init_transactions`` settles the open transaction on the coordinator (commits or aborts it; the
 committed offsets say which).
+
+A missing ACL (the broker refuses Write on the output or dead-letter topic, or on the transactional id) is waited
+out, never fatal: one log line names the resource and the permission, the worker reports itself not ready (and
+stays alive), nothing is committed, and it goes on by itself once the ACL is granted. At-least-once pauses its
+partitions meanwhile and keeps what was refused for its retries; exactly-once aborts the transaction, rewinds
+the batch and tries again with backoff; a refused transactional id is retried with a new producer.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaExcep
 from consumer.core.engine import BatchOutcome
 from consumer.core.offsets import InFlightBatch, OffsetTracker
 from consumer.kafka.clients import Sink, Source
-from consumer.kafka.delivery import BatchPublisher, PublishError
+from consumer.kafka.delivery import BatchPublisher, NotAuthorized, PublishError, Refusal, refusal_of
 
 log = logging.getLogger(__name__)
 _SHUTDOWN_FLUSH_S = 8.0
@@ -39,8 +45,10 @@ _FENCED_LIMIT = 3
 # produce() on a producer already in its fatal state raises _FATAL without the fatal flag set on the error
 _UNUSABLE = {KafkaError._FATAL, KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+_GRANT_BACKOFF_S = (1.0, 2.0, 5.0)  # while an ACL is missing: an operator's grant is awaited, not a broker
 Report = Callable[[InFlightBatch], None]
 NewSink = Callable[[], Sink]  # a new producer, configured for this worker
+Stalled = Callable[[bool], None]  # True: waiting on the broker (not ready, still alive); False: going again
 
 
 class _Wedged(Exception):
@@ -74,9 +82,13 @@ class Guarantee(Protocol):
 class AtLeastOnce:
     name = "at_least_once"
 
-    def __init__(self, new_sink: NewSink, output: str, dlq: str, report: Report) -> None:
+    def __init__(
+        self, new_sink: NewSink, output: str, dlq: str, report: Report, *, stalled: Stalled = lambda waiting: None
+    ) -> None:
         self._tracker = OffsetTracker()
         self._report = report
+        self._stalled = stalled
+        self._held: set[tuple[str, int]] = set()  # partitions paused while the broker refuses a delivery (an ACL)
         # a producer fenced after an outage is replaced (only an idempotent one can be; a transactional one never is)
         self._publisher = BatchPublisher(new_sink(), output, dlq, new_sink)
 
@@ -87,17 +99,40 @@ class AtLeastOnce:
         self._publisher.producer.poll(0)
         self._publisher.retry_failed()
         self._release(consumer)
+        self._hold_while_refused(consumer)
 
     def publish(self, consumer: Source, batch: InFlightBatch, messages: Sequence[Message], out: BatchOutcome) -> None:
         self._tracker.add(batch)
         self._publisher.publish(batch, messages, out)
+        self._hold_while_refused(consumer)
+
+    def _hold_while_refused(self, consumer: Source) -> None:
+        """While a delivery is refused for a missing ACL, consume nothing more (what was refused waits in the
+        retries, its offsets unstored) and report not ready; resume once a delivery succeeds again."""
+        if self._publisher.refusal is not None:
+            new = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in self._held]
+            if new:
+                consumer.pause(new)
+                self._held |= {(tp.topic, tp.partition) for tp in new}
+            self._stalled(True)
+        elif self._held:
+            held = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) in self._held]
+            self._held.clear()
+            if held:
+                consumer.resume(held)
+            self._stalled(False)
 
     def revoked(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
         self._flush_and_commit(consumer, _SHUTDOWN_FLUSH_S)
-        self._tracker.forget_partitions({(tp.topic, tp.partition) for tp in partitions})
+        self._forget(partitions)
 
     def lost(self, partitions: Sequence[TopicPartition]) -> None:
-        self._tracker.forget_partitions({(tp.topic, tp.partition) for tp in partitions})
+        self._forget(partitions)
+
+    def _forget(self, partitions: Sequence[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._tracker.forget_partitions(gone)
+        self._held -= gone
 
     def drain(self, consumer: Source) -> None:
         log.info("flushing %d in-flight deliveries", self._tracker.in_flight)
@@ -136,10 +171,13 @@ class ExactlyOnce:
         report: Report,
         *,
         reset: str = "earliest",
-        stalled: Callable[[bool], None] = lambda waiting: None,
+        stalled: Stalled = lambda waiting: None,
         wedged_after_s: float = 2 * _TXN_TIMEOUT_S,
+        transactional_id: str = "",
     ) -> None:
         self._new_sink = new_sink
+        self._transactional_id = transactional_id
+        self._refusals = 0  # consecutive attempts the broker refused for a missing ACL
         self._wedged_after_s = wedged_after_s
         self._stalled = stalled
         self._fenced_at: list[float] = []
@@ -155,15 +193,26 @@ class ExactlyOnce:
     def start(self) -> None:
         """Initialise transactions, retrying with backoff while the coordinator cannot be reached.
 
+        A transactional id the principal may not use (no ACL) is waited out: logged, not ready, and tried again
+        with a new producer (the refusal is fatal to the old one) until the ACL is granted.
+
         Raises:
-            KafkaException: a fatal error (for example, no permission on the transactional id).
+            KafkaException: a fatal error other than a missing ACL.
         """
         for attempt in range(1_000_000):
             try:
                 self.producer.init_transactions(_TXN_TIMEOUT_S)
+                if self._refusals:
+                    log.warning("authorised again: transactional id %s accepted; resuming", self._transactional_id)
+                    self._granted()
                 return
             except KafkaException as exc:
                 error = exc.args[0]
+                if (refusal := refusal_of(error, self._transactional_id)) is not None:
+                    self._wait_for_grant(refusal)
+                    self.producer.purge()
+                    self._publisher = self._new_publisher()
+                    continue
                 if error.fatal() or not error.retriable():
                     raise
                 pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
@@ -182,6 +231,10 @@ class ExactlyOnce:
                 self._publisher.publish(batch, messages, out)
                 self._until_done(lambda: self.producer.send_offsets_to_transaction(offsets, group, _CALL_S), "offsets")
                 self._until_done(lambda: self.producer.commit_transaction(_CALL_S), "commit")
+            except NotAuthorized as refused:
+                # produce() refused at once: the transaction cannot commit, its batch is scored again later
+                self._failed(consumer, messages, None, refused.refusal)
+                return
             except KafkaException as exc:
                 self._failed(consumer, messages, exc.args[0])
                 return
@@ -190,13 +243,25 @@ class ExactlyOnce:
             self._start_over(consumer)
             self._stalled(False)
             return
+        if self._refusals:
+            self._granted()
         self._report(batch)
 
-    def _failed(self, consumer: Source, messages: Sequence[Message], error: KafkaError) -> None:
-        """A transaction failed: abort and rescore it, or replace a producer that can do nothing more."""
-        if error.txn_requires_abort():
+    def _failed(
+        self, consumer: Source, messages: Sequence[Message], error: KafkaError | None, refusal: Refusal | None = None
+    ) -> None:
+        """A transaction failed: abort and rescore it (after a pause, when an ACL is missing), or replace a
+        producer that can do nothing more."""
+        if error is not None and error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+            self._start_over(consumer)  # start() waits for the grant with a new producer; not a fence
+            return
+        refusal = refusal or self._publisher.refusal
+        if refusal is None and error is not None:
+            # the transaction's error names no topic: the ones this batch produced to (the output, mostly)
+            refusal = refusal_of(error, " or ".join(sorted(self._publisher.topics)) or self._output)
+        if error is None or error.txn_requires_abort():
             try:
-                self._abort(consumer, messages, error)
+                self._abort(consumer, messages, error.str() if error else refusal.error if refusal else "")
             except KafkaException as exc:
                 # Fenced while aborting (the commit failed because a newer instance took the id over):
                 # replaced like a producer fenced at any other call.
@@ -204,6 +269,8 @@ class ExactlyOnce:
                     raise
                 self._replace_fenced(consumer, exc.args[0])
                 return
+            if refusal is not None:
+                self._wait_for_grant(refusal)
             self._publisher.check_stopped()  # a refusal no rescoring mends (a missing topic) stops the worker
         elif _producer_unusable(error):
             self._replace_fenced(consumer, error)
@@ -248,8 +315,24 @@ class ExactlyOnce:
         if attempt:
             self._stalled(False)
 
-    def _abort(self, consumer: Source, messages: Sequence[Message], error: KafkaError) -> None:
-        log.warning("transaction aborted (%s); rewinding the batch to score it again", error.str())
+    def _wait_for_grant(self, refusal: Refusal) -> None:
+        """An ACL is missing: say which (every half minute), report not ready, wait before trying again."""
+        self._publisher.refused(refusal)
+        self._stalled(True)
+        time.sleep(_GRANT_BACKOFF_S[min(self._refusals, len(_GRANT_BACKOFF_S) - 1)])
+        self._refusals += 1
+        self._stalled(True)  # alive: the wait is deliberate
+
+    def _granted(self) -> None:
+        self._refusals = 0
+        self._publisher.refusal = None
+        self._stalled(False)
+
+    def _abort(self, consumer: Source, messages: Sequence[Message], reason: str) -> None:
+        if self._refusals or self._publisher.refusal is not None:
+            log.debug("transaction aborted (%s); rewinding the batch to score it again", reason)
+        else:
+            log.warning("transaction aborted (%s); rewinding the batch to score it again", reason)
         self._until_done(lambda: self.producer.abort_transaction(_CALL_S), "abort")
         first: dict[tuple[str, int], int] = {}
         for m in messages:

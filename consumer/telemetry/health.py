@@ -21,6 +21,9 @@ from prometheus_client.registry import Collector
 from consumer.telemetry.metrics import WorkerStateReport
 
 STALE_AFTER_S = 30.0
+# Not up: no broker answers, the handshake fails (credentials, certificate), or the broker refuses a delivery or the
+# transactional id for a missing ACL; the worker's log names which, once per interval.
+_BROKER_NOT_UP = "no broker answered yet, or it refuses this scorer (credentials, certificate or an ACL: see the log)"
 
 
 @dataclass
@@ -94,7 +97,7 @@ class HealthState(Collector):
                 if partitions
                 else "none yet (joining, or more members in the group than partitions)",
             },
-            "broker_reachable": {"ok": up, "detail": "a broker is up" if up else "no broker answered yet"},
+            "broker_reachable": {"ok": up, "detail": "a broker is up" if up else _BROKER_NOT_UP},
             "schema_registry": {
                 "ok": all(w.registry_up for w in workers),
                 "detail": "answering (or not needed)"
