@@ -133,6 +133,7 @@ def drained_gauge(url: str, topic: str, timeout: float = 10.0) -> dict[int, int]
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+@pytest.mark.make_test_guarantee("at_least_once")
 def test_lag_gauge_agrees_with_the_admin_api_while_a_backlog_drains(
     kafka_bootstrap: str,
     make_topic: Callable[..., str],

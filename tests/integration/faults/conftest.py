@@ -12,11 +12,24 @@ from tests.integration.faults.support import INPUT_PARTITIONS, TABLE, format_tab
 from tests.integration.harness import Lanes
 
 support.BROKER_LABEL = broker_label()
-COMMAND = "make test-faults  # pytest -q -m faults -s tests/integration"
+COMMAND = "make test-faults  # pytest -q -m "faults or matrix" -s tests/integration"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "soak: long-running (minutes); deselect with -m 'not soak'")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``@pytest.mark.make_test_guarantee(g)``: of a scenario run per guarantee, ``make test`` runs only ``g``;
+    the other run is marked ``matrix`` and belongs to the full matrix (``make test-faults``). Scenarios where
+    the two guarantees take different paths through the code keep both in ``make test`` (no marker)."""
+    for item in items:
+        marker = item.get_closest_marker("make_test_guarantee")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None or "guarantee" not in callspec.params:
+            continue
+        if callspec.params["guarantee"] != marker.args[0]:
+            item.add_marker(pytest.mark.matrix)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -68,6 +68,7 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_a_replacement_starts(
     assert row.duplicates <= in_flight
 
 
+@pytest.mark.make_test_guarantee("at_least_once")
 def test_rebalance_one_two_one_workers_under_load_loses_nothing(lanes: Lanes, tmp_path: Path, guarantee: str) -> None:
     started = time.monotonic()
     messages = valid_messages(36_000, seed=203)
@@ -93,6 +94,7 @@ def test_rebalance_one_two_one_workers_under_load_loses_nothing(lanes: Lanes, tm
     assert row.duplicates == 0
 
 
+@pytest.mark.make_test_guarantee("exactly_once")
 def test_sigterm_during_a_large_backlog_exits_in_time_and_restart_loses_nothing(
     lanes: Lanes, tmp_path: Path, guarantee: str
 ) -> None:
@@ -119,6 +121,7 @@ def test_sigterm_during_a_large_backlog_exits_in_time_and_restart_loses_nothing(
     assert row.duplicates == 0
 
 
+@pytest.mark.make_test_guarantee("exactly_once")
 def test_workers_stop_by_themselves_when_their_parent_is_killed(lanes: Lanes, tmp_path: Path, guarantee: str) -> None:
     messages = valid_messages(60_000, seed=210)
     produce_tracked(lanes.bootstrap, lanes.input, pairs(messages))
