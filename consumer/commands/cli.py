@@ -18,6 +18,7 @@ _COMMAND_MODULES = [
     "consumer.commands.score_cmd",
     "consumer.commands.bench_cmd",
     "consumer.commands.config_reference",
+    "consumer.commands.monitor_cmd",
     "consumer.commands.acls_cmd",
 ]
 

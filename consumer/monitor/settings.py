@@ -48,6 +48,12 @@ class QualitySettings(_Section):
     calibration_bins: int = Field(10, ge=2, le=50, description="Equal-width bins of the ECE")
     evaluate_every_s: float = Field(5.0, gt=0, description="How often the gauges are recomputed")
     min_outcomes: int = Field(200, ge=1, description="Fewer joined outcomes than this: no quality figure yet")
+    lead_horizon_s: float = Field(
+        5 * DAY_S,
+        ge=0,
+        description="Lead figures count scores at least this old (event time): a lead not yet "
+        "converted is no negative before its conversion horizon closes",
+    )
 
 
 class DetectorSettings(_Section):

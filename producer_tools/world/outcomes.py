@@ -13,7 +13,8 @@ same outcomes, whichever order scores are read in and however often one is read 
 - **Imperfections**: a share of outcomes never arrives (``missing``); a few are sent twice (``duplicates``)
   with the same ``event_id``.
 - **Policy change** (``PolicyChange``): from a given event of the world on, one bank tightens its policy: its
-  approval probability follows ``tightened_logit``, the applicants do not change.
+  approval probability follows ``tightened_logit`` (the young and the newly employed are turned down), the
+  applicants do not change.
 """
 
 from __future__ import annotations
@@ -98,14 +99,16 @@ def route(banks: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def tightened_logit(bank: str, obs: Observed) -> np.ndarray:
-    """``bank``'s log-odds after it tightens: a lower level and a hard limit on payment-to-income near 0.25.
+    """``bank``'s log-odds after it tightens: it now also turns down the young and the newly employed.
 
-    The limit reorders applicants (not only the level moves), so the old model's ranking degrades too.
+    Age and job tenure are terms the old policy gave no weight (for most banks), so the change does not only
+    lower the approval rate: it reorders applicants in a way the old model cannot see, and its ranking degrades.
     """
-    ratio = obs["payment_to_income"]
     with np.errstate(over="ignore", invalid="ignore"):
-        limit = np.where(np.isnan(ratio), 1.0, 1.0 / (1.0 + np.exp(-(ratio - 0.25) / 0.04)))
-    return BANK_LOGITS[bank](obs) - 0.8 - 3.0 * limit
+        young = np.where(np.isnan(obs["age_years"]), 0.5, 1.0 / (1.0 + np.exp((obs["age_years"] - 30.0) / 3.0)))
+        tenure = obs["job_tenure_years"]
+        new_job = np.where(np.isnan(tenure), 0.7, 1.0 / (1.0 + np.exp((tenure - 1.0) / 0.3)))
+    return BANK_LOGITS[bank](obs) - 0.3 - 2.5 * young - 1.5 * new_job
 
 
 def plan_outcomes(

@@ -1,0 +1,52 @@
+"""``crm-scorer monitor``: join outcomes with scores and export realised model quality (its own consumer group).
+
+Every flag is also a configs/monitor.yaml key and a ``CRM_MONITOR_*`` variable. Ends with a summary line
+(``joined=N ...``) when it stops: SIGTERM/SIGINT, or ``--until-idle`` seconds without a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from consumer.monitor.loop import run_monitor
+from consumer.monitor.settings import load_monitor_settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "monitor", help="join outcomes with scores: realised AUC, Brier, calibration, concept drift"
+    )
+    add = parser.add_argument
+    add("--config", type=Path, default=None, help="monitor.yaml (default: configs/monitor.yaml)")
+    add("--bootstrap-servers", help="kafka.bootstrap_servers")
+    add("--group-id", help="kafka.group_id")
+    add("--scores-topic", help="topics.scores")
+    add("--outcomes-topic", help="topics.outcomes")
+    add("--store-path", type=Path, help="store.path: the local RocksDB state store")
+    add("--metrics-port", type=int, help="metrics_port (0 = pick a free port)")
+    add("--capture-dir", type=Path, help="capture_dir: append joined rows to Parquet here")
+    add("--until-idle", type=float, default=None, help="stop after this many seconds without a message")
+    add("--log-level", default="INFO")
+    parser.set_defaults(handler=run)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags as nested settings (None = not given, so the file and environment still apply)."""
+    return {
+        "kafka": {"bootstrap_servers": args.bootstrap_servers, "group_id": args.group_id},
+        "topics": {"scores": args.scores_topic, "outcomes": args.outcomes_topic},
+        "store": {"path": args.store_path},
+        "metrics_port": args.metrics_port,
+        "capture_dir": args.capture_dir,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(levelname)-7s %(name)s: %(message)s")
+    settings = load_monitor_settings(args.config, **overrides(args))
+    summary = run_monitor(settings, until_idle_s=args.until_idle)
+    print(summary, flush=True)
+    return 0

@@ -1,0 +1,234 @@
+"""The keyed join of outcomes with the scores they answer, one input partition at a time.
+
+Plain values in (decoded score results and outcomes), joined rows out; the state lives in a ``Transaction``
+of the state store. Keys of one partition (all under its prefix):
+
+- ``score/<application_id>``: the application's scores (JSON list; one per scored submission).
+- ``pend/<application_id>``: outcomes that came before any score of their application.
+- ``rid/<outcome event_id>``: the outcome was joined (its row key): a re-sent outcome is a duplicate.
+- ``row/<model>/<scored_at>/<outcome event_id>``: a joined row, read back by the quality windows.
+- ``exp/``, ``pexp/``, ``rexp/`` + ``<event time>/...``: what to expire when the partition's event time passes
+  its TTL (the latest ``scored_at`` or ``decided_at`` seen: replaying the topics expires the same entries).
+- ``stat/<counter>``: the counters the metrics export, in the same write as the state they count.
+
+Every outcome is counted once: its ``event_id`` is looked up before it is joined or parked, and the lookup
+and the join are written in the same batch as the input offsets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+LEAD = "lead"
+LEAD_DECISION = 0.5  # the lead model has no threshold of its own: a lead is called likely at p >= 0.5
+
+
+class Changes(Protocol):
+    """What the join needs of a batch's transaction (``consumer.monitor.store.Transaction``, or a dict fake)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+    def get_json(self, key: bytes) -> Any: ...
+    def put(self, key: bytes, value: bytes) -> None: ...
+    def put_json(self, key: bytes, value: Any) -> None: ...
+    def delete(self, key: bytes) -> None: ...
+    def add(self, key: bytes, amount: int = 1) -> None: ...
+
+
+class Scan(Protocol):
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+@dataclass(frozen=True)
+class JoinedRow:
+    """One outcome with the score it answers: what the quality windows and the training capture read."""
+
+    outcome_id: str
+    application_id: str
+    score_event_id: str
+    model: str
+    model_version: str
+    probability: float
+    decided: bool
+    positive: bool
+    scored_at: int  # ms
+    decided_at: int  # ms
+    routing: str | None
+    amount: float | None
+
+    @property
+    def delay_s(self) -> float:
+        return (self.decided_at - self.scored_at) / 1000.0
+
+    @property
+    def error(self) -> float:
+        """Squared error of the prediction: the stream the concept-drift detector watches."""
+        return (self.probability - float(self.positive)) ** 2
+
+
+def score_snapshot(result: Mapping[str, Any]) -> dict[str, Any]:
+    """What the join keeps of a decoded score result (any version): ids, time, each model's figures."""
+    models = {
+        str(b["bank"]): [float(b["probability"]), bool(b["approved"]), str(b["model_version"])] for b in result["banks"]
+    }
+    lead = result["lead"]
+    models[LEAD] = [float(lead["probability"]), float(lead["probability"]) >= LEAD_DECISION, str(lead["model_version"])]
+    return {
+        "event_id": str(result["event_id"]),
+        "scored_at": _ms(result["scored_at"]),
+        "models": models,
+        "answered": False,
+    }
+
+
+def outcome_fields(outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """A decoded outcome as the join keeps it (times in ms)."""
+    return {
+        "event_id": str(outcome["event_id"]),
+        "application_id": str(outcome["application_id"]),
+        "model": LEAD if outcome["kind"] == "lead_conversion" else str(outcome["bank"]),
+        "positive": bool(outcome["positive"]),
+        "decided_at": _ms(outcome["decided_at"]),
+        "score_event_id": None if outcome.get("score_event_id") is None else str(outcome["score_event_id"]),
+        "routing": outcome.get("routing"),
+        "amount": outcome.get("amount"),
+    }
+
+
+class PartitionJoin:
+    """The join on one input partition, inside one batch's transaction."""
+
+    def __init__(self, changes: Changes, partition_prefix: bytes) -> None:
+        self._tx = changes
+        self._p = partition_prefix
+
+    def add_score(self, application_id: str, snapshot: dict[str, Any]) -> list[JoinedRow]:
+        """Keep ``snapshot``; join the application's parked outcomes now that it has a score."""
+        key = self._key("score", application_id)
+        scores = self._tx.get_json(key) or []
+        if any(s["event_id"] == snapshot["event_id"] for s in scores):
+            self._tx.add(self._key("stat", "scores_duplicate"))
+            return []
+        scores.append(snapshot)
+        self._tx.put_json(key, scores)
+        self._tx.put_json(self._key("exp", _ts(snapshot["scored_at"]), snapshot["event_id"]), application_id)
+        self._tx.add(self._key("stat", "scores"))
+        self._advance(snapshot["scored_at"])
+        parked = self._tx.get_json(self._key("pend", application_id)) or []
+        if not parked:
+            return []
+        self._tx.delete(self._key("pend", application_id))
+        rows = []
+        for outcome in parked:
+            self._tx.delete(self._key("pexp", _ts(outcome["decided_at"]), outcome["event_id"]))
+            rows += self._join(outcome, scores)
+        return rows
+
+    def add_outcome(self, outcome: dict[str, Any]) -> list[JoinedRow]:
+        """Join ``outcome`` with its score, park it until one comes, or count it as a duplicate."""
+        app = outcome["application_id"]
+        parked = self._tx.get_json(self._key("pend", app)) or []
+        if self._tx.get(self._key("rid", outcome["event_id"])) is not None or any(
+            o["event_id"] == outcome["event_id"] for o in parked
+        ):
+            self._tx.add(self._key("stat", "outcomes_duplicate"))
+            return []
+        self._tx.add(self._key("stat", "outcomes"))
+        self._advance(outcome["decided_at"])
+        scores = self._tx.get_json(self._key("score", app))
+        if not scores:
+            self._tx.put_json(self._key("pend", app), [*parked, outcome])
+            self._tx.put_json(self._key("pexp", _ts(outcome["decided_at"]), outcome["event_id"]), app)
+            return []
+        return self._join(outcome, scores)
+
+    def _join(self, outcome: dict[str, Any], scores: list[dict[str, Any]]) -> list[JoinedRow]:
+        score = _answered_score(outcome, scores)
+        figures = score["models"].get(outcome["model"])
+        if figures is None:  # an outcome of a model the score does not hold (a bank removed or not yet added)
+            self._tx.add(self._key("stat", "outcomes_unknown_model"))
+            return []
+        row = JoinedRow(
+            outcome["event_id"], outcome["application_id"], score["event_id"], outcome["model"], figures[2],
+            figures[0], figures[1], outcome["positive"], score["scored_at"], outcome["decided_at"],
+            outcome["routing"], outcome["amount"],
+        )  # fmt: skip
+        row_key = self._key("row", row.model, _ts(row.scored_at), row.outcome_id)
+        self._tx.put_json(row_key, asdict(row))
+        self._tx.put(self._key("rid", row.outcome_id), row_key)
+        self._tx.put(self._key("rexp", _ts(row.decided_at), row.outcome_id), b"")
+        self._tx.add(self._key("stat", f"joined/{row.model}"))
+        if not score["answered"]:
+            score["answered"] = True
+            self._tx.put_json(self._key("score", outcome["application_id"]), scores)
+        return [row]
+
+    def _advance(self, event_time_ms: int) -> None:
+        key = self._key("wm")
+        if event_time_ms > int(self._tx.get(key) or 0):
+            self._tx.put(key, str(event_time_ms).encode())
+
+    def expire(self, committed: Scan, ttl_ms: int) -> None:
+        """Drop what the partition's event time has carried past ``ttl_ms`` (entries already committed)."""
+        cutoff = int(self._tx.get(self._key("wm")) or 0) - ttl_ms
+        if cutoff <= 0:
+            return
+        stop = _ts(cutoff).encode()
+        for key, value in committed.scan(self._key("exp", ""), self._key("exp", "") + stop):
+            self._expire_score(json.loads(value), key.rsplit(b"/", 1)[1].decode())
+            self._tx.delete(key)
+        for key, value in committed.scan(self._key("pexp", ""), self._key("pexp", "") + stop):
+            self._expire_parked(json.loads(value), key.rsplit(b"/", 1)[1].decode())
+            self._tx.delete(key)
+        for key, _ in committed.scan(self._key("rexp", ""), self._key("rexp", "") + stop):
+            rid = self._key("rid", key.rsplit(b"/", 1)[1].decode())
+            row_key = self._tx.get(rid)
+            if row_key is not None:
+                self._tx.delete(row_key)
+            self._tx.delete(rid)
+            self._tx.delete(key)
+
+    def _expire_parked(self, application_id: str, outcome_id: str) -> None:
+        """An outcome that waited a TTL for a score: one with no score (join coverage)."""
+        key = self._key("pend", application_id)
+        parked = self._tx.get_json(key) or []
+        kept = [o for o in parked if o["event_id"] != outcome_id]
+        if len(kept) < len(parked):
+            self._tx.add(self._key("stat", "outcomes_unmatched"))
+        if kept:
+            self._tx.put_json(key, kept)
+        else:
+            self._tx.delete(key)
+
+    def _expire_score(self, application_id: str, event_id: str) -> None:
+        key = self._key("score", application_id)
+        scores = self._tx.get_json(key) or []
+        kept = [s for s in scores if s["event_id"] != event_id]
+        if any(not s["answered"] for s in scores if s["event_id"] == event_id):
+            self._tx.add(self._key("stat", "scores_expired_unanswered"))
+        if kept:
+            self._tx.put_json(key, kept)
+        else:
+            self._tx.delete(key)
+
+    def _key(self, kind: str, *parts: str) -> bytes:
+        return self._p + "/".join((kind, *parts)).encode()
+
+
+def _answered_score(outcome: dict[str, Any], scores: list[dict[str, Any]]) -> dict[str, Any]:
+    """The score the outcome names, else the latest one before its decision, else the earliest."""
+    named = [s for s in scores if s["event_id"] == outcome["score_event_id"]]
+    if named:
+        return named[0]
+    before = [s for s in scores if s["scored_at"] <= outcome["decided_at"]]
+    return max(before, key=lambda s: s["scored_at"]) if before else min(scores, key=lambda s: s["scored_at"])
+
+
+def _ts(ms: int) -> str:
+    return f"{int(ms):013d}"
+
+
+def _ms(value: Any) -> int:
+    return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else int(value)

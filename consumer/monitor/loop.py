@@ -1,0 +1,185 @@
+"""The monitor's Kafka edge: one member of its own consumer group over ``crm.scores`` and ``crm.outcomes``.
+
+Range assignment gives a member partition N of both topics together (they are co-partitioned by
+``application_id``), so each partition's join happens on one member. On assignment a partition resumes
+from the offsets its state store holds, or, when the store holds nothing for it or the group committed
+further than the store (another member had it meanwhile), its state is dropped and rebuilt by reading both
+topics from the beginning: the topics are the changelog. The group's committed offsets follow the store
+(after each write), for lag and for that check; they are never where a member resumes from.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from consumer.monitor.capture import Capture
+from consumer.monitor.metrics import MonitorMetrics, MonitorState
+from consumer.monitor.processor import OUTCOMES, SCORES, InputMessage, MonitorCore
+from consumer.monitor.settings import MonitorSettings
+
+log = logging.getLogger(__name__)
+_BATCH = 1000
+_POLL_S = 0.5
+
+
+class MonitorLoop:
+    """Consume, join, store, export; ``stop()`` (or SIGTERM through ``run``) ends it after the batch."""
+
+    def __init__(
+        self, settings: MonitorSettings, core: MonitorCore, metrics: MonitorMetrics, capture: Capture | None = None
+    ) -> None:
+        self._settings = settings
+        self._core = core
+        self._metrics = metrics
+        self._capture = capture
+        self._stream = {settings.topics.scores: SCORES, settings.topics.outcomes: OUTCOMES}
+        self._topic = {v: k for k, v in self._stream.items()}
+        self._stop = threading.Event()
+        self.consumer: Consumer | None = None
+        self.last_state = MonitorState()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, until_idle_s: float | None = None) -> None:
+        """Run until ``stop()``, SIGTERM/SIGINT, or ``until_idle_s`` seconds without a message."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._stop.set())
+        consumer = self.consumer = Consumer(self._settings.librdkafka())
+        consumer.subscribe(list(self._stream), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        last_message, last_evaluation = time.monotonic(), 0.0
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(_BATCH, timeout=_POLL_S)
+                batch = self._batch(messages)
+                if batch:
+                    last_message = time.monotonic()
+                    self._apply(consumer, batch)
+                now = time.monotonic()
+                if now - last_evaluation >= self._settings.quality.evaluate_every_s:
+                    self.evaluate()
+                    last_evaluation = now
+                if until_idle_s is not None and now - last_message > until_idle_s:
+                    break
+            self.evaluate()
+        finally:
+            consumer.close()  # leaves the group; the store already holds everything consumed
+            if self._capture is not None:
+                self._capture.flush()
+
+    def evaluate(self) -> None:
+        """Recompute the figures from the store and publish them to the metrics."""
+        self.last_state = self._core.state()
+        self._metrics.state.publish(self.last_state)
+
+    def _batch(self, messages: list[Message]) -> list[InputMessage]:
+        batch = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka: %s", error.str())
+                continue
+            stream = self._stream[str(message.topic())]
+            self._metrics.messages.labels(stream).inc()
+            partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+            batch.append(InputMessage(stream, partition, offset, message.key(), message.value()))
+        return batch
+
+    def _apply(self, consumer: Consumer, batch: list[InputMessage]) -> None:
+        result = self._core.apply(batch)
+        for stream, count in result.undecodable.items():
+            if count:
+                self._metrics.undecodable.labels(stream).inc(count)
+        if any(m.stream == OUTCOMES for m in batch):
+            self._metrics.last_outcome.set_to_current_time()
+        for row in result.rows:
+            self._metrics.label_delay.labels(row.model).observe(max(row.delay_s, 0.0))
+        for model in result.fired:
+            log.warning("concept drift: the detector of %s fired", model)
+        if self._capture is not None:
+            self._capture.add(result.rows)
+        consumer.commit(offsets=self._next_offsets(batch), asynchronous=True)
+
+    def _next_offsets(self, batch: list[InputMessage]) -> list[TopicPartition]:
+        last: dict[tuple[str, int], int] = {}
+        for m in batch:
+            last[(m.stream, m.partition)] = max(last.get((m.stream, m.partition), -1), m.offset)
+        return [TopicPartition(self._topic[s], p, o + 1) for (s, p), o in last.items()]
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=10)}
+        numbers = sorted({tp.partition for tp in partitions})
+        for number in numbers:
+            self._resume(number, committed)
+        for tp in partitions:
+            stored = self._core.start_offset(self._stream[tp.topic], tp.partition)
+            tp.offset = OFFSET_BEGINNING if stored is None else stored
+        self._core.assigned(set(self._core.partitions) | set(numbers))
+        self._metrics.partitions.set(len(self._core.partitions))
+        log.info("monitor assigned partitions %s", numbers)
+        consumer.assign(partitions)
+
+    def _resume(self, number: int, committed: dict[tuple[str, int], int]) -> None:
+        """Drop ``number``'s local state when it is missing for a stream or older than the group's commit."""
+        for topic, stream in self._stream.items():
+            stored = self._core.start_offset(stream, number)
+            group = committed.get((topic, number), -1)
+            if group >= 0 and (stored is None or group > stored):
+                log.info("partition %d: local state behind the group (%s < %s): rebuilding it", number, stored, group)
+                self._core.reset_partition(number)
+                return
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions}
+        self._core.assigned(set(self._core.partitions) - gone)
+        self._metrics.partitions.set(len(self._core.partitions))
+
+
+def run_monitor(
+    settings: MonitorSettings, until_idle_s: float | None = None, ready: Callable[[int], Any] | None = None
+) -> str:
+    """Open the store, serve /metrics, run the loop (the ``crm-scorer monitor`` command's body); the
+    summary line of what the store holds when it stops."""
+    from prometheus_client import start_http_server
+
+    from consumer.monitor.store import StateStore
+
+    metrics = MonitorMetrics()
+    server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
+    port = int(server.server_address[1])
+    log.info("monitor metrics on http://%s:%d/metrics", settings.metrics_host, port)
+    try:
+        with StateStore(settings.store.path) as store:
+            capture = Capture(settings.capture_dir) if settings.capture_dir is not None else None
+            loop = MonitorLoop(settings, MonitorCore(store, settings), metrics, capture)
+            if ready is not None:
+                ready(port)
+            loop.run(until_idle_s)
+            return summary_line(loop.last_state)
+    finally:
+        server.shutdown()
+
+
+def summary_line(state: MonitorState) -> str:
+    """``joined=N duplicates=D unmatched=U drift=[...]`` and each model's count-window AUC / ECE."""
+    c = state.counters
+    joined = sum(v for k, v in c.items() if k.startswith("joined/"))
+    fired = sorted(k.partition("/")[2] for k, v in c.items() if k.startswith("drift/") and v)
+    parts = [
+        f"scores={c.get('scores', 0)} outcomes={c.get('outcomes', 0)} joined={joined}",
+        f"duplicates={c.get('outcomes_duplicate', 0)} unmatched={c.get('outcomes_unmatched', 0)}",
+        f"drift={','.join(fired) or '-'}",
+    ]
+    for (model, window), q in sorted(state.figures.items()):
+        if window == "count":
+            parts.append(f"{model}:auc={q.auc:.3f}/ece={q.ece:.3f}/n={q.outcomes}")
+    return " ".join(parts)

@@ -1,0 +1,124 @@
+"""The monitor without Kafka: batches of (topic, partition, offset, value) in, joined rows and figures out.
+
+``MonitorCore.apply`` decodes a batch (score results by whatever writer schema they carry, through the
+project's decoders), joins it, feeds the detectors, expires what passed its TTL and writes all of it with the
+next offsets of every partition it touched in one transaction. ``start_offset`` is where a member resumes a
+partition: the offset the store holds, or the beginning of the topic when the store holds nothing for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from consumer.monitor.join import LEAD, JoinedRow, PartitionJoin, outcome_fields, score_snapshot
+from consumer.monitor.metrics import MonitorState
+from consumer.monitor.settings import MonitorSettings
+from consumer.monitor.store import StateStore, partition_prefix
+from consumer.monitor.windows import GLOBAL, WINDOWS, Detectors, window_quality, window_rows
+from schemas import RecordDecoder, ResultDecoder, SchemaSource, load_catalog
+from schemas.errors import InvalidEventError
+
+log = logging.getLogger(__name__)
+SCORES, OUTCOMES = "scores", "outcomes"
+
+
+@dataclass(frozen=True)
+class InputMessage:
+    """One consumed message; ``stream`` is ``"scores"`` or ``"outcomes"``."""
+
+    stream: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    rows: list[JoinedRow]
+    undecodable: dict[str, int]
+    fired: list[str]
+
+
+class MonitorCore:
+    """The join, the detectors and the figures over one state store."""
+
+    def __init__(self, store: StateStore, settings: MonitorSettings, registry: SchemaSource | None = None) -> None:
+        catalog = load_catalog()
+        self._store = store
+        self._settings = settings
+        self._scores = ResultDecoder(catalog, registry)
+        self._outcomes = RecordDecoder(catalog.outcome, catalog, registry)
+        self._outcomes.expects = "an outcome"
+        d = settings.detector
+        self._detectors = Detectors(d.min_instances, d.delta, d.threshold)
+        self.partitions: set[int] = set()
+        self.models: set[str] = set()
+
+    def start_offset(self, stream: str, partition: int) -> int | None:
+        """The next offset of ``stream``'s ``partition`` the store holds (None: rebuild from the beginning)."""
+        raw = self._store.get(partition_prefix(partition) + f"off/{stream}".encode())
+        return None if raw is None else int(raw)
+
+    def reset_partition(self, partition: int) -> None:
+        """Forget ``partition``'s state: it is replayed from the beginning of both topics."""
+        self._store.drop_partition(partition)
+        self._detectors.forget()
+
+    def apply(self, batch: Sequence[InputMessage]) -> BatchResult:
+        """Join ``batch`` and write it, with the next offsets, in one transaction."""
+        tx = self._store.transaction()
+        rows: list[JoinedRow] = []
+        undecodable = {SCORES: 0, OUTCOMES: 0}
+        touched: set[int] = set()
+        for message in batch:
+            join = PartitionJoin(tx, partition_prefix(message.partition))
+            touched.add(message.partition)
+            tx.put(partition_prefix(message.partition) + f"off/{message.stream}".encode(), b"%d" % (message.offset + 1))
+            try:
+                if message.stream == SCORES:
+                    result = self._scores.decode(message.value)
+                    rows += join.add_score(str(result["application_id"]), score_snapshot(result))
+                else:
+                    rows += join.add_outcome(outcome_fields(self._outcomes.decode(message.value)))
+            except (InvalidEventError, KeyError, TypeError, ValueError) as exc:
+                undecodable[message.stream] += 1
+                tx.add(partition_prefix(message.partition) + f"stat/undecodable_{message.stream}".encode())
+                log.warning("%s partition %d offset %d: %s", message.stream, message.partition, message.offset, exc)
+        fired = self._detectors.update(tx, rows)
+        ttl_ms = int(self._settings.store.ttl_s * 1000)
+        for partition in touched:
+            PartitionJoin(tx, partition_prefix(partition)).expire(self._store, ttl_ms)
+        tx.commit()
+        self.models.update(row.model for row in rows)
+        return BatchResult(rows, undecodable, fired)
+
+    def state(self) -> MonitorState:
+        """Counters summed over the member's partitions, and each model's figures in both windows."""
+        counters: dict[str, int] = {}
+        for prefix in [*(partition_prefix(p) for p in sorted(self.partitions)), GLOBAL]:
+            for key, value in self._store.scan(prefix + b"stat/", prefix + b"stat0"):
+                name = key[len(prefix) + 5 :].decode()
+                counters[name] = counters.get(name, 0) + int(value)
+        self.models.update(k.partition("/")[2] for k in counters if k.startswith("joined/"))
+        q = self._settings.quality
+        figures = {}
+        for model in sorted(self.models):
+            horizon = q.lead_horizon_s * 1000 if model == LEAD else 0.0
+            windows = window_rows(self._store, self.partitions, model, q.count_window, q.time_window_s * 1000, horizon)
+            for window in WINDOWS:
+                figures[(model, window)] = window_quality(windows[window], q.calibration_bins)
+        drift = {
+            m: counters.get(f"fed/{m}", 0) - self._drift_at(m) < q.count_window and counters.get(f"drift/{m}", 0) > 0
+            for m in self.models
+        }
+        return MonitorState(counters, figures, drift)
+
+    def _drift_at(self, model: str) -> int:
+        raw = self._store.get(GLOBAL + f"drift_at/{model}".encode())
+        return int(raw) if raw else 0
+
+    def assigned(self, partitions: Iterable[int]) -> None:
+        self.partitions = set(partitions)
