@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import socket
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +70,11 @@ class KafkaSettings(_Section):
     sasl_password: SecretStr | None = Field(None, description="Prefer sasl_password_file or the environment")
     sasl_password_file: Path | None = Field(None, description="A file holding the SASL password (a mounted secret)")
     ssl_ca_location: Path | None = Field(None, description="CA certificate file for SSL / SASL_SSL")
+    ssl_verify: bool = Field(
+        True,
+        description="Verify the broker's certificate and host name (SSL / SASL_SSL); false turns both off, logs a "
+        "warning at start, and is for a test cluster only",
+    )
     extra: Extra = Field(
         default_factory=dict,
         description="More librdkafka properties for both clients, over the scorer's defaults; a property a "
@@ -294,6 +300,15 @@ class Settings(BaseSettings):
                       "sasl.password": ("kafka.sasl_password", (k.password() or "") if reveal else "***")}  # fmt: skip
         if k.ssl_ca_location:
             owned["ssl.ca.location"] = ("kafka.ssl_ca_location", str(k.ssl_ca_location))
+        # librdkafka verifies both by default; owned, so an extra cannot turn them off behind kafka.ssl_verify
+        owned |= {
+            "enable.ssl.certificate.verification": ("kafka.ssl_verify", k.ssl_verify),
+            "ssl.endpoint.identification.algorithm": ("kafka.ssl_verify", "https" if k.ssl_verify else "none"),
+        }
+        if not k.ssl_verify and reveal and k.security_protocol in ("SSL", "SASL_SSL"):
+            _warn_once("kafka.ssl_verify is false: the broker's certificate and host name are not verified, so "
+                       "anyone on the network path can pose as the broker and read the credentials and the data; "
+                       "for a test cluster only")  # fmt: skip
         return owned | (self._consumer_owned() if role == "consumer" else self._producer_owned(worker))
 
     def _consumer_owned(self) -> dict[str, tuple[str, Any]]:
@@ -407,6 +422,16 @@ def _contradiction(source: str, key: str, value: object, setting: str, wanted: o
     if setting.startswith("guarantee="):
         return f"{source} sets {key}={shown}, but {setting} rests on {key}={_text(wanted)}: remove it"
     return f"{source} sets {key}={shown} but {setting} is {_text(wanted)}: choose it with {setting} only"
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log ``message`` once per process (the clients' properties are assembled once per client)."""
+    if message not in _warned:
+        _warned.add(message)
+        logging.getLogger(__name__).warning("%s", message)
 
 
 def _text(value: object) -> str:
