@@ -117,11 +117,16 @@ class PartitionJoin:
         self._tx.add(self._key("stat", "scores"))
         self._advance(snapshot["scored_at"])
         parked = self._tx.get_json(self._key("pend", application_id)) or []
-        if not parked:
+        ready = [o for o in parked if _joinable(o, scores)]
+        if not ready:
             return []
-        self._tx.delete(self._key("pend", application_id))
+        still = [o for o in parked if not _joinable(o, scores)]
+        if still:
+            self._tx.put_json(self._key("pend", application_id), still)
+        else:
+            self._tx.delete(self._key("pend", application_id))
         rows = []
-        for outcome in parked:
+        for outcome in ready:
             self._tx.delete(self._key("pexp", _ts(outcome["decided_at"]), outcome["event_id"]))
             rows += self._join(outcome, scores)
         return rows
@@ -137,8 +142,8 @@ class PartitionJoin:
             return []
         self._tx.add(self._key("stat", "outcomes"))
         self._advance(outcome["decided_at"])
-        scores = self._tx.get_json(self._key("score", app))
-        if not scores:
+        scores = self._tx.get_json(self._key("score", app)) or []
+        if not _joinable(outcome, scores):
             self._tx.put_json(self._key("pend", app), [*parked, outcome])
             self._tx.put_json(self._key("pexp", _ts(outcome["decided_at"]), outcome["event_id"]), app)
             return []
@@ -215,6 +220,17 @@ class PartitionJoin:
 
     def _key(self, kind: str, *parts: str) -> bytes:
         return self._p + "/".join((kind, *parts)).encode()
+
+
+def _joinable(outcome: dict[str, Any], scores: list[dict[str, Any]]) -> bool:
+    """Whether the score ``outcome`` answers is here: the one it names, or (naming none) any of its application.
+
+    An outcome that names a score waits for that very score, even when another score of the application is
+    here already: joining it with whichever came first would make the join depend on how the topics interleave.
+    """
+    if outcome["score_event_id"] is None:
+        return bool(scores)
+    return any(s["event_id"] == outcome["score_event_id"] for s in scores)
 
 
 def _answered_score(outcome: dict[str, Any], scores: list[dict[str, Any]]) -> dict[str, Any]:

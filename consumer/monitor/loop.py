@@ -44,6 +44,7 @@ class MonitorLoop:
         self._stop = threading.Event()
         self.consumer: Consumer | None = None
         self.last_state = MonitorState()
+        self._last_activity = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -55,19 +56,20 @@ class MonitorLoop:
                 signal.signal(sig, lambda *_: self._stop.set())
         consumer = self.consumer = Consumer(self._settings.librdkafka())
         consumer.subscribe(list(self._stream), on_assign=self._on_assign, on_revoke=self._on_revoke)
-        last_message, last_evaluation = time.monotonic(), 0.0
+        self._last_activity, last_evaluation = time.monotonic(), 0.0
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(_BATCH, timeout=_POLL_S)
                 batch = self._batch(messages)
                 if batch:
-                    last_message = time.monotonic()
+                    self._last_activity = time.monotonic()
                     self._apply(consumer, batch)
                 now = time.monotonic()
                 if now - last_evaluation >= self._settings.quality.evaluate_every_s:
                     self.evaluate()
                     last_evaluation = now
-                if until_idle_s is not None and now - last_message > until_idle_s:
+                # Idle counts from the last message or assignment: a member waiting to join is not idle.
+                if until_idle_s is not None and self._core.partitions and now - self._last_activity > until_idle_s:
                     break
             self.evaluate()
         finally:
@@ -125,6 +127,7 @@ class MonitorLoop:
             tp.offset = OFFSET_BEGINNING if stored is None else stored
         self._core.assigned(set(self._core.partitions) | set(numbers))
         self._metrics.partitions.set(len(self._core.partitions))
+        self._last_activity = time.monotonic()
         log.info("monitor assigned partitions %s", numbers)
         consumer.assign(partitions)
 
