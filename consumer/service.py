@@ -9,6 +9,7 @@ from typing import Any
 
 from consumer.core.dedup import RecentScores
 from consumer.core.engine import ScoringEngine
+from consumer.core.offers import OfferBook
 from consumer.core.result_writer import result_schema
 from consumer.settings import Settings
 from models.artifacts import ModelSet, load_models
@@ -75,4 +76,6 @@ def _engine(
         config_hash=settings.config_hash(),
         reasons=settings.models.reasons,
         recent=RecentScores[bytes](capacity),
+        offers=OfferBook.of(settings.models),
+        reason_codes=settings.models.reason_codes,
     )

@@ -8,6 +8,7 @@ parameters): nothing is unpickled.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from models.calibration import calibrated, sigmoid
 from models.config import ModelsConfig
 from models.features import FEATURE_INDEX
 from models.lead_model import LeadParameters
+from models.leaf_table import LeafTable
 from models.manifest import MANIFEST, Manifest, ModelEntry, StoredFile
 from schemas.errors import ArtifactError
 
@@ -56,6 +58,25 @@ class BankModel:
         matrix = xgb.DMatrix(x, missing=np.nan, nthread=1)
         contribs = self.booster.predict(matrix, pred_contribs=True, approx_contribs=True)
         return self.calibration[0] * contribs[:, :-1]  # the last column is the bias
+
+    @functools.cached_property
+    def leaf_table(self) -> LeafTable:
+        """Every leaf's margin and Saabas contributions (built once; ``load_models`` builds it at start)."""
+        return LeafTable.of(self.booster)
+
+    def leaves(self, x: np.ndarray) -> np.ndarray:
+        """The leaf each row of ``x`` lands in, per tree: one ``pred_leaf`` pass, (rows, trees)."""
+        import xgboost as xgb
+
+        matrix = xgb.DMatrix(x, missing=np.nan, nthread=1)  # nthread=1: see ``contributions``
+        return np.asarray(self.booster.predict(matrix, pred_leaf=True, validate_features=False))
+
+    def explain(self, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """From ``leaves``: calibrated log-odds (float64, the same as ``margin``) and every feature's
+        contribution to them (float32, ``contributions`` to float32 precision)."""
+        summed = self.leaf_table.margin_and_contributions(leaves)
+        a = np.float32(self.calibration[0])
+        return calibrated(summed[:, -1], self.calibration), a * summed[:, :-1]
 
 
 @dataclass(frozen=True)
@@ -145,7 +166,12 @@ def load_models(config: ModelsConfig) -> ModelSet:
         booster.set_param({"nthread": 1})  # processes give parallelism; threads inside a batch only contend
         a, b = (entry.calibration.a, entry.calibration.b) if entry.calibration else (1.0, 0.0)
         threshold = bank.threshold if bank.threshold is not None else entry.threshold
-        banks.append(BankModel(bank.name, entry.version, features, threshold, booster, (a, b)))
+        model = BankModel(bank.name, entry.version, features, threshold, booster, (a, b))
+        try:
+            model.leaf_table  # noqa: B018  built now, not on the first batch
+        except ValueError as exc:
+            raise ArtifactError(f"model {bank.name!r}: {path.name} cannot be explained: {exc}") from exc
+        banks.append(model)
     entry = manifest.entry("lead")
     _check_features("lead", config.lead.features, entry)
     params = LeadParameters.from_file(verified_file(root, entry, "lead"))

@@ -1,8 +1,8 @@
 """The scoring engine: framed bytes in, encoded score results and dead letters out, one batch at a time.
 
-decode -> validate -> application hash (recent scores reused) -> features -> every bank + lead -> best offer
--> reasons -> result bytes. It imports no Kafka client: the run loop, the offline ``score`` command and the
-benchmark all drive this same object.
+decode -> validate -> application hash (recent scores reused) -> features -> every bank + lead with their
+reasons -> ranked offers and the best one -> result bytes. It imports no Kafka client: the run loop, the
+offline ``score`` command and the benchmark all drive this same object.
 
 Results exist only as bytes: ``ResultWriter`` packs each application's scores into Avro column-wise (the
 same bytes fastavro writes, see ``tests/unit/test_fast_paths.py``), and the cache of recent applications
@@ -14,18 +14,20 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from consumer.core.dedup import RecentScores, application_hash
+from consumer.core.offers import OfferBook
 from consumer.core.result_writer import ResultWriter, zigzag_varint
 from consumer.core.scoring import ScoreColumns, score_columns
 from consumer.core.validation import check_event
 from models.artifacts import ModelSet
 from models.features import FeatureFrame, build_features
+from models.reasons import FeatureReasons
 from schemas.errors import InvalidEventError
 
 STAGES = ("decode", "dedup", "features", "predict", "reasons", "encode")
@@ -89,7 +91,9 @@ class ScoringEngine:
     """Scores batches with one set of verified models. Not thread-safe: one engine per worker process.
 
     ``result_header`` is the framing written before every result body (``schemas.framing``'s single-object
-    or Confluent header of ``consumer.core.result_writer.result_schema()``).
+    or Confluent header of ``consumer.core.result_writer.result_schema()``). ``offers`` holds the banks'
+    products and the ranking (default: none, ranked by cost); ``reason_codes`` the reason-code table (default:
+    the shipped one).
     """
 
     def __init__(
@@ -102,6 +106,8 @@ class ScoringEngine:
         reasons: int = 3,
         recent: RecentScores[bytes] | None = None,
         clock: Callable[[], float] = time.time,
+        offers: OfferBook | None = None,
+        reason_codes: Mapping[str, FeatureReasons] | None = None,
     ) -> None:
         self.models = models
         self._decoder = decoder
@@ -109,7 +115,8 @@ class ScoringEngine:
         self._reasons = reasons
         self._recent = recent if recent is not None else RecentScores[bytes](0)
         self._clock = clock
-        self._writer = ResultWriter(result_header, models, config_hash)
+        self._book = offers if offers is not None else OfferBook([b.name for b in models.banks], {})
+        self._writer = ResultWriter(result_header, models, config_hash, self._book, reason_codes)
 
     @property
     def decoder(self) -> BatchDecoder:
@@ -178,7 +185,7 @@ class ScoringEngine:
     def _score_fresh(self, events: list[dict[str, Any]], outcome: BatchOutcome, timer: _StageTimer) -> ScoreColumns:
         with timer("features"):
             frame = build_features(events)
-        columns = score_columns(self.models, frame, self._reasons, timer, outcome.model_seconds)
+        columns = score_columns(self.models, frame, self._reasons, timer, outcome.model_seconds, self._book)
         outcome.frame, outcome.predictions = frame, columns.predictions(self.models)
         return columns
 

@@ -1,9 +1,14 @@
-"""Scoring a feature frame: every bank, the lead, the best offer and the reasons behind it.
+"""Scoring a feature frame: every bank with its reasons, the lead with its reasons, and the ranked offers.
 
-One ``inplace_predict`` per bank per batch. Reasons come from approximate (Saabas) contributions of the one
-bank each result explains: the best offer, or the most likely bank when none approves. Rows are grouped by
-that bank, so the cost is one extra tree walk per row, not one per bank. Everything stays column-wise
-(``ScoreColumns``), and ``consumer.core.result_writer`` turns the columns into result bytes.
+One ``pred_leaf`` pass per bank per batch names the leaf of every tree for every row; one sparse product over
+the bank's precomputed leaf vectors (``models.leaf_table``) gives its margin (XGBoost's own, to the last bit)
+and every feature's approximate (Saabas) contribution at once, so reasons for every bank cost one gather, not
+one tree walk per bank and row. An approval's reasons are the features that pushed its score up the most, a
+decline's those that pulled it down the most (at most ``top_k`` each, only of that sign). The lead model is
+linear: its contributions are exact, relative to the average lead, its one-hot fields summed per field.
+
+Everything stays column-wise (``ScoreColumns``), and ``consumer.core.result_writer`` turns the columns into
+result bytes.
 """
 
 from __future__ import annotations
@@ -15,12 +20,25 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from consumer.core.offers import OfferBook, OfferColumns
 from models.artifacts import ModelSet
+from models.calibration import sigmoid
 from models.features import FeatureFrame
+from models.reasons import ReasonInputs, reason_inputs, top_reasons
 
 
 class Timer(Protocol):
     def __call__(self, stage: str) -> AbstractContextManager[Any]: ...
+
+
+@dataclass
+class Reasons:
+    """Up to ``k`` reasons per row of one model: ``feature`` indexes its reason names (-1: none)."""
+
+    feature: np.ndarray  # (rows, k) intp
+    value: np.ndarray  # (rows, k) float32 contribution to the calibrated log-odds
+    missing: np.ndarray  # (rows, k) bool: the reason's input was missing
+    up: np.ndarray  # (rows,) bool: the reasons pushed the score up (an approval)
 
 
 @dataclass
@@ -30,10 +48,11 @@ class ScoreColumns:
     bank_p: np.ndarray  # (rows, banks) approval probabilities
     approved: np.ndarray  # (rows, banks) probability >= the bank's threshold
     lead_p: np.ndarray  # (rows,)
-    best: np.ndarray  # (rows,) best offer's bank index, -1 when no bank approves
-    explained: np.ndarray  # (rows,) the bank the reasons explain
-    reason_features: np.ndarray  # (rows, reasons) feature index within the explained bank's features
-    reason_values: np.ndarray  # (rows, reasons) float32 contributions to its calibrated log-odds
+    best: np.ndarray  # (rows,) the first offer's bank index, -1 when there is no offer
+    explained: np.ndarray  # (rows,) the bank the top-level reasons repeat: the best offer's, else the likeliest
+    bank_reasons: list[Reasons]  # one per bank
+    lead_reasons: Reasons
+    offers: OfferColumns
 
     def predictions(self, models: ModelSet) -> dict[str, np.ndarray]:
         """Probabilities per model name (for drift and metrics)."""
@@ -43,45 +62,52 @@ class ScoreColumns:
 
 
 def score_columns(
-    models: ModelSet, frame: FeatureFrame, top_k: int, timer: Timer, model_seconds: dict[str, float] | None = None
+    models: ModelSet,
+    frame: FeatureFrame,
+    top_k: int,
+    timer: Timer,
+    model_seconds: dict[str, float] | None = None,
+    book: OfferBook | None = None,
 ) -> ScoreColumns:
-    """Every model on every row of ``frame``; ``model_seconds`` (if given) receives each model's predict time."""
+    """Every model on every row of ``frame``; ``model_seconds`` (if given) receives each model's predict time.
+
+    ``book`` holds the banks' products and the ranking (default: no products, ranked by cost).
+    """
     banks = models.banks
+    book = book if book is not None else OfferBook([b.name for b in banks], {})
     seconds = model_seconds if model_seconds is not None else {}
+    inputs: dict[tuple[str, ...], np.ndarray] = {}  # banks with the same features share their columns
+    leaves = []
     with timer("predict"):
-        columns = []
         for bank in banks:
             started = time.perf_counter()
-            columns.append(bank.probability(frame.columns(bank.features)))
+            x = inputs.get(bank.features)
+            if x is None:
+                x = inputs[bank.features] = frame.columns(bank.features)
+            leaves.append(bank.leaves(x))
             seconds[bank.name] = seconds.get(bank.name, 0.0) + time.perf_counter() - started
         started = time.perf_counter()
-        lead_p = models.lead.probability(frame.columns(models.lead.features).astype(np.float64))
+        lead_x = frame.columns(models.lead.features).astype(np.float64)
+        lead_p = models.lead.probability(lead_x)
         seconds["lead"] = seconds.get("lead", 0.0) + time.perf_counter() - started
-        bank_p = np.column_stack(columns)
-    thresholds = np.array([b.threshold for b in banks])
-    approved = bank_p >= thresholds
-    has_offer = approved.any(axis=1)
-    best = np.where(approved, bank_p, -1.0).argmax(axis=1)
-    explained = np.where(has_offer, best, bank_p.argmax(axis=1))
     with timer("reasons"):
-        features, values = _reasons(models, frame, explained, top_k)
-    return ScoreColumns(bank_p, approved, lead_p, np.where(has_offer, best, -1), explained, features, values)
+        explained_banks = [bank.explain(leaf) for bank, leaf in zip(banks, leaves, strict=True)]
+        bank_p = sigmoid(np.column_stack([margin for margin, _ in explained_banks]))
+        approved = bank_p >= np.array([b.threshold for b in banks])
+        bank_reasons = [
+            _reasons(reason_inputs(bank.features), inputs[bank.features], contributions, approved[:, j], top_k)
+            for j, (bank, (_, contributions)) in enumerate(zip(banks, explained_banks, strict=True))
+        ]
+        lead_inputs = reason_inputs(models.lead.features)
+        lead_contributions = models.lead.params.contributions(lead_x)
+        lead_reasons = _reasons(lead_inputs, lead_x, lead_contributions, lead_p >= models.lead.threshold, top_k)
+    offers = book.offers(frame.column("loan_amount"), frame.column("loan_term"), bank_p, approved)
+    best = offers.best_bank(book.products)
+    explained = np.where(best >= 0, best, bank_p.argmax(axis=1))
+    return ScoreColumns(bank_p, approved, lead_p, best, explained, bank_reasons, lead_reasons, offers)
 
 
-def _reasons(models: ModelSet, frame: FeatureFrame, explained: np.ndarray, top_k: int) -> tuple[np.ndarray, ...]:
-    """Top ``top_k`` contributions by magnitude of each row's explained bank: (feature indices, values)."""
-    n = len(explained)
-    k = min(top_k, max(len(b.features) for b in models.banks))
-    features = np.full((n, k), -1, dtype=np.intp)  # -1: no reason (a bank with fewer features than ``top_k``)
-    values = np.zeros((n, k), dtype=np.float32)
-    if k == 0:
-        return features, values
-    for j, bank in enumerate(models.banks):
-        rows = np.flatnonzero(explained == j)
-        if rows.size == 0:
-            continue
-        contribs = bank.contributions(frame.columns(bank.features)[rows])
-        top = np.argsort(-np.abs(contribs), axis=1)[:, :k]
-        features[rows, : top.shape[1]] = top
-        values[rows, : top.shape[1]] = np.take_along_axis(contribs, top, axis=1)
-    return features, values
+def _reasons(inputs: ReasonInputs, x: np.ndarray, contributions: np.ndarray, up: np.ndarray, k: int) -> Reasons:
+    feature, value = top_reasons(inputs.summed(contributions), up, k)
+    missing = np.take_along_axis(inputs.missing(x), np.maximum(feature, 0), axis=1) & (feature >= 0)
+    return Reasons(feature, value.astype(np.float32), missing, up)

@@ -98,10 +98,48 @@ def make_score_result() -> dict[str, Any]:
         "application_hash": "ab" * 16,
         "event_time": dt.datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
         "scored_at": dt.datetime(2026, 3, 1, 9, 30, 1, tzinfo=UTC),
-        "lead": {"score": 731, "probability": 0.731, "model_version": "lead-1"},
-        "banks": [{"bank": "alfa", "probability": 0.8, "approved": True, "model_version": "alfa-1"}],
+        "lead": {"score": 731, "probability": 0.731, "model_version": "lead-1", "reasons": []},
+        "banks": [
+            {
+                "bank": "alfa",
+                "probability": 0.8,
+                "approved": True,
+                "model_version": "alfa-1",
+                "reasons": [
+                    {
+                        "feature": "income",
+                        "contribution": 0.42,
+                        "code": "INCOME_SUFFICIENT",
+                        "statement": {
+                            "ru": "Доход соответствует требованиям банка",
+                            "en": "Income meets the bank's requirement",
+                        },
+                    }
+                ],
+            }
+        ],
         "best_offer": "alfa",
-        "reasons": [{"feature": "monthprofit", "contribution": 0.42}],
+        "offers": [
+            {
+                "bank": "alfa",
+                "product": "classic",
+                "approval_probability": 0.8,
+                "annual_rate": 0.219,
+                "monthly_payment": 9_343.37,
+                "rank": 1,
+            }
+        ],
+        "reasons": [
+            {
+                "feature": "income",
+                "contribution": 0.42,
+                "code": "INCOME_SUFFICIENT",
+                "statement": {
+                    "ru": "Доход соответствует требованиям банка",
+                    "en": "Income meets the bank's requirement",
+                },
+            }
+        ],
         "config_hash": "cfg",
     }
 
@@ -127,6 +165,8 @@ def test_shipped_versions_never_change_their_fingerprint(catalog: SchemaCatalog)
         "application_event.v1": "474eba83fb654e82",
         "application_event.v2": "f021f894a29b4f8c",
         "score_result.v1": "c5e99a2734722792",
+        "score_result.v2": "82bfbbee1158cc1e",
+        "outcome.v1": "040897a2673e5299",
     }
 
 

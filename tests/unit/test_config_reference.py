@@ -54,7 +54,7 @@ def _as_env(value: Any) -> str | None:
     if isinstance(value, list):
         return json.dumps([v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value])
     if isinstance(value, dict):
-        return json.dumps(value)
+        return json.dumps({k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in value.items()})
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)

@@ -58,29 +58,40 @@ def test_results_decode_with_the_score_result_schema(engine: ScoringEngine, even
         assert [b["bank"] for b in result["banks"]] == ["bank_a", "bank_b", "bank_c", "bank_d", "bank_e"]
         assert 0 <= result["lead"]["score"] <= 1000
         assert result["lead"]["score"] == round(1000 * result["lead"]["probability"])
-        assert len(result["reasons"]) == 3
+        assert all(1 <= len(b["reasons"]) <= 3 for b in result["banks"]) and len(result["lead"]["reasons"]) == 3
 
 
-def test_best_offer_is_the_approved_bank_with_the_highest_probability(engine: ScoringEngine, events: list) -> None:
-    for result in results(engine, events):
-        approved = [b for b in result["banks"] if b["approved"]]
-        if approved:
-            assert result["best_offer"] == max(approved, key=lambda b: b["probability"])["bank"]
-        else:
-            assert result["best_offer"] is None
-    assert any(r["best_offer"] is None for r in results(engine, events))  # both branches ran
-    assert any(r["best_offer"] is not None for r in results(engine, events))
+def test_best_offer_is_the_first_offer_and_offers_are_approved_banks_cheapest_first(
+    engine: ScoringEngine, events: list
+) -> None:
+    scored = results(engine, events)
+    for result in scored:
+        offers = result["offers"]
+        approved = {b["bank"] for b in result["banks"] if b["approved"]}
+        assert result["best_offer"] == (offers[0]["bank"] if offers else None)
+        assert {o["bank"] for o in offers} <= approved and [o["rank"] for o in offers] == list(
+            range(1, len(offers) + 1)
+        )
+        priced = [o["monthly_payment"] for o in offers if o["monthly_payment"] is not None]
+        unpriced = [o["monthly_payment"] is None for o in offers]
+        assert priced == sorted(priced) and unpriced == sorted(unpriced)  # the priced ones first, cheapest first
+    assert any(r["best_offer"] is None for r in scored)  # both branches ran
+    assert any(r["best_offer"] is not None for r in scored)
 
 
-def test_reasons_are_the_largest_contributions_of_the_explained_bank(engine: ScoringEngine, events: list) -> None:
+def test_each_bank_gives_its_strongest_contributions_of_its_decisions_sign(engine: ScoringEngine, events: list) -> None:
+    """XGBoost's own approximate contributions: an approval's largest positive ones, a decline's most negative."""
     banks = {b.name: b for b in engine.models.banks}
     for event, result in zip(events[:60], results(engine, events[:60]), strict=True):
+        for entry in result["banks"]:
+            bank = banks[entry["bank"]]
+            contributions = bank.contributions(build_features([event]).columns(bank.features))[0]
+            signed = contributions if entry["approved"] else -contributions
+            top = [f for f in np.argsort(-signed)[:3] if signed[f] > 0]
+            assert [r["feature"] for r in entry["reasons"]] == [bank.features[f] for f in top]
+            assert np.allclose([r["contribution"] for r in entry["reasons"]], contributions[top], rtol=1e-5, atol=1e-6)
         explained = result["best_offer"] or max(result["banks"], key=lambda b: b["probability"])["bank"]
-        bank = banks[explained]
-        contributions = bank.contributions(build_features([event]).columns(bank.features))[0]
-        top = np.argsort(-np.abs(contributions))[:3]
-        assert [r["feature"] for r in result["reasons"]] == [bank.features[f] for f in top]
-        assert [r["contribution"] for r in result["reasons"]] == [float(contributions[f]) for f in top]
+        assert result["reasons"] == next(b["reasons"] for b in result["banks"] if b["bank"] == explained)
 
 
 def test_identical_content_gives_identical_hash_and_scores_whatever_the_ids(events: list[dict]) -> None:

@@ -24,10 +24,13 @@ from fastavro import schemaless_reader
 
 from consumer.core.dedup import ACTIVITY_FIELDS, APPLICANT_FIELDS, RecentScores, application_hash
 from consumer.core.engine import ScoringEngine
+from consumer.core.offers import OfferBook
 from consumer.core.result_writer import avro_string, result_schema, zigzag_varint
 from consumer.core.validation import check_event
 from models.artifacts import BankModel, ModelSet
+from models.config import ProductConfig
 from models.features import FeatureFrame, build_features
+from models.reasons import reason_name, shipped_reason_codes
 from producer_tools.poison import poison_kinds
 from producer_tools.publisher import event_encoders, event_messages
 from producer_tools.world import generate
@@ -82,37 +85,94 @@ def reference_hash(event: dict[str, Any]) -> str:
     return hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
 
 
-def reference_scores(models: ModelSet, events: list[dict[str, Any]], top_k: int) -> list[dict[str, Any]]:
-    """Features one event at a time; each model once over the stacked rows; reasons per explained bank."""
+def reference_scores(
+    models: ModelSet, events: list[dict[str, Any]], top_k: int, book: OfferBook | None = None
+) -> list[dict[str, Any]]:
+    """Features one event at a time; each model once over the stacked rows; every bank's reasons and the
+    lead's picked row by row in Python; offers ranked row by row with ``sorted``."""
+    book = book if book is not None else OfferBook([b.name for b in models.banks], {})
     frame = FeatureFrame(np.vstack([build_features([e]).matrix for e in events]))
     bank_p = np.column_stack([b.probability(frame.columns(b.features)) for b in models.banks])
-    lead_p = models.lead.probability(frame.columns(models.lead.features).astype(np.float64))
-    best = [_best(bank_p[row].tolist(), models) for row in range(len(events))]
-    explained = np.array([b if b is not None else int(np.argmax(bank_p[row])) for row, b in enumerate(best)])
-    contribs: dict[int, np.ndarray] = {}
-    for j, bank in enumerate(models.banks):  # one contributions call per explained bank, as the service does
-        rows = np.flatnonzero(explained == j)
-        if rows.size:
-            contribs |= dict(zip(rows.tolist(), bank.contributions(frame.columns(bank.features)[rows]), strict=True))
+    lead_x = frame.columns(models.lead.features).astype(np.float64)
+    lead_p = models.lead.probability(lead_x)
+    contribs = [b.explain(b.leaves(frame.columns(b.features)))[1] for b in models.banks]
+    lead_contribs = models.lead.params.contributions(lead_x)
     out = []
     for row in range(len(events)):
-        p, bank = bank_p[row].tolist(), models.banks[explained[row]]
-        top = np.argsort(-np.abs(contribs[row]))[:top_k].tolist()
-        lead = float(lead_p[row])
+        p, lead = bank_p[row].tolist(), float(lead_p[row])
+        approved = [p[j] >= b.threshold for j, b in enumerate(models.banks)]
+        bank_reasons = [
+            _reference_reasons(b.features, frame.columns(b.features)[row], contribs[j][row], approved[j], top_k)
+            for j, b in enumerate(models.banks)
+        ]
+        lead_reasons = _reference_reasons(models.lead.features, lead_x[row], lead_contribs[row],
+                                          lead >= models.lead.threshold, top_k)  # fmt: skip
+        offers = _reference_offers(book, frame, row, p, approved)
+        explained = models.banks.index(next(b for b in models.banks if b.name == offers[0]["bank"])) if offers else (
+            int(np.argmax(bank_p[row])))  # fmt: skip
         out.append({
-            "lead": {"score": round(1000 * lead), "probability": lead, "model_version": models.lead.version},
-            "banks": [{"bank": b.name, "probability": p[j], "approved": p[j] >= b.threshold, "model_version": b.version}
-                      for j, b in enumerate(models.banks)],
-            "best_offer": None if (b := best[row]) is None else models.banks[b].name,
-            "reasons": [{"feature": bank.features[f], "contribution": float(contribs[row][f])} for f in top],
+            "lead": {"score": round(1000 * lead), "probability": lead, "model_version": models.lead.version,
+                     "reasons": lead_reasons},
+            "banks": [{"bank": b.name, "probability": p[j], "approved": approved[j], "model_version": b.version,
+                       "reasons": bank_reasons[j]} for j, b in enumerate(models.banks)],
+            "best_offer": offers[0]["bank"] if offers else None,
+            "offers": offers,
+            "reasons": bank_reasons[explained],
         })  # fmt: skip
     return out
 
 
-def _best(p: list[float], models: ModelSet) -> int | None:
-    """The approved bank with the highest probability (the first of equal maxima), None when none approves."""
-    offers = [j for j, b in enumerate(models.banks) if p[j] >= b.threshold]
-    return max(offers, key=lambda j: (p[j], -j)) if offers else None
+def _reference_reasons(
+    features: tuple[str, ...], x: np.ndarray, contributions: np.ndarray, up: bool, top_k: int
+) -> list[dict[str, Any]]:
+    """Contributions summed per reason name, the ``top_k`` strongest of the decision's sign, with their codes."""
+    table = shipped_reason_codes()
+    by_name: dict[str, float] = {}
+    missing: dict[str, bool] = {}
+    for i, feature in enumerate(features):
+        name = reason_name(feature)
+        by_name[name] = by_name.get(name, 0.0) + float(contributions[i])
+        if feature == name:
+            missing[name] = bool(np.isnan(x[i]))
+        elif feature == f"{name}_unknown":
+            missing[name] = bool(x[i] == 1)
+    sign = 1.0 if up else -1.0
+    ranked = sorted(((-sign * v, i, n) for i, (n, v) in enumerate(by_name.items())), key=lambda t: (t[0], t[1]))
+    reasons = []
+    for negative, _, name in ranked[:top_k]:
+        if negative >= 0:
+            break
+        kind = "missing" if missing.get(name, False) else ("up" if up else "down")
+        statement = table[name].statement(kind)
+        value = float(np.float32(by_name[name]))
+        reasons.append({"feature": name, "contribution": value, "code": statement.code,
+                        "statement": {"ru": statement.ru, "en": statement.en}})  # fmt: skip
+    return reasons
+
+
+def _reference_offers(
+    book: OfferBook, frame: FeatureFrame, row: int, p: list[float], approved: list[bool]
+) -> list[dict[str, Any]]:
+    amount, term = float(frame.column("loan_amount")[row]), float(frame.column("loan_term")[row])
+    offers = []
+    for position, product in enumerate(book.products):
+        if not approved[product.bank]:
+            continue
+        payment = None
+        if product.annual_rate is not None:
+            if not (product.amount[0] <= amount <= product.amount[1] and product.term[0] <= term <= product.term[1]):
+                continue
+            r = product.annual_rate / 12
+            exact = amount * r / (1 - (1 + r) ** -term) if r > 0 else amount / term
+            payment = float(np.rint(exact * 100) / 100)  # to the kopeck, as rint(100 x) / 100
+        offers.append((product, position, payment))
+    if book.policy == "customer_cost":
+        offers.sort(key=lambda o: (o[2] is None, o[2] or 0.0, -p[o[0].bank], o[1]))
+    else:
+        offers.sort(key=lambda o: (-p[o[0].bank], o[2] is None, o[2] or 0.0, o[1]))
+    return [{"bank": book.banks[o[0].bank], "product": o[0].name, "approval_probability": p[o[0].bank],
+             "annual_rate": o[0].annual_rate, "monthly_payment": o[2], "rank": rank}
+            for rank, o in enumerate(offers, start=1)]  # fmt: skip
 
 
 def reference_value(event: dict[str, Any], scores: dict[str, Any]) -> bytes:
@@ -129,9 +189,9 @@ def reference_value(event: dict[str, Any], scores: dict[str, Any]) -> bytes:
     return RESULT_ENCODER(record)
 
 
-def fast_engine(models: ModelSet, top_k: int = 3) -> ScoringEngine:
+def fast_engine(models: ModelSet, top_k: int = 3, book: OfferBook | None = None) -> ScoringEngine:
     return ScoringEngine(models, EventDecoder(CATALOG), RESULT_ENCODER.header, config_hash=CONFIG_HASH,
-                         reasons=top_k, recent=RecentScores(100_000), clock=lambda: CLOCK)  # fmt: skip
+                         reasons=top_k, recent=RecentScores(100_000), clock=lambda: CLOCK, offers=book)  # fmt: skip
 
 
 def reference_events(payloads: list[bytes | None]) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[str, str]]]:
@@ -149,9 +209,11 @@ def reference_events(payloads: list[bytes | None]) -> tuple[dict[int, dict[str, 
     return events, rejected
 
 
-def reference_values(models: ModelSet, events: dict[int, dict[str, Any]], top_k: int = 3) -> dict[int, bytes]:
+def reference_values(
+    models: ModelSet, events: dict[int, dict[str, Any]], top_k: int = 3, book: OfferBook | None = None
+) -> dict[int, bytes]:
     """The result bytes of every event by message index, the straightforward way."""
-    scores = reference_scores(models, list(events.values()), top_k)
+    scores = reference_scores(models, list(events.values()), top_k, book)
     return {index: reference_value(event, s) for (index, event), s in zip(events.items(), scores, strict=True)}
 
 
@@ -192,7 +254,33 @@ def test_no_reasons_and_short_banks_write_the_same_bytes(model_set: ModelSet, pa
         fast = fast_engine(models, top_k).score_batch(batch)
         assert {s.index: s.value for s in fast.scored} == reference_values(models, events, top_k)
     results = [ResultDecoder(CATALOG).decode(s.value) for s in fast.scored]
-    assert any(r["best_offer"] == "bank_zz" and len(r["reasons"]) == 2 for r in results)  # the padded case ran
+    short_reasons = [len(r["banks"][-1]["reasons"]) for r in results]
+    assert max(short_reasons) == 2 and any(r["best_offer"] == "bank_zz" for r in results)  # the padded case ran
+
+
+def test_offers_of_configured_products_write_the_same_bytes(model_set: ModelSet, payloads: list[bytes | None]) -> None:
+    """Products on some banks (one overlapping another's range, one at a zero rate), none on the others; both
+    ranking policies; four reasons, the most a result gives."""
+    products = {
+        "bank_a": [ProductConfig(name="small", amount_min=5_000, amount_max=150_000, term_min=3, term_max=24,
+                                 annual_rate=0.249),
+                   ProductConfig(name="large", amount_min=100_000, amount_max=2_000_000, term_min=6, term_max=60,
+                                 annual_rate=0.189)],
+        "bank_c": [ProductConfig(name="instalment", amount_min=10_000, amount_max=300_000, term_min=3, term_max=12,
+                                 annual_rate=0.0)],
+        "bank_d": [ProductConfig(name="standard", amount_min=20_000, amount_max=1_000_000, term_min=6, term_max=36,
+                                 annual_rate=0.219)],
+    }  # fmt: skip
+    batch = payloads[:600]
+    events, _ = reference_events(batch)
+    for policy in ("customer_cost", "approval_probability"):
+        book = OfferBook([b.name for b in model_set.banks], products, policy)
+        fast = fast_engine(model_set, 4, book).score_batch(batch)
+        assert {s.index: s.value for s in fast.scored} == reference_values(model_set, events, 4, book)
+    results = [ResultDecoder(CATALOG).decode(s.value) for s in fast.scored]
+    kinds = {(o["product"] is None, o["rank"]) for r in results for o in r["offers"]}
+    assert {(True, 1), (False, 1), (False, 2), (True, 2)} <= kinds  # priced and unpriced offers, first and later
+    assert any(len(b["reasons"]) == 4 for r in results for b in r["banks"])
 
 
 def _two_feature_bank() -> BankModel:
@@ -200,7 +288,7 @@ def _two_feature_bank() -> BankModel:
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(400, 2)).astype(np.float32)
-    booster = xgb.train({"max_depth": 2, "nthread": 1}, xgb.DMatrix(x, label=(x[:, 0] > 0).astype(float)), 3)
+    booster = xgb.train({"max_depth": 2, "nthread": 1}, xgb.DMatrix(x, label=(x[:, 0] + x[:, 1] > 0).astype(float)), 3)
     return BankModel("bank_zz", "bank_zz-1", ("income", "age_years"), 0.01, booster, (1.0, 0.0))
 
 

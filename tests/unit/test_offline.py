@@ -11,6 +11,7 @@ import pytest
 from consumer.commands.cli import main
 from consumer.commands.offline import result_line
 from consumer.core.engine import ScoringEngine
+from consumer.core.offers import OfferBook
 from consumer.service import result_header
 from consumer.settings import load_settings
 from models.artifacts import load_models
@@ -67,6 +68,7 @@ def test_the_output_is_the_json_view_of_the_streaming_bytes(tmp_path: Path) -> N
     streaming = ScoringEngine(
         load_models(settings.models), EventDecoder(CATALOG), result_header(settings, None),
         config_hash=settings.config_hash(), reasons=settings.models.reasons, clock=scored_at.timestamp,
+        offers=OfferBook.of(settings.models), reason_codes=settings.models.reason_codes,
     )  # fmt: skip
     outcome = streaming.score_batch([SingleObjectEncoder(CATALOG.application_event_latest)(e) for e in events])
     assert len(outcome.scored) == len(events)
