@@ -15,7 +15,7 @@ from tests.integration.harness import ScorerProcess
 from tests.integration.security.support import ROWS, SecureLanes
 
 EVENTS = 300
-_OBSERVE_S = 8.0  # how long a refused scorer is watched: longer than a few retries, shorter than the log throttle
+_OBSERVE_S = 5.0  # how long a refused scorer is watched: longer than a few retries, shorter than the log throttle
 
 
 def _refused_then_granted(
