@@ -199,12 +199,17 @@ class ExactlyOnce:
         Raises:
             KafkaException: a fatal error other than a missing ACL.
         """
+        waited = False
         for attempt in range(1_000_000):
             try:
-                self.producer.init_transactions(_TXN_TIMEOUT_S)
+                # Short attempts: between them the producer's error callback says why (a refused password, an
+                # untrusted certificate: librdkafka reports those only there) and the worker stays alive.
+                self.producer.init_transactions(_CALL_S)
                 if self._refusals:
                     log.warning("authorised again: transactional id %s accepted; resuming", self._transactional_id)
                     self._granted()
+                elif waited:
+                    self._stalled(False)
                 return
             except KafkaException as exc:
                 error = exc.args[0]
@@ -215,6 +220,9 @@ class ExactlyOnce:
                     continue
                 if error.fatal() or not error.retriable():
                     raise
+                self.producer.poll(0)
+                self._stalled(True)
+                waited = True
                 pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
                 log.warning("cannot initialise transactions yet (%s); retrying in %.1f s", error.str(), pause)
                 time.sleep(pause)
