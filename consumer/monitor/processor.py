@@ -53,7 +53,7 @@ class MonitorCore:
         self._outcomes = RecordDecoder(catalog.outcome, catalog, registry)
         self._outcomes.expects = "an outcome"
         d = settings.detector
-        self._detectors = Detectors(d.min_instances, d.delta, d.threshold)
+        self._detectors = Detectors(d.min_instances, d.delta)
         self.partitions: set[int] = set()
         self.models: set[str] = set()
 

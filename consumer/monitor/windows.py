@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from river.drift import PageHinkley
+from river.drift import ADWIN
 
 from consumer.monitor.join import JoinedRow
 from consumer.monitor.quality import Quality, quality
@@ -85,25 +85,27 @@ def _arrays(rows: list[dict[str, Any]]) -> WindowRows:
 
 
 class Detectors:
-    """A Page-Hinkley test (river) per model over its squared errors, in join order, kept in the store.
+    """An ADWIN detector (river) per model over its squared errors, in join order, kept in the store.
 
-    ``update`` feeds a batch's rows and records a firing as a counter in the same transaction as the rows,
-    so a restarted member neither loses nor repeats a firing.
+    A firing counts only when the error went up (ADWIN also notices a model getting better). ``update``
+    records it as a counter in the same transaction as the rows, so a restarted member neither loses nor
+    repeats a firing.
     """
 
-    def __init__(self, min_instances: int, delta: float, threshold: float) -> None:
-        self._min_instances, self._delta, self._threshold = min_instances, delta, threshold
-        self._live: dict[str, PageHinkley] = {}
+    def __init__(self, min_instances: int, delta: float) -> None:
+        self._min_instances, self._delta = min_instances, delta
+        self._live: dict[str, ADWIN] = {}
 
     def update(self, changes: Any, rows: Iterable[JoinedRow]) -> list[str]:
         """Feed ``rows``; the models whose detector fired (once per firing)."""
         fired, touched = [], set()
         for row in rows:
             detector = self._detector(changes, row.model)
+            before = float(detector.estimation)
             detector.update(row.error)
             touched.add(row.model)
             changes.add(GLOBAL + f"stat/fed/{row.model}".encode())
-            if detector.drift_detected:
+            if detector.drift_detected and float(detector.estimation) > before:
                 fired.append(row.model)
                 changes.add(GLOBAL + f"stat/drift/{row.model}".encode())
                 fed = changes.get(GLOBAL + f"stat/fed/{row.model}".encode())
@@ -112,17 +114,14 @@ class Detectors:
             changes.put(GLOBAL + f"det/{model}".encode(), pickle.dumps(self._live[model]))
         return fired
 
-    def _detector(self, changes: Any, model: str) -> PageHinkley:
+    def _detector(self, changes: Any, model: str) -> ADWIN:
         detector = self._live.get(model)
         if detector is None:
             saved = changes.get(GLOBAL + f"det/{model}".encode())
             # Our own pickle, written by this class into the member's own store: never data from outside.
-            detector = pickle.loads(saved) if saved else self._new()
+            detector = pickle.loads(saved) if saved else ADWIN(delta=self._delta, grace_period=self._min_instances)
             self._live[model] = detector
         return detector
-
-    def _new(self) -> PageHinkley:
-        return PageHinkley(self._min_instances, self._delta, self._threshold, mode="up")
 
     def forget(self) -> None:
         """Drop the live detectors (the store was rewound): they are read back on next use."""

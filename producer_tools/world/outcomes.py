@@ -131,9 +131,9 @@ def plan_outcomes(
         approved = _approved(bank, truth, rng, policy)
         delay = float(rng.lognormal(np.log(BANK_MEDIAN_S.get(bank, DEFAULT_BANK_MEDIAN_S)), BANK_SIGMA))
         record = _record(seed, score, "bank_decision", bank, approved, scored_at + int(delay * 1000))
+        cut = AMOUNT_CUT if rng.random() < AMOUNT_CUT_SHARE else 1.0  # drawn either way: no draw moves another
         if approved:
             applicant = truth.event.get("applicant") or {}
-            cut = AMOUNT_CUT if rng.random() < AMOUNT_CUT_SHARE else 1.0
             amount = applicant.get("loan_amount")
             record["amount"] = None if amount is None else round(float(amount) * cut, 2)
             record["term_months"] = applicant.get("loan_term")
