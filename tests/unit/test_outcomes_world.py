@@ -46,7 +46,11 @@ def oracle_score(event_id: str, truth: Truth) -> dict[str, Any]:
     }
 
 
-def all_outcomes(policy: PolicyChange | None = None, draws: OutcomeDraws = OutcomeDraws()) -> list[PlannedOutcome]:
+NO_LOSS = OutcomeDraws(0.0, 0.0)
+DEFAULT_DRAWS = OutcomeDraws()
+
+
+def all_outcomes(policy: PolicyChange | None = None, draws: OutcomeDraws = DEFAULT_DRAWS) -> list[PlannedOutcome]:
     out = []
     for event_id, truth in _truths().items():
         out += plan_outcomes(oracle_score(event_id, truth), truth, 3, draws, policy)
