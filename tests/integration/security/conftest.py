@@ -7,6 +7,7 @@ the Admin API, never by restarting it. Every test gets its own topics, group and
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,24 @@ from confluent_kafka.admin import AdminClient
 
 from producer_tools.apache_kafka import ApacheKafka
 from producer_tools.broker import kafka_unavailable_reason
+from tests.integration.faults.support import format_table
 from tests.integration.harness import Lanes
-from tests.integration.security.support import SecureLanes, create_topics
+from tests.integration.security.support import ROWS, SecureLanes, create_topics
+
+STARTED_IN: list[float] = []  # seconds the secured broker took to be ready, for the summary
+COMMAND = "make test-security  # pytest -q tests/integration/security"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not ROWS:
+        return
+    terminalreporter.section("security suite: refusals on the secured broker, every produced event scored")
+    terminalreporter.write_line(COMMAND)
+    if STARTED_IN:
+        terminalreporter.write_line(f"secured broker ready in {STARTED_IN[0]:.1f} s (SASL_SSL, SCRAM-SHA-512, ACLs)")
+    terminalreporter.write_line("")
+    for line in format_table(sorted(ROWS, key=lambda row: (row.scenario, row.guarantee))):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +44,9 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKa
         pytest.skip(reason)
     from producer_tools.kafka_security import KafkaSecurity
 
+    started = time.monotonic()
     with ApacheKafka(security=KafkaSecurity(tmp_path_factory.mktemp("tls"))) as kafka:
+        STARTED_IN.append(time.monotonic() - started)
         yield kafka
 
 

@@ -118,3 +118,18 @@ def test_an_expired_broker_certificate_is_refused(secure_lanes: SecureLanes, exp
     ROWS.append(Row("S5. expired broker certificate", 0, 0, 0, 0, 0, 0,
                     "certificate verify failed, /readyz 503, retrying, 0 committed", "at_least_once",
                     "TLS endpoint, expired certificate"))  # fmt: skip
+
+
+def test_turning_verification_off_takes_an_explicit_setting_and_logs_a_warning(
+    secure_lanes: SecureLanes, tmp_path: Path
+) -> None:
+    secure_lanes.grant(secure_lanes.scorer_acls("at_least_once"))
+    events = secure_lanes.feed(50, seed=1607)
+    foreign = tmp_path / "foreign-ca.pem"
+    foreign.write_bytes(CertificateAuthority.create("some other CA").pem())
+    env = secure_lanes.scorer_env(ca=foreign, kafka__ssl_verify="false")
+    with ScorerProcess(secure_lanes.lanes, secure_lanes.folder, env=env) as scorer:
+        wait_until(lambda: secure_lanes.committed() >= len(events), 90, "every offset committed", scorer)
+        scorer.stop()
+    assert "kafka.ssl_verify is false: the broker's certificate and host name are not verified" in scorer.log
+    assert _UNTRUSTED not in scorer.log
