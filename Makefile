@@ -7,7 +7,7 @@ EVENTS ?= 20000
 # The demo's local broker: tansu (no Java) or kafka (Apache Kafka from Maven Central; needs java and mvn).
 BROKER ?= tansu
 
-.PHONY: demo test test-unit test-integration test-faults lint format train bench bench-quick clean
+.PHONY: demo test test-unit test-integration test-faults test-security lint format train bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test-integration: $(STAMP)
 # produced / scored / dead-lettered / duplicates / lost.
 test-faults: $(STAMP)
 	$(PY) -m pytest -q -m "faults or matrix" -s tests/integration
+
+# The security suite alone: a secured Apache Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and its table of refusals.
+test-security: $(STAMP)
+	$(PY) -m pytest -q -s tests/integration/security
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
