@@ -64,11 +64,11 @@ class BankModel:
         """Every leaf's margin and Saabas contributions (built once; ``load_models`` builds it at start)."""
         return LeafTable.of(self.booster)
 
-    def leaves(self, x: np.ndarray) -> np.ndarray:
-        """The leaf each row of ``x`` lands in, per tree: one ``pred_leaf`` pass, (rows, trees)."""
-        import xgboost as xgb
-
-        matrix = xgb.DMatrix(x, missing=np.nan, nthread=1)  # nthread=1: see ``contributions``
+    def leaves(self, x: np.ndarray | Any) -> np.ndarray:
+        """The leaf each row lands in, per tree: one ``pred_leaf`` pass, (rows, trees). ``x`` is the rows
+        (columns in ``features`` order) or an ``xgboost.DMatrix`` of them (``feature_matrix``), which banks
+        with the same features can share."""
+        matrix = x if not isinstance(x, np.ndarray) else feature_matrix(x)
         return np.asarray(self.booster.predict(matrix, pred_leaf=True, validate_features=False))
 
     def explain(self, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +77,13 @@ class BankModel:
         summed = self.leaf_table.margin_and_contributions(leaves)
         a = np.float32(self.calibration[0])
         return calibrated(summed[:, -1], self.calibration), a * summed[:, :-1]
+
+
+def feature_matrix(x: np.ndarray) -> Any:
+    """An ``xgboost.DMatrix`` of rows ``x`` (NaN: missing) for ``BankModel.leaves``."""
+    import xgboost as xgb
+
+    return xgb.DMatrix(x, missing=np.nan, nthread=1)  # nthread=1: see ``BankModel.contributions``
 
 
 @dataclass(frozen=True)

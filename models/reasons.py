@@ -138,15 +138,14 @@ class ReasonInputs:
             out[:, j] = contributions[:, self.columns == j].sum(axis=1)
         return out
 
-    def missing(self, x: np.ndarray) -> np.ndarray:
-        """(rows, names) bool: the reason's input was missing in each row of ``x`` (model features)."""
-        out = np.zeros((x.shape[0], len(self.names)), dtype=bool)
-        for j, (feature, flag) in enumerate(
-            zip(self.missing_feature.tolist(), self.missing_is_flag.tolist(), strict=True)
-        ):
-            if feature >= 0:
-                out[:, j] = x[:, feature] == 1 if flag else np.isnan(x[:, feature])
-        return out
+    def missing(self, x: np.ndarray, reasons: np.ndarray) -> np.ndarray:
+        """(rows, k) bool: the input of each chosen reason (``reasons``, -1: none) was missing in its row of
+        ``x`` (model features)."""
+        chosen = np.maximum(reasons, 0)
+        feature = self.missing_feature[chosen]
+        value = np.take_along_axis(x, np.maximum(feature, 0), axis=1)
+        flag = self.missing_is_flag[chosen]
+        return (reasons >= 0) & (feature >= 0) & np.where(flag, value == 1, np.isnan(value))
 
 
 def unexplained(names: Sequence[str], table: Mapping[str, FeatureReasons]) -> list[str]:
@@ -161,15 +160,19 @@ def reason_names(features: Sequence[str]) -> tuple[str, ...]:
 
 def top_reasons(contributions: np.ndarray, pushed_up: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's up-to-``k`` reasons: the largest positive contributions where ``pushed_up``, else the most
-    negative ones. Returns (indices (rows, k), -1 where a row has fewer contributions of that sign; values)."""
-    signed = np.where(pushed_up[:, None], contributions, -contributions)
+    negative ones, strongest first; equal ones in feature order. Returns (indices (rows, k), -1 where a row has
+    fewer contributions of that sign; their contributions, 0 there)."""
+    rows = np.arange(len(contributions))
+    signed = np.where(pushed_up[:, None], contributions, -contributions).astype(np.float64)
     k = min(k, contributions.shape[1])
-    if k == 0:
-        return np.full((len(contributions), 0), -1, np.intp), np.zeros((len(contributions), 0), contributions.dtype)
-    # a stable sort: equal contributions keep feature order, the same on every run and in every batch
-    top = np.argsort(-signed, axis=1, kind="stable")[:, :k]
+    top = np.empty((len(contributions), k), dtype=np.intp)
+    strength = np.empty((len(contributions), k), dtype=np.float64)
+    for i in range(k):  # k argmax passes: cheaper than sorting every row, and argmax takes the first of equals
+        top[:, i] = signed.argmax(axis=1)
+        strength[:, i] = signed[rows, top[:, i]]
+        signed[rows, top[:, i]] = -np.inf
     values = np.take_along_axis(contributions, top, axis=1)
-    chosen = np.take_along_axis(signed, top, axis=1) > 0
+    chosen = strength > 0
     return np.where(chosen, top, -1), np.where(chosen, values, 0)
 
 

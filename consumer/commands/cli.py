@@ -17,6 +17,7 @@ _COMMAND_MODULES = [
     "consumer.commands.run_cmd",
     "consumer.commands.score_cmd",
     "consumer.commands.bench_cmd",
+    "consumer.commands.reasons_cmd",
     "consumer.commands.config_reference",
     "consumer.commands.monitor_cmd",
     "consumer.commands.acls_cmd",

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from consumer.core.offers import OfferBook, OfferColumns
-from models.artifacts import ModelSet
+from models.artifacts import ModelSet, feature_matrix
 from models.calibration import sigmoid
 from models.features import FeatureFrame
 from models.reasons import ReasonInputs, reason_inputs, top_reasons
@@ -61,6 +61,17 @@ class ScoreColumns:
         return out
 
 
+@dataclass
+class ModelOutputs:
+    """Every model's probabilities and reasons for a batch, before offers are ranked."""
+
+    bank_p: np.ndarray
+    approved: np.ndarray
+    lead_p: np.ndarray
+    bank_reasons: list[Reasons]
+    lead_reasons: Reasons
+
+
 def score_columns(
     models: ModelSet,
     frame: FeatureFrame,
@@ -73,41 +84,50 @@ def score_columns(
 
     ``book`` holds the banks' products and the ranking (default: no products, ranked by cost).
     """
+    book = book if book is not None else OfferBook([b.name for b in models.banks], {})
+    out = model_outputs(models, frame, top_k, timer, model_seconds)
+    offers = book.offers(frame.column("loan_amount"), frame.column("loan_term"), out.bank_p, out.approved)
+    best = offers.best_bank(book.products)
+    explained = np.where(best >= 0, best, out.bank_p.argmax(axis=1))
+    return ScoreColumns(out.bank_p, out.approved, out.lead_p, best, explained, out.bank_reasons, out.lead_reasons,
+                        offers)  # fmt: skip
+
+
+def model_outputs(
+    models: ModelSet, frame: FeatureFrame, top_k: int, timer: Timer, model_seconds: dict[str, float] | None = None
+) -> ModelOutputs:
+    """Every bank's and the lead's probabilities and top ``top_k`` reasons (see the module docstring)."""
     banks = models.banks
-    book = book if book is not None else OfferBook([b.name for b in banks], {})
     seconds = model_seconds if model_seconds is not None else {}
-    inputs: dict[tuple[str, ...], np.ndarray] = {}  # banks with the same features share their columns
+    inputs: dict[tuple[str, ...], tuple[np.ndarray, Any]] = {}  # banks with the same features share them
     leaves = []
     with timer("predict"):
         for bank in banks:
             started = time.perf_counter()
-            x = inputs.get(bank.features)
-            if x is None:
-                x = inputs[bank.features] = frame.columns(bank.features)
-            leaves.append(bank.leaves(x))
+            if bank.features not in inputs:
+                x = frame.columns(bank.features)
+                inputs[bank.features] = (x, feature_matrix(x))
+            leaves.append(bank.leaves(inputs[bank.features][1]))
             seconds[bank.name] = seconds.get(bank.name, 0.0) + time.perf_counter() - started
         started = time.perf_counter()
         lead_x = frame.columns(models.lead.features).astype(np.float64)
         lead_p = models.lead.probability(lead_x)
         seconds["lead"] = seconds.get("lead", 0.0) + time.perf_counter() - started
     with timer("reasons"):
-        explained_banks = [bank.explain(leaf) for bank, leaf in zip(banks, leaves, strict=True)]
-        bank_p = sigmoid(np.column_stack([margin for margin, _ in explained_banks]))
+        explained = [bank.explain(leaf) for bank, leaf in zip(banks, leaves, strict=True)]
+        bank_p = sigmoid(np.column_stack([margin for margin, _ in explained]))
         approved = bank_p >= np.array([b.threshold for b in banks])
         bank_reasons = [
-            _reasons(reason_inputs(bank.features), inputs[bank.features], contributions, approved[:, j], top_k)
-            for j, (bank, (_, contributions)) in enumerate(zip(banks, explained_banks, strict=True))
+            _reasons(reason_inputs(bank.features), inputs[bank.features][0], contributions, approved[:, j], top_k)
+            for j, (bank, (_, contributions)) in enumerate(zip(banks, explained, strict=True))
         ]
-        lead_inputs = reason_inputs(models.lead.features)
         lead_contributions = models.lead.params.contributions(lead_x)
-        lead_reasons = _reasons(lead_inputs, lead_x, lead_contributions, lead_p >= models.lead.threshold, top_k)
-    offers = book.offers(frame.column("loan_amount"), frame.column("loan_term"), bank_p, approved)
-    best = offers.best_bank(book.products)
-    explained = np.where(best >= 0, best, bank_p.argmax(axis=1))
-    return ScoreColumns(bank_p, approved, lead_p, best, explained, bank_reasons, lead_reasons, offers)
+        lead_up = lead_p >= models.lead.threshold
+        lead_reasons = _reasons(reason_inputs(models.lead.features), lead_x, lead_contributions, lead_up, top_k)
+    return ModelOutputs(bank_p, approved, lead_p, bank_reasons, lead_reasons)
 
 
 def _reasons(inputs: ReasonInputs, x: np.ndarray, contributions: np.ndarray, up: np.ndarray, k: int) -> Reasons:
     feature, value = top_reasons(inputs.summed(contributions), up, k)
-    missing = np.take_along_axis(inputs.missing(x), np.maximum(feature, 0), axis=1) & (feature >= 0)
+    missing = inputs.missing(x, feature)
     return Reasons(feature, value.astype(np.float32), missing, up)
