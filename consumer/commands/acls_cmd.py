@@ -39,7 +39,7 @@ DEFAULT_PRINCIPALS: dict[Role, str] = {
     "monitor": "User:crm-monitor",
 }
 DEFAULT_OUTCOMES_TOPIC = "crm.outcomes"
-DEFAULT_MONITOR_GROUP = "crm-monitor"
+DEFAULT_MONITOR_GROUP = "crm-scorer-monitor"  # the monitor's default kafka.group_id
 _FLAG = {"TOPIC": "--topic", "GROUP": "--group", "TRANSACTIONAL_ID": "--transactional-id"}
 
 
