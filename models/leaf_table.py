@@ -63,6 +63,7 @@ class LeafTable:
         contributions and, in the last column, the margin (base + every tree's leaf value, XGBoost's sum)."""
         from scipy.sparse import csr_matrix
 
+        leaves = leaves.reshape(len(leaves), self.trees)  # XGBoost gives a one-tree model's leaves as a vector
         rows = leaves.shape[0]
         width = self.trees + 1
         index = np.empty((rows, width), dtype=np.int32)
