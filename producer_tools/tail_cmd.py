@@ -1,6 +1,7 @@
 """``crm-producer tail``: print the score results (or dead letters) arriving on a topic.
 
-Score records are decoded and printed as JSON lines (the JSON view) or a compact table. Messages that carry
+Score records are decoded and printed as JSON lines (the JSON view) or a table (a result's header line, then
+one line per bank with its decision and reasons, the lead's reasons and the ranked offers). Messages that carry
 ``dlq.*`` headers are dead letters: their reason, error and source are printed instead of their bytes.
 The reader assigns every partition itself (no group, nothing committed) and stops after ``--max`` records
 or ``--timeout`` seconds of silence.
@@ -108,11 +109,36 @@ def dead_letter_view(info: DeadLetterInfo, message: RecordedMessage) -> dict[str
 
 
 def score_row(view: dict[str, Any]) -> str:
-    """One table line: ids, best offer, lead score, each bank's probability (* = approved), reasons."""
-    banks = " ".join(f"{b['bank']}={b['probability']:.2f}{'*' if b['approved'] else ''}" for b in view["banks"])
-    reasons = ", ".join(f"{r['feature']}({r['contribution']:+.2f})" for r in view["reasons"])
+    """A result as a small table: ids, best offer and lead score; then each bank's probability, decision and
+    reasons (code and contribution), the lead's reasons, and the offers in rank order."""
     ids = f"{view['event_id']}  {view['application_id']:<22}"
-    return f"{ids} {view['best_offer'] or '-':<8} lead={view['lead']['score']:>4}  {banks}  {reasons}"
+    lines = [f"{ids} best_offer={view['best_offer'] or '-'}  lead={view['lead']['score']}"]
+    width = max([len(b["bank"]) for b in view["banks"]] + [6])
+    for bank in view["banks"]:
+        decision = "approved" if bank["approved"] else "declined"
+        lines.append(
+            f"  {bank['bank']:<{width}} {bank['probability']:.2f} {decision}  {_reasons(bank.get('reasons', []))}"
+        )
+    if view["lead"].get("reasons"):
+        lines.append(
+            f"  {'lead':<{width}} {view['lead']['probability']:.2f} {'':8}  {_reasons(view['lead']['reasons'])}"
+        )
+    if not any(b.get("reasons") for b in view["banks"]):  # a v1 result: only the explained bank's reasons
+        lines.append(f"  {'reasons':<{width}} {_reasons(view['reasons'])}")
+    if view.get("offers"):
+        lines.append(f"  {'offers':<{width}} " + " | ".join(_offer(o) for o in view["offers"]))
+    return "\n".join(lines)
+
+
+def _reasons(reasons: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r.get('code') or r['feature']}({r['contribution']:+.2f})" for r in reasons) or "-"
+
+
+def _offer(offer: dict[str, Any]) -> str:
+    if offer["monthly_payment"] is None:
+        return f"{offer['rank']}. {offer['bank']} (requested loan, unpriced)"
+    return (f"{offer['rank']}. {offer['bank']} {offer['product']} {offer['monthly_payment']:,.2f}/month "
+            f"at {100 * offer['annual_rate']:.1f}%")  # fmt: skip
 
 
 def dead_letter_row(view: dict[str, Any]) -> str:

@@ -137,10 +137,28 @@ def score_result(i: int, best_offer: str | None) -> dict[str, Any]:
         "scored_at": now + dt.timedelta(milliseconds=40),
         "lead": {"score": 100 * i, "probability": i / 10, "model_version": "lead-1"},
         "banks": [
-            {"bank": "bank_a", "probability": 0.3, "approved": False, "model_version": "a-1"},
+            {
+                "bank": "bank_a",
+                "probability": 0.3,
+                "approved": False,
+                "model_version": "a-1",
+                "reasons": [{"feature": "income", "contribution": -0.61, "code": "INCOME_LOW", "statement": {}}],
+            },
             {"bank": "bank_c", "probability": 0.8, "approved": best_offer == "bank_c", "model_version": "c-1"},
         ],
         "best_offer": best_offer,
+        "offers": []
+        if best_offer is None
+        else [
+            {
+                "bank": "bank_c",
+                "product": "express",
+                "approval_probability": 0.8,
+                "annual_rate": 0.299,
+                "monthly_payment": 7697.6,
+                "rank": 1,
+            }
+        ],
         "reasons": [{"feature": "income", "contribution": 0.42}],
         "config_hash": "cfg",
     }
@@ -167,10 +185,12 @@ def test_tail_prints_score_results_and_dead_letters(
     )
     assert [json.loads(line)["application_id"] for line in capsys.readouterr().out.splitlines()] == ["app-3"]
 
-    assert main([*common, "--topic", scores, "--format", "table", "--max", "5"]) == 0
+    assert main([*common, "--topic", scores, "--format", "table", "--max", "2"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert len(table) == 5
-    assert "bank_c=0.80*" in table[1] and "income(+0.42)" in table[1]
+    assert len(table) == 7  # per result: a header, one line per bank, the offers when there are some
+    assert table[0].endswith("best_offer=-  lead=0") and table[3].endswith("best_offer=bank_c  lead=100")
+    assert "bank_a 0.30 declined  INCOME_LOW(-0.61)" in table[1] and "bank_c 0.80 approved  -" in table[5]
+    assert "1. bank_c express 7,697.60/month at 29.9%" in table[6]
 
     assert main([*common, "--topic", dlq, "--max", "1"]) == 0
     letter = json.loads(capsys.readouterr().out)["dead_letter"]
