@@ -48,13 +48,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(events):,} events, top {k} reasons, load average {_load()}")
     if not args.no_accuracy:
         print("bank     max |ours - xgboost approx|  (max |contribution|)  float32  top-3 = TreeSHAP's: set  order")
-        for bank in models.banks:
-            a = bank_accuracy(bank, frame, k)
+        reports = [bank_accuracy(bank, frame, k) for bank in models.banks]
+        for a in reports:
             float32 = "yes" if a.within_float32 else "NO"
             print(
                 f"{a.bank:<8} {a.max_abs_difference:>27.3g}  ({a.max_contribution:>18.3f})  "
                 f"{float32:>7}  {a.same_top_set:>24.1%}  {a.same_top_order:>5.1%}"
             )
+        same_set = sum(a.same_top_set * a.rows for a in reports) / sum(a.rows for a in reports)
+        same_order = sum(a.same_top_order * a.rows for a in reports) / sum(a.rows for a in reports)
+        worst = max(a.max_abs_difference for a in reports)
+        print(f"{'all':<8} {worst:>27.3g}  {'':20}  {'yes' if all(a.within_float32 for a in reports) else 'NO':>7}  "
+              f"{same_set:>24.1%}  {same_order:>5.1%}   ({sum(a.rows for a in reports):,} bank decisions)")  # fmt: skip
     if not args.no_cost:
         c = reason_cost(models, frame, k, settings.consumer.batch_size, args.repeats)
         banks = len(models.banks)

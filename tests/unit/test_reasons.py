@@ -174,3 +174,20 @@ def test_feature_matrix_is_shared_by_banks_with_the_same_features(model_set: Mod
     shared = feature_matrix(x)
     for bank in model_set.banks:
         assert np.array_equal(bank.leaves(shared), bank.leaves(x))
+
+
+def test_the_reasons_report_prints_the_agreement_and_the_cost(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from consumer.commands.cli import main
+    from schemas.json_view import to_json_view
+
+    source = tmp_path / "events.jsonl"
+    source.write_text("".join(json.dumps(to_json_view(e)) + "\n" for e in generate(400, seed=5).events))
+    assert main(["reasons-report", "--in", str(source), "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    overall = next(line for line in out.splitlines() if line.startswith("all "))
+    assert " yes " in overall and "(2,000 bank decisions)" in overall
+    assert "reasons alone: before" in out and "us/event (5 banks and the lead)" in out
