@@ -170,6 +170,7 @@ def run_monitor(
             return summary_line(loop.last_state)
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def summary_line(state: MonitorState) -> str:
