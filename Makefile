@@ -37,7 +37,7 @@ test-faults: $(STAMP)
 
 # The security suite alone: a secured Apache Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and its table of refusals.
 test-security: $(STAMP)
-	$(PY) -m pytest -q -s tests/integration/security
+	CRM_SECURITY_FULL=1 $(PY) -m pytest -q -s tests/integration/security
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

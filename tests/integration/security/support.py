@@ -5,12 +5,14 @@ super-user."""
 from __future__ import annotations
 
 import collections
+import os
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
@@ -26,11 +28,14 @@ from confluent_kafka.admin import (
 from consumer.commands.acls_cmd import Acl, producer_acls, scorer_acls
 from consumer.settings import Settings, load_settings
 from producer_tools.apache_kafka import ApacheKafka
-from tests.integration.faults.support import Row, pairs, read_event_id, valid_messages
+from tests.integration.faults.support import Row, http_get, pairs, read_event_id, valid_messages
 from tests.integration.harness import Lanes
 
 _RESOURCE = {"TOPIC": ResourceType.TOPIC, "GROUP": ResourceType.GROUP, "CLUSTER": ResourceType.BROKER,
              "TRANSACTIONAL_ID": ResourceType.TRANSACTIONAL_ID}  # fmt: skip
+# `make test` keeps the security suite near two minutes; `make test-security` (CRM_SECURITY_FULL=1) adds these.
+FULL = os.environ.get("CRM_SECURITY_FULL") == "1"
+full_only = pytest.mark.skipif(not FULL, reason="run by make test-security (CRM_SECURITY_FULL=1)")
 ROWS: list[Row] = []  # the security rows of the reliability table, printed at the end of the session
 _ANY = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
                         AclPermissionType.ANY)  # fmt: skip
@@ -166,3 +171,13 @@ class SecureLanes:
             raise AssertionError("the group's committed offsets could not be read")
         finally:
             consumer.close()
+
+
+def readyz(url: str, timeout: float = 20.0) -> tuple[int, str]:
+    """``/readyz``'s (status, body), asking again while the endpoint does not answer at all (a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = http_get(f"{url}/readyz", timeout=5.0)
+        if status or time.monotonic() > deadline:
+            return status, body
+        time.sleep(0.5)

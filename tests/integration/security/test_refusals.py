@@ -10,12 +10,12 @@ import time
 import pytest
 
 from consumer.commands.acls_cmd import Acl
-from tests.integration.faults.support import Row, http_get, telemetry_url, wait_until
+from tests.integration.faults.support import Row, telemetry_url, wait_until
 from tests.integration.harness import ScorerProcess
-from tests.integration.security.support import ROWS, SecureLanes
+from tests.integration.security.support import ROWS, SecureLanes, readyz
 
 EVENTS = 300
-_OBSERVE_S = 5.0  # how long a refused scorer is watched: longer than a few retries, shorter than the log throttle
+_OBSERVE_S = 3.0  # how long a refused scorer is watched: longer than a few retries, shorter than the log throttle
 
 
 def _refused_then_granted(
@@ -31,7 +31,7 @@ def _refused_then_granted(
         url = telemetry_url(scorer)
         scorer.wait_for_log(line, timeout=60)
         time.sleep(_OBSERVE_S)
-        status, body = http_get(f"{url}/readyz")
+        status, body = readyz(url)
         assert status == 503 and '"broker_reachable": {"ok": false' in body, body
         assert scorer.log.count(line) == 1, f"the refusal is logged once per interval, not per retry:\n{scorer.log}"
         assert scorer.log.count(" consuming ") <= 1, f"the worker restarted:\n{scorer.log}"
@@ -39,7 +39,7 @@ def _refused_then_granted(
         assert not secure_lanes.scored(), "results visible while the ACL is missing"
         secure_lanes.grant(missing)
         wait_until(lambda: secure_lanes.committed() >= EVENTS, 90, "every offset committed after the grant", scorer)
-        wait_until(lambda: http_get(f"{url}/readyz")[0] == 200, 30, "ready after the grant", scorer)
+        wait_until(lambda: readyz(url)[0] == 200, 30, "ready after the grant", scorer)
         scorer.stop()
     scored = secure_lanes.scored()
     lost = len(events - set(scored))
