@@ -29,6 +29,8 @@ class RegistryClient(Protocol):
 
     def register_schema(self, subject_name: str, schema: Schema) -> int: ...
 
+    def close(self) -> None: ...
+
 
 def value_subject(topic: str) -> str:
     """The subject of a topic's values under the default TopicNameStrategy: ``<topic>-value``."""
@@ -45,6 +47,10 @@ class RegistrySchemaSource:
     def from_url(cls, url: str, **conf: Any) -> RegistrySchemaSource:
         """A source for the registry at ``url`` (``mock://<name>`` gives the in-process mock). No network here."""
         return cls(SchemaRegistryClient.new_client({"url": url, **conf}))
+
+    def close(self) -> None:
+        """Close the client's HTTP connections (a long-lived scorer never needs to; a tool or a test does)."""
+        self._client.close()
 
     def get_schema_str(self, schema_id: int) -> str:
         """The Avro schema JSON registered under ``schema_id``.

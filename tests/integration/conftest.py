@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from producer_tools.apache_kafka import ApacheKafka
+from producer_tools.apicurio import APICURIO_VERSION, ApicurioRegistry, registry_unavailable_reason
 from producer_tools.broker import (
     BOOTSTRAP_ENV,
     BROKER_ENV,
@@ -59,16 +60,53 @@ def session_broker_kind() -> str:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [_broker_header(), _registry_header()]
+
+
+def _broker_header() -> str:
     external = _external_bootstrap()
     if external:
-        return [f"broker: external cluster at {external} ({BOOTSTRAP_ENV})"]
+        return f"broker: external cluster at {external} ({BOOTSTRAP_ENV})"
     if session_broker_kind() == CONTAINER:
-        return [f"broker: Apache Kafka in a container ({_TESTCONTAINERS_IMAGE}, testcontainers)"]
+        return f"broker: Apache Kafka in a container ({_TESTCONTAINERS_IMAGE}, testcontainers)"
     if session_broker_kind() == "kafka":
-        return [f"broker: Apache Kafka {ApacheKafka.version} (local, KRaft, one node; three for cluster faults)"]
+        return f"broker: Apache Kafka {ApacheKafka.version} (local, KRaft, one node; three for cluster faults)"
     reason = kafka_unavailable_reason()
     fallback = f"; {reason}, so the suite falls back to Tansu" if reason else ""
-    return [f"broker: Tansu {TansuBroker.version} (local, in memory){fallback}"]
+    return f"broker: Tansu {TansuBroker.version} (local, in memory){fallback}"
+
+
+def _registry_header() -> str:
+    reason = registry_unavailable_reason()
+    if reason is None:
+        return f"schema registry: Apicurio Registry {APICURIO_VERSION} (local, ccompat API)"
+    strict = " (CRM_REGISTRY=apicurio: its tests fail)" if _registry_required() else " (its tests are skipped)"
+    return f"schema registry: {reason}{strict}"
+
+
+def _registry_required() -> bool:
+    """CI sets CRM_REGISTRY=apicurio: the real-registry tests must run there, never be skipped."""
+    return os.environ.get("CRM_REGISTRY", "").strip() == "apicurio"
+
+
+@pytest.fixture(scope="session")
+def _session_registry() -> Iterator[ApicurioRegistry]:
+    reason = registry_unavailable_reason()
+    if reason is not None:
+        if _registry_required():
+            pytest.fail(f"CRM_REGISTRY=apicurio, but {reason}")
+        pytest.skip(reason)
+    with ApicurioRegistry() as registry:
+        print(f"\nApicurio Registry {APICURIO_VERSION} answered after {registry.start_seconds:.1f} s")
+        yield registry
+
+
+@pytest.fixture
+def apicurio(_session_registry: ApicurioRegistry) -> ApicurioRegistry:
+    """The session's Apicurio Registry, running (a fault scenario that killed or froze it is undone here)."""
+    if not _session_registry.is_running():
+        _session_registry.start()
+    return _session_registry
 
 
 def broker_label() -> str:
