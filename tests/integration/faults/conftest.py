@@ -12,7 +12,7 @@ from tests.integration.faults.support import INPUT_PARTITIONS, TABLE, format_tab
 from tests.integration.harness import Lanes
 
 support.BROKER_LABEL = broker_label()
-COMMAND = "make test-faults  # pytest -q -m "faults or matrix" -s tests/integration"
+COMMAND = 'make test-faults  # pytest -q -m "faults or matrix" -s tests/integration'
 
 
 def pytest_configure(config: pytest.Config) -> None:
