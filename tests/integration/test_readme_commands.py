@@ -44,6 +44,7 @@ RULES: list[Rule] = [
     ("generate", _starts("crm-producer", "generate"), RUN),
     ("score a file", _starts("crm-scorer", "score"), RUN),
     ("config reference", _starts("crm-scorer", "config-reference"), RUN),
+    ("acls", _starts("crm-scorer", "acls"), RUN),
     ("evaluate models", lambda a: a[0] == "crm-train" and "--evaluate" in a, RUN),
     ("look at a file", _starts("head"), RUN),
     ("activate", _starts("."), "shell state: the test puts the environment's bin directory on PATH"),
