@@ -77,6 +77,11 @@ class Refusal:
     operation: str  # Write
     error: str  # the broker's words
 
+    def covers(self, topic: str) -> bool:
+        """True when a delivery to ``topic`` shows this refusal is over (any delivery, for a non-topic refusal)."""
+        kind, _, names = self.resource.partition(":")
+        return kind != "Topic" or topic in names.split(" or ")
+
     def line(self) -> str:
         """The one log line an operator needs: which ACL, and what the scorer does meanwhile."""
         return (f"not authorised: the broker refuses {self.operation} on {self.resource} to this principal "
@@ -202,9 +207,10 @@ class BatchPublisher:
         if _REFUSAL_LOG.ready(refusal.resource, _REFUSAL_LOG_S):
             log.error("%s", refusal.line())
 
-    def delivered(self) -> None:
-        """A delivery succeeded: a refusal seen before is over (the ACL was granted)."""
-        if self.refusal is not None:
+    def delivered(self, topic: str) -> None:
+        """A delivery to ``topic`` succeeded: a refusal of that topic is over (the ACL was granted). A dead letter
+        delivered while the output is refused says nothing about the output."""
+        if self.refusal is not None and self.refusal.covers(topic):
             log.warning("authorised again: %s on %s accepted; resuming", self.refusal.operation, self.refusal.resource)
             self.refusal = None
 
@@ -302,6 +308,6 @@ class _BatchAcks:
         if err is None:
             self._batch.pending -= 1
             if self._publisher.refusal is not None:
-                self._publisher.delivered()
+                self._publisher.delivered(msg.topic() or "")
             return
         self._publisher._failed(err, msg, self)
