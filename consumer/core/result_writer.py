@@ -2,9 +2,9 @@
 
 fastavro walks the schema for every record (~15 us for a result with five banks, far more with every bank's
 reasons); most of a result is constant for a worker (bank names, model versions, reason codes and statements,
-products, the config hash) and the rest is a few numbers. This writer lays the constant bytes down once and
-packs only what varies: a batch's numbers go through numpy once, and a reason is its feature's bytes, its
-contribution's eight bytes and the bytes of its code and statements, all chosen by index. It is the only
+products, the config hash) and the rest is a few numbers. This writer encodes the constant parts once and
+picks them by index: a reason is its feature's bytes, its contribution's eight bytes and the bytes of its code
+and statements. It is the only
 producer of results: it writes the layout of one schema, ``result_schema()`` (``score_result.v2``), the schema
 the service frames and registers its results with. ``tests/unit/test_fast_paths.py`` checks it writes the same
 bytes as fastavro, the oracle.
@@ -19,7 +19,7 @@ import numpy as np
 from consumer.core.offers import OfferBook
 from consumer.core.scoring import Reasons, ScoreColumns
 from models.artifacts import ModelSet
-from models.reasons import KINDS, LANGUAGES, FeatureReasons, reason_inputs, shipped_reason_codes
+from models.reasons import KINDS, LANGUAGES, MAX_REASONS, FeatureReasons, reason_inputs, shipped_reason_codes
 from schemas import SchemaVersion, load_catalog
 
 _ZERO = b"\x00"  # an empty array block ends an array; union branch 0 is null
@@ -68,33 +68,55 @@ def _statement_bytes(entry: FeatureReasons) -> list[bytes]:
     return out
 
 
-class _ReasonBytes:
-    """The constant bytes of one model's reasons: per reason name, its feature and its code per kind."""
+def _table(values: Sequence[bytes]) -> np.ndarray:
+    """An object array of ``values`` plus an empty part at index -1 (what an absent reason or offer writes)."""
+    out = np.empty(len(values) + 1, dtype=object)
+    out[:-1] = list(values)
+    out[-1] = b""
+    return out
+
+
+def _counts(limit: int) -> np.ndarray:
+    """An array's block count for 0..limit items; nothing for 0 (the array is then its end marker alone)."""
+    return _table([b""] + [zigzag_varint(c) for c in range(1, limit + 1)])[:-1]
+
+
+def _doubles(values: np.ndarray) -> np.ndarray:
+    """Each value's 8 little-endian bytes, as an object array of the same shape."""
+    return np.ascontiguousarray(values, dtype="<f8").view("V8").astype(object)
+
+
+def _constant(rows: int, value: bytes) -> np.ndarray:
+    out = np.empty((rows, 1), dtype=object)
+    out[:] = value  # not np.full: it passes bytes through a fixed-width string and drops trailing NULs
+    return out
+
+
+class _ReasonParts:
+    """The constant parts of one model's reasons: per reason name its feature, per name and kind its code."""
 
     def __init__(self, names: Sequence[str], table: Mapping[str, FeatureReasons]) -> None:
-        self.feature = [avro_string(n) for n in names]
-        self.codes = [_statement_bytes(table[n]) for n in names]
+        self.feature = _table([avro_string(n) for n in names])
+        self.code = _table([code for n in names for code in _statement_bytes(table[n])])
+        self.count = _counts(MAX_REASONS)
 
-    def blocks(self, reasons: Reasons) -> list[bytes]:
-        """Each row's encoded reasons array."""
-        n, k = reasons.feature.shape
-        if k == 0:
-            return [_ZERO] * n
-        values = np.ascontiguousarray(reasons.value, dtype="<f8").tobytes()
-        kinds = np.where(reasons.missing, 2, reasons.up[:, None].astype(np.intp)).tolist()
-        features, feature_bytes, codes = reasons.feature.tolist(), self.feature, self.codes
-        out = []
-        for r in range(n):
-            chosen = [(i, f) for i, f in enumerate(features[r]) if f >= 0]
-            if not chosen:
-                out.append(_ZERO)
-                continue
-            parts = [_SHORT_LENGTHS[len(chosen)]]
-            at, row_kinds = r * k * 8, kinds[r]
-            for i, f in chosen:
-                parts += (feature_bytes[f], values[at + 8 * i : at + 8 * i + 8], codes[f][row_kinds[i]])
-            parts.append(_ZERO)
-            out.append(b"".join(parts))
+    def parts(self, reasons: Reasons, k: int) -> np.ndarray:
+        """(rows, 2 + 3k): count, then feature, contribution, code per reason (absent ones, and those a model
+        with fewer than ``k`` features lacks, empty), then the end."""
+        rows, given = reasons.feature.shape
+        feature = np.full((rows, k), -1, dtype=np.intp)
+        feature[:, :given] = reasons.feature
+        present = feature >= 0  # a prefix of each row: reasons come strongest first
+        kind = np.zeros((rows, k), dtype=np.intp)
+        kind[:, :given] = np.where(reasons.missing, 2, reasons.up[:, None].astype(np.intp))
+        values = np.zeros((rows, k))
+        values[:, :given] = reasons.value
+        out = np.empty((rows, 2 + 3 * k), dtype=object)
+        out[:, 0] = self.count[present.sum(axis=1)]
+        out[:, 1:-1:3] = self.feature[feature]
+        out[:, 2:-1:3] = np.where(present, _doubles(values), b"")
+        out[:, 3:-1:3] = self.code[np.where(present, feature * len(KINDS) + kind, -1)]
+        out[:, -1] = _ZERO
         return out
 
 
@@ -103,7 +125,9 @@ class ResultWriter:
 
     ``header`` is the framing of ``result_schema()`` written before every body. Per batch: ``blocks`` encodes
     the part of each result that depends only on its scores (lead, banks, best offer, offers, reasons, config
-    hash); ``framed`` prefixes a block with the event's ids, hash and times.
+    hash); ``framed`` prefixes a block with the event's ids, hash and times. A batch's parts are laid out as
+    one object array (a row per result, a column per part, picked from tables of constant bytes by index, the
+    numbers' bytes straight from numpy) and each row is one ``bytes.join``: no Python loop per part.
     """
 
     def __init__(
@@ -117,77 +141,68 @@ class ResultWriter:
         self.header = header
         table = reason_codes if reason_codes is not None else shipped_reason_codes()
         banks = models.banks
-        self._book = book if book is not None else OfferBook([b.name for b in banks], {})
+        book = book if book is not None else OfferBook([b.name for b in banks], {})
+        products = book.products
+        self._scores = _table(_SCORES)
         self._lead_version = avro_string(models.lead.version)
-        self._lead_reasons = _ReasonBytes(reason_inputs(models.lead.features).names, table)
+        self._lead_reasons = _ReasonParts(reason_inputs(models.lead.features).names, table)
         self._bank_count = zigzag_varint(len(banks))
         self._bank_names = [avro_string(b.name) for b in banks]
-        self._bank_versions = [avro_string(b.version) for b in banks]
-        self._bank_reasons = [_ReasonBytes(reason_inputs(b.features).names, table) for b in banks]
-        self._best = [_SECOND + avro_string(b.name) for b in banks] + [_NULL]  # index -1: no offer (null)
-        self._offer_heads = [
-            self._bank_names[p.bank] + (_NULL if p.name is None else _SECOND + avro_string(p.name))
-            for p in self._book.products
-        ]
-        self._offer_rates = [
-            _NULL if p.annual_rate is None else _SECOND + np.array(p.annual_rate, "<f8").tobytes()
-            for p in self._book.products
-        ]
-        self._ranks = [zigzag_varint(rank) for rank in range(1, len(self._book.products) + 1)]
+        self._decisions = [_table([_FALSE + avro_string(b.version), _TRUE + avro_string(b.version)]) for b in banks]
+        self._bank_reasons = [_ReasonParts(reason_inputs(b.features).names, table) for b in banks]
+        self._best = _table([_SECOND + avro_string(b.name) for b in banks] + [_NULL])[:-1]  # -1: no offer (null)
+        self._offer_bank = np.array([p.bank for p in products], dtype=np.intp)
+        self._priced = np.array([p.annual_rate is not None for p in products])
+        self._offer_heads = _table(
+            [self._bank_names[p.bank] + (_NULL if p.name is None else _SECOND + avro_string(p.name)) for p in products]
+        )
+        self._offer_rates = _table(
+            [_NULL if p.annual_rate is None else _SECOND + np.array(p.annual_rate, "<f8").tobytes() for p in products]
+        )
+        self._payment_branches = _table([_SECOND if p.annual_rate is not None else _NULL for p in products])
+        self._ranks = _table([zigzag_varint(rank) for rank in range(1, len(products) + 1)])
+        self._offer_counts = _counts(len(products))
         self._tail = avro_string(config_hash)
 
     def blocks(self, columns: ScoreColumns) -> list[bytes]:
         """The scores part of each row's result: lead, banks, best offer, offers, reasons and config hash."""
         n = len(columns.lead_p)
-        lead_p = np.ascontiguousarray(columns.lead_p, dtype="<f8").tobytes()
-        bank_p = np.ascontiguousarray(columns.bank_p, dtype="<f8").tobytes()
-        approved = columns.approved.tolist()
         # round(1000 * p) is round-half-even of the same double, as np.rint computes it
-        scores = np.rint(columns.lead_p * 1000).astype(np.int64).tolist()
-        lead_reasons = self._lead_reasons.blocks(columns.lead_reasons)
-        bank_reasons = [w.blocks(r) for w, r in zip(self._bank_reasons, columns.bank_reasons, strict=True)]
-        offers = self._offers(columns)
-        best, explained = columns.best.tolist(), columns.explained.tolist()
-        names, versions, width = self._bank_names, self._bank_versions, len(self._bank_names)
-        out = []
-        for r in range(n):
-            parts = [
-                _SCORES[scores[r]],
-                lead_p[8 * r : 8 * r + 8],
-                self._lead_version,
-                lead_reasons[r],
-                self._bank_count,
-            ]
-            ok, at = approved[r], 8 * width * r
-            for j in range(width):
-                parts += (names[j], bank_p[at + 8 * j : at + 8 * j + 8], _TRUE if ok[j] else _FALSE, versions[j],
-                          bank_reasons[j][r])  # fmt: skip
-            parts += (_ZERO, self._best[best[r]], offers[r], bank_reasons[explained[r]][r], self._tail)
-            out.append(b"".join(parts))
-        return out
+        scores = np.rint(columns.lead_p * 1000).astype(np.intp)
+        bank_p = _doubles(columns.bank_p)
+        k = max(r.feature.shape[1] for r in [*columns.bank_reasons, columns.lead_reasons])
+        bank_reasons = [w.parts(r, k) for w, r in zip(self._bank_reasons, columns.bank_reasons, strict=True)]
+        parts = [
+            self._scores[scores][:, None],
+            _doubles(columns.lead_p)[:, None],
+            _constant(n, self._lead_version),
+            self._lead_reasons.parts(columns.lead_reasons, k),
+            _constant(n, self._bank_count),
+        ]
+        for j, name in enumerate(self._bank_names):
+            decision = self._decisions[j][columns.approved[:, j].astype(np.intp)]
+            parts += [_constant(n, name), bank_p[:, j : j + 1], decision[:, None], bank_reasons[j]]
+        parts += [_constant(n, _ZERO), self._best[columns.best][:, None], self._offers(columns)]
+        parts += [np.stack(bank_reasons)[columns.explained, np.arange(n)], _constant(n, self._tail)]
+        return [b"".join(row) for row in np.concatenate(parts, axis=1).tolist()]
 
-    def _offers(self, columns: ScoreColumns) -> list[bytes]:
-        """Each row's encoded offers array."""
-        offers, products = columns.offers, self._book.products
-        probability = columns.bank_p[:, [p.bank for p in products]]
-        count, order = offers.count.tolist(), offers.order.tolist()
-        prob_bytes = np.ascontiguousarray(probability, dtype="<f8").tobytes()
-        payment_bytes = np.ascontiguousarray(offers.payment, dtype="<f8").tobytes()
-        priced = [p.annual_rate is not None for p in products]
-        heads, rates, ranks, width = self._offer_heads, self._offer_rates, self._ranks, len(products)
-        out = []
-        for r in range(len(count)):
-            if not count[r]:
-                out.append(_ZERO)
-                continue
-            parts = [_SHORT_LENGTHS[count[r]] if count[r] < 64 else zigzag_varint(count[r])]
-            at = 8 * width * r
-            for rank, p in enumerate(order[r][: count[r]]):
-                at_p = at + 8 * p
-                payment = _SECOND + payment_bytes[at_p : at_p + 8] if priced[p] else _NULL
-                parts += (heads[p], prob_bytes[at_p : at_p + 8], rates[p], payment, ranks[rank])
-            parts.append(_ZERO)
-            out.append(b"".join(parts))
+    def _offers(self, columns: ScoreColumns) -> np.ndarray:
+        """(rows, 2 + 6 * products): count, then per rank bank and product, probability, rate, payment, rank."""
+        offers = columns.offers
+        n, width = offers.order.shape
+        offered = np.arange(width) < offers.count[:, None]
+        chosen = np.where(offered, offers.order, -1)
+        probability = np.take_along_axis(columns.bank_p[:, self._offer_bank], offers.order, axis=1)
+        payment = np.take_along_axis(offers.payment, offers.order, axis=1)
+        out = np.empty((n, 2 + 6 * width), dtype=object)
+        out[:, 0] = self._offer_counts[offers.count]
+        out[:, 1:-1:6] = self._offer_heads[chosen]
+        out[:, 2:-1:6] = np.where(offered, _doubles(probability), b"")
+        out[:, 3:-1:6] = self._offer_rates[chosen]
+        out[:, 4:-1:6] = self._payment_branches[chosen]
+        out[:, 5:-1:6] = np.where(offered & self._priced[offers.order], _doubles(payment), b"")
+        out[:, 6:-1:6] = self._ranks[np.where(offered, np.arange(width), -1)]
+        out[:, -1] = _ZERO
         return out
 
     def framed(
