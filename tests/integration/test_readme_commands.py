@@ -57,6 +57,8 @@ RULES: list[Rule] = [
     ("tail", _starts("crm-producer", "tail"), "needs a broker"),
     ("replay", _starts("crm-producer", "replay-dlq"), "needs a broker"),
     ("run", _starts("crm-scorer", "run"), "needs a broker and runs until stopped"),
+    ("outcomes", _starts("crm-producer", "outcomes"), "needs a broker and the scores it answers"),
+    ("monitor", _starts("crm-scorer", "monitor"), "needs a broker"),
     ("train", lambda a: a[0] == "crm-train", "trains for minutes or needs a labelled file"),
 ]
 PARSERS = {"crm-scorer": scorer_parser, "crm-producer": producer_parser, "crm-train": train_parser}
