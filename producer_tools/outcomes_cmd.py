@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import heapq
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -130,11 +131,16 @@ def run(args: argparse.Namespace) -> int:
     return 1 if tally.failed else 0
 
 
-def answer_scores(args: argparse.Namespace) -> OutcomeTally:
-    """Read scores from the beginning, publish their outcomes when due, until idle; the tally."""
-    truths = world_truth(args.count, args.seed, args.scenario, args.schema_version)
-    draws = OutcomeDraws(args.missing, args.duplicates)
-    decoder, encode = ResultDecoder(), SingleObjectEncoder(load_catalog().outcome)
+def answer_scores(
+    args: argparse.Namespace, truths: dict[str, Truth] | None = None, stop: threading.Event | None = None
+) -> OutcomeTally:
+    """Read scores from the beginning, publish their outcomes when due, until idle (or ``stop``); the tally.
+
+    ``truths`` (by event id) defaults to the world regenerated from ``args``; the demo passes the world it sent.
+    """
+    if truths is None:
+        truths = world_truth(args.count, args.seed, args.scenario, args.schema_version)
+    answerer = _Answerer(args, truths)
     consumer = Consumer(
         {
             "bootstrap.servers": args.bootstrap_servers,
@@ -144,56 +150,71 @@ def answer_scores(args: argparse.Namespace) -> OutcomeTally:
             "isolation.level": "read_committed",
         }
     )
-    producer = Producer(producer_config(args.bootstrap_servers))
-    tally, schedule = OutcomeTally(), OutcomeSchedule(args.time_scale)
-    seen_scores: set[str] = set()
-    seen_applications: set[str] = set()
-
-    def delivered(error: KafkaError | None, _: Any) -> None:
-        if error is not None:
-            tally.failed += 1
-
     consumer.subscribe([args.scores_topic])
     last_score = time.monotonic()
     try:
-        while True:
-            messages = consumer.consume(500, timeout=_POLL_SECONDS)
-            now = time.monotonic()
-            for message in messages:
-                if message.error() is not None or (args.max_scores and tally.scores >= args.max_scores):
-                    continue
-                last_score = now
-                try:
-                    score = decoder.decode(message.value())
-                except InvalidEventError:
-                    tally.unknown += 1
-                    continue
-                event_id = str(score["event_id"])
-                if event_id in seen_scores:  # a score published twice (at-least-once) is answered once
-                    continue
-                seen_scores.add(event_id)
-                tally.scores += 1
-                truth = truths.get(event_id)
-                if truth is None:
-                    tally.unknown += 1
-                    continue
-                first = score["application_id"] not in seen_applications
-                seen_applications.add(score["application_id"])
-                for planned in plan_outcomes(score, truth, args.seed, draws, args.policy_change, with_lead=first):
-                    schedule.add(planned, now)
-            for planned in schedule.due(time.monotonic()):
-                _send(producer, args.topic, encode, planned, delivered)
-                tally.outcomes += 1
-                tally.duplicates += planned.duplicate
-                kind = str(planned.record["kind"])
-                tally.by_kind[kind] = tally.by_kind.get(kind, 0) + 1
-            producer.poll(0)
-            if not schedule and time.monotonic() - last_score > args.idle_exit:
+        while stop is None or not stop.is_set():
+            messages = [m for m in consumer.consume(500, timeout=_POLL_SECONDS) if m.error() is None]
+            if messages:
+                last_score = time.monotonic()
+                answerer.read(messages, last_score)
+            answerer.send_due(time.monotonic())
+            if not answerer.schedule and time.monotonic() - last_score > args.idle_exit:
                 break
     finally:
-        producer.flush(30)
+        answerer.producer.flush(30)
         consumer.close()
-    return tally
+    return answerer.tally
+
+
+class _Answerer:
+    """Plans the outcomes of the scores read and sends them when due."""
+
+    def __init__(self, args: argparse.Namespace, truths: dict[str, Truth]) -> None:
+        self._args, self._truths = args, truths
+        self._draws = OutcomeDraws(args.missing, args.duplicates)
+        self._decoder, self._encode = ResultDecoder(), SingleObjectEncoder(load_catalog().outcome)
+        self.producer = Producer(producer_config(args.bootstrap_servers))
+        self.tally, self.schedule = OutcomeTally(), OutcomeSchedule(args.time_scale)
+        self._scores: set[str] = set()
+        self._applications: set[str] = set()
+
+    def read(self, messages: list[Any], now: float) -> None:
+        for message in messages:
+            if self._args.max_scores and self.tally.scores >= self._args.max_scores:
+                return
+            try:
+                score = self._decoder.decode(message.value())
+            except InvalidEventError:
+                self.tally.unknown += 1
+                continue
+            event_id = str(score["event_id"])
+            if event_id in self._scores:  # a score published twice (at-least-once) is answered once
+                continue
+            self._scores.add(event_id)
+            self.tally.scores += 1
+            truth = self._truths.get(event_id)
+            if truth is None:
+                self.tally.unknown += 1
+                continue
+            first = score["application_id"] not in self._applications
+            self._applications.add(score["application_id"])
+            policy = self._args.policy_change
+            for planned in plan_outcomes(score, truth, self._args.seed, self._draws, policy, with_lead=first):
+                self.schedule.add(planned, now)
+
+    def send_due(self, now: float) -> None:
+        for planned in self.schedule.due(now):
+            _send(self.producer, self._args.topic, self._encode, planned, self._delivered)
+            self.tally.outcomes += 1
+            self.tally.duplicates += planned.duplicate
+            kind = str(planned.record["kind"])
+            self.tally.by_kind[kind] = self.tally.by_kind.get(kind, 0) + 1
+        self.producer.poll(0)
+
+    def _delivered(self, error: KafkaError | None, _: Any) -> None:
+        if error is not None:
+            self.tally.failed += 1
 
 
 def _send(producer: Producer, topic: str, encode: Any, planned: PlannedOutcome, delivered: Any) -> None:
