@@ -116,7 +116,7 @@ def _expected_outcomes(values: list[bytes]) -> tuple[list[str | None], list[str 
     return ids, reasons
 
 
-@pytest.mark.make_test_guarantee("at_least_once")
+@pytest.mark.matrix  # 100k events twice: make test-faults (the poison catalogue covers each kind in make test)
 def test_fuzz_of_bit_flipped_and_truncated_events_crashes_nothing_and_conserves(
     lanes: Lanes, tmp_path: Path, guarantee: str
 ) -> None:

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.faults
 OUTAGE_S = 30.0
 
 
-@pytest.mark.make_test_guarantee("exactly_once")
+@pytest.mark.matrix  # make test-faults; make test pauses the broker past the transaction timeout (10b)
 def test_broker_paused_for_30_s_mid_stream_loses_nothing(
     lanes: Lanes, local_broker: LocalBroker, tmp_path: Path, guarantee: str
 ) -> None:

@@ -33,6 +33,7 @@ from tests.integration.harness import Lanes, ScorerProcess
 pytestmark = pytest.mark.faults
 
 
+@pytest.mark.make_test_guarantee("exactly_once")
 def test_kill_9_of_one_of_two_workers_loses_nothing_and_a_replacement_starts(
     lanes: Lanes, tmp_path: Path, guarantee: str
 ) -> None:
@@ -68,7 +69,7 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_a_replacement_starts(
     assert row.duplicates <= in_flight
 
 
-@pytest.mark.make_test_guarantee("at_least_once")
+@pytest.mark.matrix  # make test-faults; make test has two workers sharing partitions (test_streaming)
 def test_rebalance_one_two_one_workers_under_load_loses_nothing(lanes: Lanes, tmp_path: Path, guarantee: str) -> None:
     started = time.monotonic()
     messages = valid_messages(36_000, seed=203)
@@ -94,7 +95,7 @@ def test_rebalance_one_two_one_workers_under_load_loses_nothing(lanes: Lanes, tm
     assert row.duplicates == 0
 
 
-@pytest.mark.make_test_guarantee("exactly_once")
+@pytest.mark.matrix  # make test-faults; make test has a SIGTERM mid-stream (test_streaming)
 def test_sigterm_during_a_large_backlog_exits_in_time_and_restart_loses_nothing(
     lanes: Lanes, tmp_path: Path, guarantee: str
 ) -> None:
