@@ -7,7 +7,7 @@ EVENTS ?= 20000
 # The demo's local broker: tansu (no Java) or kafka (Apache Kafka from Maven Central; needs java and mvn).
 BROKER ?= tansu
 
-.PHONY: demo test test-unit test-integration test-faults test-security lint format train bench bench-quick clean
+.PHONY: demo stack test test-unit test-integration test-faults test-security lint format train bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/crm-producer demo --events $(EVENTS) --broker $(BROKER)
+
+# The docker-compose topology as local processes (Apache Kafka, Apicurio Registry, two scorers, the producer,
+# Prometheus) until Ctrl-C; needs java 17+, java 21+ for the registry, and mvn.
+stack: $(STAMP)
+	$(VENV)/bin/crm-producer stack
 
 # Everything but the one-million-event soak, the three-broker cluster scenarios and the second guarantee of the
 # scenarios marked make_test_guarantee (all three run in test-faults), on a local Apache Kafka (Tansu without

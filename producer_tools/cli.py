@@ -22,6 +22,7 @@ _COMMAND_MODULES = [
     "producer_tools.tail_cmd",
     "producer_tools.outcomes_cmd",
     "producer_tools.demo",
+    "producer_tools.stack_cmd",
     "producer_tools.rebalance_probe",
 ]
 

@@ -1,0 +1,222 @@
+"""``make stack``: the docker-compose topology as local processes, with no Docker engine.
+
+Apache Kafka (one KRaft node, :mod:`producer_tools.apache_kafka`), Apicurio Registry (:mod:`producer_tools.apicurio`),
+the three topics, two ``crm-scorer run`` replicas in one consumer group with Confluent framing (each its own
+process, instance id and metrics port), the synthetic CRM producing at a steady rate with about 1% malformed
+messages, and Prometheus (Debian's package, installed by ``scripts/install-prometheus.sh`` when missing) with
+``configs/prometheus.yml``'s rules, scraping both replicas. Grafana has no Debian package; its dashboard's
+queries are evaluated against Prometheus by the test suite instead. Every process logs into the stack's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from producer_tools.apache_kafka import ApacheKafka
+from producer_tools.apicurio import ApicurioRegistry
+from producer_tools.server_process import HOST, BrokerError, ServerProcess, free_port, port_is_free
+from producer_tools.topics import ensure_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+INSTALL_PROMETHEUS = ROOT / "scripts" / "install-prometheus.sh"
+TOPICS = {"input": "crm.applications", "output": "crm.scores", "dlq": "crm.applications.dlq"}
+GROUP = "crm-scorer"
+_BATCH = 5000  # events per producer run; the next run takes the next seed, so the stream never repeats
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    """Where the stack listens on loopback; a port in use (or 0) is replaced by a free one."""
+
+    registry: int = 8081
+    scorers: tuple[int, int] = (9400, 9401)
+    prometheus: int = 9090
+
+
+def _port(wanted: int) -> int:
+    return wanted if wanted and port_is_free(wanted) else free_port()
+
+
+class Stack:
+    """The whole topology; ``start`` brings it up in dependency order, ``stop`` takes it down in reverse."""
+
+    def __init__(
+        self,
+        folder: Path | None = None,
+        *,
+        ports: StackPorts | None = None,
+        rate: float = 200.0,
+        bad_ratio: float = 0.01,
+        prometheus: bool = True,
+    ) -> None:
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="crm-scorer-stack-"))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        wanted = ports or StackPorts()
+        self.kafka = ApacheKafka()
+        self.registry = ApicurioRegistry(_port(wanted.registry), data_dir=self.folder / "registry")
+        self.scorer_ports = tuple(_port(p) for p in wanted.scorers)
+        self.prometheus_port = _port(wanted.prometheus) if prometheus else None
+        self._rate, self._bad_ratio = rate, bad_ratio
+        self._scorers: list[ServerProcess] = []
+        self._prometheus: ServerProcess | None = None
+        self._producer: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._producer_thread: threading.Thread | None = None
+
+    @property
+    def prometheus_url(self) -> str | None:
+        return f"http://{HOST}:{self.prometheus_port}" if self.prometheus_port else None
+
+    def urls(self) -> dict[str, str]:
+        urls = {"kafka": self.kafka.bootstrap_servers, "schema registry": self.registry.url}
+        for i, port in enumerate(self.scorer_ports):
+            urls[f"scorer {i + 1}"] = f"http://{HOST}:{port}/metrics"
+        if self.prometheus_url:
+            urls["prometheus"] = self.prometheus_url
+        urls["logs"] = str(self.folder)
+        return urls
+
+    def start(self) -> Stack:
+        """Bring every part up and wait until each answers. Raises BrokerError naming the part that did not."""
+        self.kafka.start()
+        self.registry.start()
+        ensure_topics(self.kafka.bootstrap_servers, {TOPICS["input"]: 6, TOPICS["output"]: 6, TOPICS["dlq"]: 1})
+        for i, port in enumerate(self.scorer_ports):
+            self._scorers.append(self._scorer(i, port))
+        self._producer_thread = threading.Thread(target=self._produce_forever, name="stack-producer", daemon=True)
+        self._producer_thread.start()
+        if self.prometheus_port:
+            self._prometheus = self._start_prometheus(self.prometheus_port)
+        return self
+
+    def processes(self) -> list[ServerProcess]:
+        """The scorer replicas and Prometheus (the broker and the registry have objects of their own)."""
+        return [*self._scorers, *([self._prometheus] if self._prometheus else [])]
+
+    def problems(self) -> list[str]:
+        """Parts that stopped running, each with the tail of its log (empty while all is well)."""
+        found = []
+        for server in self.processes():
+            if not server.is_running():
+                found.append(f"{server.name} exited:\n{server.log_tail(1500)}")
+        if not self.kafka.is_running():
+            found.append(f"Apache Kafka exited:\n{self.kafka.log_tail()[-1500:]}")
+        if not self.registry.is_running():
+            found.append(f"Apicurio Registry exited:\n{self.registry.log_tail()[-1500:]}")
+        return found
+
+    def stop(self) -> None:
+        """Stop everything, producer first and broker last (scorers commit and leave the group on SIGTERM)."""
+        self._stopping.set()
+        if self._producer is not None and self._producer.poll() is None:
+            self._producer.terminate()
+            self._producer.wait(15)
+        if self._producer_thread is not None:
+            self._producer_thread.join(15)
+        for server in [*([self._prometheus] if self._prometheus else []), *self._scorers]:
+            server.request_stop()
+        for server in [*([self._prometheus] if self._prometheus else []), *self._scorers]:
+            server.stop(20)
+        self.registry.stop()
+        self.kafka.stop()
+
+    def __enter__(self) -> Stack:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _scorer(self, replica: int, port: int) -> ServerProcess:
+        command = [sys.executable, "-m", "consumer.commands.cli", "run", "--bootstrap-servers",
+                   self.kafka.bootstrap_servers, "--schema-registry-url", self.registry.url,
+                   "--input-topic", TOPICS["input"], "--output-topic", TOPICS["output"],
+                   "--dlq-topic", TOPICS["dlq"], "--group-id", GROUP, "--metrics-port", str(port)]  # fmt: skip
+        env = {"CRM_SCORER_CONSUMER__INSTANCE_ID": f"stack-replica-{replica + 1}", "CRM_SCORER_METRICS__HOST": HOST}
+        server = ServerProcess(f"scorer replica {replica + 1}", command, self.folder / f"scorer-{replica + 1}.log",
+                               env=env)  # fmt: skip
+        server.start()
+        server.wait_until(lambda: _http_status(f"http://{HOST}:{port}/healthz") == 200, 90,
+                          f"serve /healthz on port {port}")  # fmt: skip
+        return server
+
+    def _produce_forever(self) -> None:
+        """The synthetic CRM: runs of ``crm-producer produce`` at the stack's rate, each with the next seed."""
+        seed = 1
+        with (self.folder / "producer.log").open("ab") as log:
+            while not self._stopping.is_set():
+                command = [sys.executable, "-m", "producer_tools.cli", "produce", "--bootstrap-servers",
+                           self.kafka.bootstrap_servers, "--topic", TOPICS["input"], "--rate", str(self._rate),
+                           "--count", str(_BATCH), "--seed", str(seed), "--schema-version", "mixed",
+                           "--framing", "confluent", "--schema-registry-url", self.registry.url,
+                           "--bad-ratio", str(self._bad_ratio), "--live-timestamps"]  # fmt: skip
+                self._producer = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                self._producer.wait()
+                seed += 1
+                if self._producer.returncode and not self._stopping.wait(2.0):
+                    continue  # a failed run (the broker restarting) is followed by the next one
+
+    def _start_prometheus(self, port: int) -> ServerProcess:
+        binary = prometheus_binary()
+        config = yaml.safe_load((CONFIGS / "prometheus.yml").read_text())
+        config["global"] |= {"scrape_interval": "5s", "evaluation_interval": "5s"}
+        config["rule_files"] = [str(CONFIGS / name) for name in config["rule_files"]]
+        scrape = config["scrape_configs"][0]
+        scrape.pop("dns_sd_configs", None)  # compose discovers the replicas by DNS; here they are two ports
+        scrape["static_configs"] = [{"targets": [f"{HOST}:{p}" for p in self.scorer_ports]}]
+        path = self.folder / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        command = [binary, f"--config.file={path}", f"--storage.tsdb.path={self.folder / 'prometheus-data'}",
+                   f"--web.listen-address={HOST}:{port}", "--log.level=warn"]  # fmt: skip
+        server = ServerProcess("Prometheus", command, self.folder / "prometheus.log")
+        server.start()
+        server.wait_until(lambda: _http_status(f"http://{HOST}:{port}/-/ready") == 200, 60, f"be ready on {port}")
+        return server
+
+
+def prometheus_binary() -> str:
+    """Prometheus, installed from Debian's packages by the project's script when absent.
+
+    Raises:
+        BrokerError: it is not installed and this machine cannot install it (the script says why).
+    """
+    if found := shutil.which("prometheus"):
+        return found
+    done = subprocess.run(["bash", str(INSTALL_PROMETHEUS)], capture_output=True, text=True, check=False)
+    found = shutil.which("prometheus")
+    if done.returncode != 0 or not found:
+        raise BrokerError(f"Prometheus is not installed and could not be: {(done.stdout + done.stderr)[-1000:]}")
+    return found
+
+
+def prometheus_api(base: str, path: str) -> Any:
+    """The ``data`` of a Prometheus HTTP API answer (``/api/v1/<path>``)."""
+    with urllib.request.urlopen(f"{base}/api/v1/{path}", timeout=5) as response:
+        return json.load(response)["data"]
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return 0
