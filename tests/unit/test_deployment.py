@@ -92,7 +92,7 @@ def test_kafka_runs_in_kraft_mode_with_an_internal_and_a_host_listener(services:
 
 
 def test_published_ports(services: dict[str, dict[str, Any]]) -> None:
-    expected = {"kafka": "9092:9092", "schema-registry": "8081:8081", "scorer": "9400-9401:9400",
+    expected = {"kafka": "9092:9092", "schema-registry": "8081:8080", "scorer": "9400-9401:9400",
                 "prometheus": "9090:9090", "grafana": "3000:3000"}  # fmt: skip
     for name, port in expected.items():
         assert port in services[name]["ports"], name
@@ -125,7 +125,7 @@ def test_scorer_settings_load_from_the_compose_environment(
         monkeypatch.setenv(name, value)
     settings = Settings()
     assert settings.kafka.bootstrap_servers == "kafka:19092"
-    assert settings.schema_registry.url == "http://schema-registry:8081"  # Confluent framing
+    assert settings.schema_registry.url == "http://schema-registry:8080/apis/ccompat/v7"  # Confluent framing
     assert settings.metrics.port == 9400
     assert settings.log.json_format is True
 
@@ -248,3 +248,12 @@ def test_compose_runs_the_apache_kafka_version_the_tests_run_on(services: dict[s
     assert services["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
     pom = (Path(__file__).parents[2] / "producer_tools" / "jvm" / "pom.xml").read_text()
     assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom
+
+
+def test_compose_runs_the_registry_the_tests_run_against(services: dict[str, dict[str, Any]]) -> None:
+    from producer_tools.apicurio import APICURIO_VERSION, CCOMPAT_PATH
+
+    registry = services["schema-registry"]
+    assert registry["image"] == f"apicurio/apicurio-registry:{APICURIO_VERSION}"
+    assert registry["ports"] == ["8081:8080"]
+    assert scorer_env(services)["CRM_SCORER_SCHEMA_REGISTRY__URL"] == f"http://schema-registry:8080{CCOMPAT_PATH}"
