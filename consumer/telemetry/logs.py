@@ -78,3 +78,5 @@ def configure_logging(level: str = "INFO", json_format: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for noisy in ("httpx", "httpx2"):  # the registry client's HTTP library logs every request at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
