@@ -6,7 +6,8 @@ offline ``score`` command and the benchmark all drive this same object.
 
 Results exist only as bytes: ``ResultWriter`` packs each application's scores into Avro column-wise (the
 same bytes fastavro writes, see ``tests/unit/test_fast_paths.py``), and the cache of recent applications
-keeps those bytes. Whoever wants a record (the offline command's JSON view, a test) decodes them.
+keeps a compact fixed-size record of the scores (``ResultWriter.pack``) from which the writer writes the
+same bytes again. Whoever wants a record (the offline command's JSON view, a test) decodes them.
 """
 
 from __future__ import annotations
@@ -155,19 +156,25 @@ class ScoringEngine:
     ) -> None:
         with timer("dedup"):
             hashes = [application_hash(e) for e in events]
-            blocks, fresh = self._lookup(hashes)
+            cached, fresh = self._lookup(hashes)
         columns = self._score_fresh([events[r] for r in fresh], outcome, timer) if fresh else None
         outcome.duplicates = len(events) - len(fresh)
         scored_at = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
         with timer("encode"):
+            blocks: dict[str, bytes] = {}
+            if cached:  # the cache keeps a compact record of the scores; their bytes are written again
+                again = self._writer.blocks(self._writer.unpack(list(cached.values()), self._reasons))
+                blocks.update(zip(cached, again, strict=True))
             if columns is not None:
-                for row, block in zip(fresh, self._writer.blocks(columns), strict=True):
-                    blocks[hashes[row]] = block
-                    self._recent.put(hashes[row], block)
+                fresh_hashes = [hashes[row] for row in fresh]
+                blocks.update(zip(fresh_hashes, self._writer.blocks(columns), strict=True))
+                for h, record in zip(fresh_hashes, self._writer.pack(columns), strict=True):
+                    self._recent.put(h, record)
             outcome.scored = self._framed(events, indices, hashes, blocks, scored_at)
 
     def _lookup(self, hashes: list[str]) -> tuple[dict[str, bytes], list[int]]:
-        """Cached result blocks by hash, and the rows to score afresh (each new hash's first occurrence)."""
+        """Cached scores (``ResultWriter.pack`` records) by hash, and the rows to score afresh (each new hash's
+        first occurrence)."""
         blocks: dict[str, bytes] = {}
         missing: set[str] = set()
         fresh = []

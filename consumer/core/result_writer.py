@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from consumer.core.offers import OfferBook
+from consumer.core.offers import OfferBook, OfferColumns
 from consumer.core.scoring import Reasons, ScoreColumns
 from models.artifacts import ModelSet
 from models.reasons import KINDS, LANGUAGES, MAX_REASONS, FeatureReasons, reason_inputs, shipped_reason_codes
@@ -163,6 +163,14 @@ class ResultWriter:
         self._ranks = _table([zigzag_varint(rank) for rank in range(1, len(products) + 1)])
         self._offer_counts = _counts(len(products))
         self._tail = avro_string(config_hash)
+        models_explained, width = len(banks) + 1, len(products)
+        self._packed = np.dtype([
+            ("bank_p", "<f8", (len(banks),)), ("approved", "?", (len(banks),)), ("lead_p", "<f8"),
+            ("best", "<i2"), ("explained", "<i2"),
+            ("feature", "<i2", (models_explained, MAX_REASONS)), ("value", "<f4", (models_explained, MAX_REASONS)),
+            ("missing", "?", (models_explained, MAX_REASONS)), ("up", "?", (models_explained,)),
+            ("order", "<i2", (width,)), ("count", "<i2"), ("payment", "<f8", (width,)),
+        ])  # fmt: skip
 
     def blocks(self, columns: ScoreColumns) -> list[bytes]:
         """The scores part of each row's result: lead, banks, best offer, offers, reasons and config hash."""
@@ -204,6 +212,42 @@ class ResultWriter:
         out[:, 6:-1:6] = self._ranks[np.where(offered, np.arange(width), -1)]
         out[:, -1] = _ZERO
         return out
+
+    def pack(self, columns: ScoreColumns) -> list[bytes]:
+        """Each row's scores as a compact fixed-size record (~260 bytes for five banks), for the cache of recent
+        applications: ``blocks(unpack(records))`` writes the very bytes ``blocks(columns)`` does, and a cached
+        result no longer holds its reason statements (a result's block is ~3.7 KB, mostly statements)."""
+        n = len(columns.lead_p)
+        table = np.zeros(n, dtype=self._packed)
+        table["bank_p"], table["approved"], table["lead_p"] = columns.bank_p, columns.approved, columns.lead_p
+        table["best"], table["explained"] = columns.best, columns.explained
+        for i, reasons in enumerate([*columns.bank_reasons, columns.lead_reasons]):
+            given = reasons.feature.shape[1]
+            table["feature"][:, i] = -1
+            table["feature"][:, i, :given] = reasons.feature
+            table["value"][:, i, :given] = reasons.value
+            table["missing"][:, i, :given] = reasons.missing
+            table["up"][:, i] = reasons.up
+        table["order"], table["count"], table["payment"] = (
+            columns.offers.order,
+            columns.offers.count,
+            columns.offers.payment,
+        )
+        raw, size = table.tobytes(), self._packed.itemsize
+        return [raw[r * size : (r + 1) * size] for r in range(n)]
+
+    def unpack(self, records: Sequence[bytes], k: int) -> ScoreColumns:
+        """The columns ``pack`` packed (``k``: the engine's number of reasons)."""
+        table = np.frombuffer(b"".join(records), dtype=self._packed)
+        reasons = [
+            Reasons(table["feature"][:, i, :k].astype(np.intp), table["value"][:, i, :k].copy(),
+                    table["missing"][:, i, :k].copy(), table["up"][:, i].copy())
+            for i in range(table["feature"].shape[1])
+        ]  # fmt: skip
+        offers = OfferColumns(table["order"].astype(np.intp), table["count"].astype(np.intp), table["payment"].copy())
+        return ScoreColumns(table["bank_p"].copy(), table["approved"].copy(), table["lead_p"].copy(),
+                            table["best"].astype(np.intp), table["explained"].astype(np.intp), reasons[:-1],
+                            reasons[-1], offers)  # fmt: skip
 
     def framed(
         self, event_id: str, application_id: str, lead_id: str, app_hash: str, event_ms: int, scored_at: bytes,
