@@ -18,6 +18,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/crm-producer demo --events $(EVENTS) --broker $(BROKER)
 
+# The feedback loop: scorer, the world's outcomes and crm-scorer monitor, with live quality figures
+# (docs/outcomes.md). POLICY_CHANGE=bank_c@5000 makes bank_c tighten its policy from event 5,000 on.
+OUTCOME_EVENTS ?= 10000
+demo-outcomes: $(STAMP)
+	$(VENV)/bin/crm-producer outcomes-demo --events $(OUTCOME_EVENTS) --broker $(BROKER) \
+		$(if $(POLICY_CHANGE),--policy-change $(POLICY_CHANGE))
+
 # The docker-compose topology as local processes (Apache Kafka, Apicurio Registry, two scorers, the producer,
 # Prometheus) until Ctrl-C; needs java 17+, java 21+ for the registry, and mvn.
 stack: $(STAMP)

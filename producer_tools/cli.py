@@ -21,6 +21,7 @@ _COMMAND_MODULES = [
     "producer_tools.replay_cmd",
     "producer_tools.tail_cmd",
     "producer_tools.outcomes_cmd",
+    "producer_tools.outcomes_demo",
     "producer_tools.demo",
     "producer_tools.stack_cmd",
     "producer_tools.rebalance_probe",

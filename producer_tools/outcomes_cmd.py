@@ -6,8 +6,8 @@ The world behind the scores is drawn again from the same ``--count``, ``--seed``
 Outcomes are published keyed by ``application_id`` once their delay has passed: ``--time-scale`` divides the
 world's delays (1000: a 20-minute bank decision arrives 1.2 s after its score), 0 publishes at once.
 ``decided_at`` is always world time: the score's ``scored_at`` plus the delay drawn. Ends with
-``scores=N unknown=U outcomes=O duplicates=D lost=L`` once no score came for ``--idle-exit`` seconds and every
-due outcome is sent.
+``scores=N unknown=U outcomes=O duplicates=D failed=F`` once no score came for ``--idle-exit`` seconds (a minute
+before the first) and every outcome is sent.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from schemas.errors import CrmScorerError, InvalidEventError
 DEFAULT_TOPIC = "crm.outcomes"
 DEFAULT_SCORES = "crm.scores"
 _POLL_SECONDS = 0.2
+_FIRST_WAIT_S = 60.0
 
 
 def register(subparsers: Any) -> None:
@@ -55,6 +56,7 @@ def register(subparsers: Any) -> None:
     add("--scenario", choices=SCENARIOS, default="baseline")
     add("--schema-version", choices=("v1", "v2", "mixed"), default="v1", help="as given to `produce`")
     add("--time-scale", type=float, default=0.0, help="divide the world's delays by this; 0 = publish at once")
+    add("--lead-time-scale", type=float, default=None, help="the same for lead conversions (default --time-scale)")
     add("--missing", type=float, default=OutcomeDraws.missing, help="share of outcomes that never arrive")
     add("--duplicates", type=float, default=OutcomeDraws.duplicates, help="share of outcomes sent twice")
     add("--policy-change", type=PolicyChange.parse, default=None, help="BANK@N: BANK tightens from event N on")
@@ -85,13 +87,15 @@ class OutcomeTally:
 class OutcomeSchedule:
     """Planned outcomes waiting for their (compressed) delay, earliest first."""
 
-    def __init__(self, time_scale: float) -> None:
+    def __init__(self, time_scale: float, lead_time_scale: float | None = None) -> None:
         self._scale = time_scale
+        self._lead_scale = time_scale if lead_time_scale is None else lead_time_scale
         self._heap: list[tuple[float, int, PlannedOutcome]] = []
         self._seq = 0
 
     def add(self, planned: PlannedOutcome, seen_at: float) -> None:
-        due = seen_at + (planned.delay_s / self._scale if self._scale > 0 else 0.0)
+        scale = self._lead_scale if planned.record["kind"] == "lead_conversion" else self._scale
+        due = seen_at + (planned.delay_s / scale if scale > 0 else 0.0)
         heapq.heappush(self._heap, (due, self._seq, planned))
         self._seq += 1
 
@@ -103,6 +107,12 @@ class OutcomeSchedule:
 
     def __len__(self) -> int:
         return len(self._heap)
+
+    def pending(self, banks_only: bool = False) -> int:
+        """Outcomes still waiting (only bank decisions, with ``banks_only``)."""
+        if not banks_only:
+            return len(self._heap)
+        return sum(1 for _, _, planned in self._heap if planned.record["kind"] == "bank_decision")
 
 
 def world_truth(count: int, seed: int, scenario: str, schema_version: str) -> dict[str, Truth]:
@@ -159,7 +169,11 @@ def answer_scores(
                 last_score = time.monotonic()
                 answerer.read(messages, last_score)
             answerer.send_due(time.monotonic())
-            if not answerer.schedule and time.monotonic() - last_score > args.idle_exit:
+            # Before the first score, the scorer may still be starting: wait longer than between scores.
+            seen = answerer.tally.scores or answerer.tally.unknown
+            idle = args.idle_exit if seen else max(args.idle_exit, _FIRST_WAIT_S)
+            waiting = answerer.schedule.pending(banks_only=getattr(args, "banks_only", False))
+            if not waiting and time.monotonic() - last_score > idle:
                 break
     finally:
         answerer.producer.flush(30)
@@ -175,7 +189,8 @@ class _Answerer:
         self._draws = OutcomeDraws(args.missing, args.duplicates)
         self._decoder, self._encode = ResultDecoder(), SingleObjectEncoder(load_catalog().outcome)
         self.producer = Producer(producer_config(args.bootstrap_servers))
-        self.tally, self.schedule = OutcomeTally(), OutcomeSchedule(args.time_scale)
+        self.tally = OutcomeTally()
+        self.schedule = OutcomeSchedule(args.time_scale, getattr(args, "lead_time_scale", None))
         self._scores: set[str] = set()
         self._applications: set[str] = set()
 
