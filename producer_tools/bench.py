@@ -5,9 +5,14 @@
 2. ``ceiling``: ``crm-scorer bench-engine`` scores those exact bytes in one process with no Kafka.
 3. ``one_worker`` / ``two_workers``: ``crm-scorer run`` with 1 and 2 workers (fresh group and output topics
    each) consumes the preloaded topic; events/s from the broker timestamps of the first to the last output.
-4. ``latency``: a fresh topic; a producer offers half the one-worker rate with live event times; latency is
-   each result's broker timestamp minus its event time.
-5. ``soak`` (optional): one worker over many events; its resident memory after the warm-up and at the end.
+4. ``latency``: a fresh topic; a producer offers half the one-worker rate with live event times.
+5. ``relay``: the baseline, ``producer_tools.relay`` (the scorer's Kafka settings, no decoding or scoring) over
+   the same preloaded topic, and at the same offered rate: the broker-and-client floor of both numbers.
+6. ``curve`` (not with ``--quick``): the latency at 10%, 25%, 50% and 75% of the one-worker rate.
+7. ``soak`` (optional): one worker over many events; its resident memory after the warm-up and at the end.
+
+Latency is measured twice per result: to its broker timestamp (when the broker appended it), and to the moment
+a subscriber in this process received it (``fetch.wait.max.ms`` 5), which is what a downstream service sees.
 
 The tools drive the service only through its command line, so the service never imports the tools.
 """
@@ -34,7 +39,9 @@ from producer_tools.bench_offer import live_stamped, offer
 from producer_tools.bench_probe import (
     CpuWatch,
     Lanes,
+    RelayProcess,
     ScorerProcess,
+    Subscriber,
     committed_total,
     group_reader,
     memory_mb,
@@ -48,6 +55,7 @@ from producer_tools.publisher import (
     event_messages,
     publish_messages,
 )
+from producer_tools.relay import relayed_time_ms
 from producer_tools.topics import ensure_topics
 from producer_tools.world import generate
 from schemas import ResultDecoder
@@ -60,6 +68,7 @@ _LENGTH = struct.Struct(">I")
 _NO_VALUE = 0xFFFFFFFF
 # A 900 KB value is a stress case, not traffic: 1% of a realistic mix does not carry dozens of them.
 BENCH_POISON = tuple(k for k in poison_kinds() if k.name != "huge_string")
+CURVE_SHARES = (0.1, 0.25, 0.5, 0.75)  # of the one-worker rate
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class BenchPlan:
     latency_seconds: float = 20.0
     soak_events: int = 0
     config: Path | None = None
+    curve: bool = True
 
 
 @dataclass
@@ -139,14 +149,19 @@ def preload(bootstrap: str, topic: str, messages: list[OutboundMessage]) -> None
         raise BrokerError(f"preloading {topic}: {summary.failed} messages not delivered ({summary.first_error})")
 
 
-def run_phase(bootstrap: str, lanes: Lanes, workers: int, total: int, plan: BenchPlan, workdir: Path) -> RunResult:
-    """Start ``crm-scorer run`` on a topic already holding ``total`` messages; measure until all are done."""
+def run_phase(
+    bootstrap: str, lanes: Lanes, workers: int, total: int, plan: BenchPlan, workdir: Path, relay: bool = False
+) -> RunResult:
+    """Start ``crm-scorer run`` (or the relay) on a topic already holding ``total`` messages; measure until all
+    are done."""
     ensure_topics(bootstrap, {lanes.output: plan.partitions, lanes.dlq: 1})
     port = free_port()
-    scorer = ScorerProcess(bootstrap, lanes, workers, workdir / f"{lanes.group}.log", plan.config, port)
+    log = workdir / f"{lanes.group}.log"
+    scorer = (RelayProcess(bootstrap, lanes, log, plan.config) if relay
+              else ScorerProcess(bootstrap, lanes, workers, log, plan.config, port))  # fmt: skip
     try:
         wait_until_done(bootstrap, lanes, total, plan.partitions, scorer)
-        stages = scrape_stage_us(port)
+        stages = {} if relay else scrape_stage_us(port)
         rebalances = scorer.rebalances()
     finally:
         scorer.stop()
@@ -205,44 +220,63 @@ def scrape_stage_us(port: int) -> dict[str, float]:
 class LatencyResult:
     offered_events_per_s: float
     results: int
-    p50_ms: float
+    p50_ms: float  # to the result's broker timestamp
     p95_ms: float
     p99_ms: float
     max_ms: float
+    subscriber_p50_ms: float  # to the moment a subscriber received it
+    subscriber_p95_ms: float
+    subscriber_p99_ms: float
+    subscriber_max_ms: float
 
 
-def run_latency(bootstrap: str, run_id: str, rate: float, plan: BenchPlan, workdir: Path) -> LatencyResult:
-    """Offer ``rate`` events/s with live event times to one worker; latency = result timestamp - event time.
+def run_latency(
+    bootstrap: str, run_id: str, rate: float, plan: BenchPlan, workdir: Path, relay: bool = False
+) -> LatencyResult:
+    """Offer ``rate`` events/s with live event times to one worker (or the relay); latency = result timestamp -
+    event time, and subscriber arrival - event time.
 
     The messages are built before the clock starts and stamped as they go (``live_stamped``), so the offering
     producer takes little CPU from the scorer; it batches as the tools' producer does (``linger.ms=5``). The
     first second is left out: it holds the producer's connection set-up, not the scorer.
     """
-    lanes = fresh_lanes(run_id, "latency")
+    lanes = fresh_lanes(run_id, f"latency-{'relay' if relay else 'scorer'}-{round(rate)}")
     ensure_topics(bootstrap, {lanes.input: plan.partitions, lanes.output: plan.partitions, lanes.dlq: 1})
-    scorer = ScorerProcess(bootstrap, lanes, 1, workdir / f"{lanes.group}.log", plan.config, free_port())
+    log = workdir / f"{lanes.group}.log"
+    scorer = (RelayProcess(bootstrap, lanes, log, plan.config) if relay
+              else ScorerProcess(bootstrap, lanes, 1, log, plan.config, free_port()))  # fmt: skip
     warmup = 1000
     templates = list(workload(max(1, int(rate * plan.latency_seconds)), plan.seed + 104729, plan.bad_ratio))
+    decoder = ResultDecoder()
+    event_ms: Callable[[bytes], int] = (relayed_time_ms if relay
+                                         else lambda v: _millis(decoder.decode(v)["event_time"]))  # fmt: skip
     try:
         preload(bootstrap, lanes.input, list(workload(warmup, plan.seed + 7919, 0.0)))
         wait_until_done(bootstrap, lanes, warmup, plan.partitions, scorer)  # joined, models warm
-        delivered, started_ms = offer(bootstrap, lanes.input, live_stamped(templates), rate)
-        measured_from_ms = started_ms + _RAMP_MS
-        wait_until_done(bootstrap, lanes, warmup + delivered, plan.partitions, scorer)
+        subscriber = Subscriber(bootstrap, lanes.output, event_ms)
+        try:
+            delivered, started_ms = offer(bootstrap, lanes.input, live_stamped(templates), rate)
+            measured_from_ms = started_ms + _RAMP_MS
+            wait_until_done(bootstrap, lanes, warmup + delivered, plan.partitions, scorer)
+            time.sleep(0.5)  # the last results on their way to the subscriber
+        finally:
+            arrivals = subscriber.close()
     finally:
         scorer.stop()
-    decoder = ResultDecoder()
-    valid = sum(1 for m in templates if m.poison is None)
-    back = read_back(bootstrap, [lanes.output], warmup + valid,
-                     decode=lambda v: _millis(decoder.decode(v)["event_time"]))  # fmt: skip
+    # the relay relays the malformed messages too; the scorer dead-letters them
+    expected = warmup + (len(templates) if relay else sum(1 for m in templates if m.poison is None))
+    back = read_back(bootstrap, [lanes.output], expected, decode=event_ms)
     pairs = np.array([(t, e) for t, e in zip(back.timestamps_ms, back.values, strict=True) if e >= measured_from_ms])
-    if len(pairs) < 2:
+    seen = np.array([(a, e) for a, e in arrivals if e >= measured_from_ms])
+    if len(pairs) < 2 or len(seen) < 2:
         raise BrokerError(f"{lanes.output}: no result of the paced events came back")
-    latencies = pairs[:, 0] - pairs[:, 1]
+    latencies, received = pairs[:, 0] - pairs[:, 1], seen[:, 0] - seen[:, 1]
     span_s = (pairs[:, 1].max() - pairs[:, 1].min()) / 1000
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99]).tolist()
+    s50, s95, s99 = np.percentile(received, [50, 95, 99]).tolist()
     offered = (len(pairs) - 1) / span_s if span_s > 0 else 0.0
-    return LatencyResult(offered, len(pairs), p50, p95, p99, float(latencies.max()))
+    return LatencyResult(offered, len(pairs), p50, p95, p99, float(latencies.max()), s50, s95, s99,
+                         float(received.max()))  # fmt: skip
 
 
 def _millis(when: dt.datetime) -> int:
@@ -318,18 +352,77 @@ def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[
     with CpuWatch() as watch:
         two = run_phase(bootstrap, fresh_lanes(run_id, "two", shared.input), 2, plan.events, plan, workdir)
     outside["two_workers"] = watch.other_percent
+    say("relay baseline: the same topic, the scorer's Kafka settings, no scoring")
+    with CpuWatch() as watch:
+        relay = run_phase(bootstrap, fresh_lanes(run_id, "relay", shared.input), 1, plan.events, plan, workdir,
+                          relay=True)  # fmt: skip
+    outside["relay"] = watch.other_percent
     rate = round(one.events_per_s / 2)
-    say(f"latency: offering {rate:,} events/s for {plan.latency_seconds:.0f} s")
+    say(f"latency: offering {rate:,} events/s for {plan.latency_seconds:.0f} s, to the scorer and to the relay")
     with CpuWatch() as watch:
         latency = run_latency(bootstrap, run_id, rate, plan, workdir)
     outside["latency"] = watch.other_percent
+    with CpuWatch() as watch:
+        relay_latency = run_latency(bootstrap, run_id, rate, plan, workdir, relay=True)
+    outside["relay_latency"] = watch.other_percent
+    curve: list[dict[str, float]] = []
+    if plan.curve:
+        for share in CURVE_SHARES:
+            point_rate = max(1, round(one.events_per_s * share))
+            say(f"curve: {share:.0%} of one worker, {point_rate:,} events/s")
+            point = latency if share == 0.5 else run_latency(bootstrap, run_id, point_rate, plan, workdir)
+            curve.append({"share": share, "offered_events_per_s": point.offered_events_per_s,
+                          "subscriber_p50_ms": point.subscriber_p50_ms, "subscriber_p99_ms": point.subscriber_p99_ms,
+                          "p50_ms": point.p50_ms, "p99_ms": point.p99_ms})  # fmt: skip
     soak = None
     if plan.soak_events:
         say(f"soak: {plan.soak_events:,} events through one worker")
         with CpuWatch() as watch:
             soak = run_soak(bootstrap, run_id, plan, workdir)
         outside["soak"] = watch.other_percent
-    return report(plan, malformed, ceiling, one, two, latency, soak) | {"outside_cpu_percent": outside}
+    data = report(plan, malformed, ceiling, one, two, latency, soak)
+    return data | relay_keys(one, relay, relay_latency, latency) | {"curve": curve, "outside_cpu_percent": outside}
+
+
+def relay_keys(
+    one: RunResult, relay: RunResult, relay_latency: LatencyResult, latency: LatencyResult
+) -> dict[str, Any]:
+    """The relay baseline and what the scorer adds over it at the same offered rate (subscriber-side)."""
+    return {
+        "relay_events_per_s": relay.events_per_s,
+        "relay_latency_p50_ms": relay_latency.subscriber_p50_ms,
+        "relay_latency_p99_ms": relay_latency.subscriber_p99_ms,
+        "relay_latency_broker_p50_ms": relay_latency.p50_ms,
+        "relay_latency_broker_p99_ms": relay_latency.p99_ms,
+        "added_latency_p50_ms": latency.subscriber_p50_ms - relay_latency.subscriber_p50_ms,
+        "added_latency_p99_ms": latency.subscriber_p99_ms - relay_latency.subscriber_p99_ms,
+        "ratio_one_worker_to_relay": _ratio(one.events_per_s, relay.events_per_s),
+        "relay": {"run": relay.__dict__, "latency": relay_latency.__dict__},
+    }
+
+
+def plot_curve(curve: list[dict[str, float]], path: Path) -> bool:
+    """The latency curve as a PNG (matplotlib, from the dev extra); False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rates = [p["offered_events_per_s"] for p in curve]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.plot(rates, [p["subscriber_p50_ms"] for p in curve], marker="o", label="p50 (subscriber)")
+    axes.plot(rates, [p["subscriber_p99_ms"] for p in curve], marker="o", label="p99 (subscriber)")
+    axes.set_xlabel("offered events/s (one worker)")
+    axes.set_ylabel("event time to subscriber, ms")
+    axes.set_title("crm-scorer latency against load")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
 
 
 def report(
@@ -358,6 +451,10 @@ def report(
         "latency_p95_ms": latency.p95_ms,
         "latency_p99_ms": latency.p99_ms,
         "latency_max_ms": latency.max_ms,
+        "latency_subscriber_p50_ms": latency.subscriber_p50_ms,
+        "latency_subscriber_p95_ms": latency.subscriber_p95_ms,
+        "latency_subscriber_p99_ms": latency.subscriber_p99_ms,
+        "latency_subscriber_max_ms": latency.subscriber_max_ms,
         "latency_results": latency.results,
         "peak_rss_mb": peak,
         "peak_rss_mb_per_worker": {"one_worker": one.peak_rss_mb, "two_workers": two.peak_rss_mb},

@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from producer_tools.bench import BenchPlan, run_bench, write_json
+    from producer_tools.bench import BenchPlan, plot_curve, run_bench, write_json
     from producer_tools.broker import (
         BrokerError,
         BrokerKind,
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         latency_seconds=args.latency_seconds or (QUICK_LATENCY_S if args.quick else 20.0),
         soak_events=args.soak,
         config=args.config,
+        curve=not args.quick,
     )
     # the benchmarks are judged on Apache Kafka; Tansu only where it cannot start
     default: BrokerKind = "tansu" if kafka_unavailable_reason() else "kafka"
@@ -81,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     print(table(data))
     if args.json_path is not None:
         write_json(args.json_path, data)
+        if data.get("curve"):
+            png = args.json_path.with_suffix(".curve.png")
+            plotted = plot_curve(data["curve"], png)
+            print(f"latency curve: {png}" if plotted else "latency curve: no PNG (matplotlib is not installed)")
     return 0
 
 
@@ -114,10 +119,22 @@ def table(d: dict[str, Any]) -> str:
         f"   {d['ratio_one_worker_to_ceiling']:.2f} of the ceiling",
         f"{'two workers':<30} {n(d['two_workers_events_per_s']):>10} events/s"
         f"   {d['scaling_two_over_one']:.2f} x one worker",
-        f"{'latency at ' + n(d['latency_offered_events_per_s']) + ' events/s':<30} "
-        f"p50 {d['latency_p50_ms']:.1f} ms   p95 {d['latency_p95_ms']:.1f} ms   p99 {d['latency_p99_ms']:.1f} ms",
+        f"{'relay (no scoring)':<30} {n(d['relay_events_per_s']):>10} events/s"
+        f"   one worker = {d['ratio_one_worker_to_relay']:.2f} x the relay",
+        f"latency at {n(d['latency_offered_events_per_s'])} events/s, event time to:",
+        f"{'  subscriber (scorer)':<30} p50 {d['latency_subscriber_p50_ms']:.1f} ms   "
+        f"p95 {d['latency_subscriber_p95_ms']:.1f} ms   p99 {d['latency_subscriber_p99_ms']:.1f} ms",
+        f"{'  subscriber (relay)':<30} p50 {d['relay_latency_p50_ms']:.1f} ms   p99 {d['relay_latency_p99_ms']:.1f} ms"
+        f"   added by the scorer: p50 {d['added_latency_p50_ms']:+.1f} ms, p99 {d['added_latency_p99_ms']:+.1f} ms",
+        f"{'  broker timestamp (scorer)':<30} p50 {d['latency_p50_ms']:.1f} ms   p95 {d['latency_p95_ms']:.1f} ms   "
+        f"p99 {d['latency_p99_ms']:.1f} ms",
         f"{'peak RSS per worker':<30} {d['peak_rss_mb']:>10.0f} MiB",
     ]
+    if d.get("curve"):
+        lines += ["", "latency curve (one worker, subscriber-side):", "| share | offered events/s | p50 ms | p99 ms |",
+                  "|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [f"| {p['share']:.0%} | {p['offered_events_per_s']:,.0f} | {p['subscriber_p50_ms']:.1f} | "
+                  f"{p['subscriber_p99_ms']:.1f} |" for p in d["curve"]]  # fmt: skip
     soak = d.get("soak")
     if soak:
         lines.append(

@@ -273,3 +273,51 @@ def _tree_ticks(root: int) -> dict[int, int]:
         if p == root:
             mine[pid] = value
     return mine
+
+
+class RelayProcess(ScorerProcess):
+    """``python -m producer_tools.relay`` on a phase's lanes: the scorer's Kafka path without scoring."""
+
+    def __init__(self, bootstrap: str, lanes: Lanes, log_path: Path, config: Path | None) -> None:
+        self.workers = 1
+        self.log_path = log_path
+        self.metrics_port = 0
+        args = [sys.executable, "-m", "producer_tools.relay", "--bootstrap-servers", bootstrap, "--input-topic",
+                lanes.input, "--output-topic", lanes.output, "--group-id", lanes.group]  # fmt: skip
+        if config is not None:
+            args += ["--config", str(config)]
+        env = os.environ | {"CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000"}
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.peak_rss = {}
+
+
+class Subscriber:
+    """A downstream consumer of an output topic, in a thread of the bench: when each message *arrived* here
+    (wall clock, ms) with the value ``decode`` makes of it (the event time it answers). ``fetch.wait.max.ms``
+    is small, as a latency-minded subscriber sets it."""
+
+    def __init__(self, bootstrap: str, topic: str, decode: Callable[[bytes], int], fetch_wait_ms: int = 5) -> None:
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"crm-bench-sub-{uuid.uuid4().hex}",
+                                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                                   "fetch.wait.max.ms": fetch_wait_ms, "fetch.min.bytes": 1})  # fmt: skip
+        metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
+        self._consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
+        self._decode = decode
+        self.arrivals: list[tuple[int, bytes]] = []  # (arrival ms, value): decoded after the run, off the clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-subscriber", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            messages = self._consumer.consume(_READ_BATCH, timeout=0.05)
+            now_ms = int(time.time() * 1000)
+            self.arrivals += [(now_ms, m.value() or b"") for m in messages if m.error() is None]
+
+    def close(self) -> list[tuple[int, int]]:
+        """Stop; (arrival ms, event time ms) of every message received."""
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+        return [(arrived, self._decode(value)) for arrived, value in self.arrivals]

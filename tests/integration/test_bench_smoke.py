@@ -23,6 +23,12 @@ HEADLINE_KEYS = (
     "latency_p95_ms",
     "latency_p99_ms",
     "peak_rss_mb",
+    "relay_events_per_s",
+    "relay_latency_p50_ms",
+    "relay_latency_p99_ms",
+    "latency_subscriber_p50_ms",
+    "latency_subscriber_p99_ms",
+    "ratio_one_worker_to_relay",
 )
 
 
@@ -55,3 +61,9 @@ def test_quick_bench_reports_every_measure(kafka_bootstrap: str, tmp_path: Path)
     for run in ("one_worker", "two_workers"):
         assert data["runs"][run]["outputs"] >= data["events"]  # every message ended as a result or a dead letter
     assert len(data["peak_rss_mb_per_worker"]["two_workers"]) == 2
+    # the relay relays every message (the malformed ones too); added latency is scorer minus relay, either sign
+    assert data["relay"]["run"]["outputs"] >= data["events"]
+    added = data["latency_subscriber_p50_ms"] - data["relay_latency_p50_ms"]
+    assert math.isclose(data["added_latency_p50_ms"], added)
+    assert data["broker"] in ("kafka", "tansu") and data["broker_version"]
+    assert data["curve"] == [], "--quick measures one point, not the curve"
