@@ -174,8 +174,10 @@ class ExactlyOnce:
         stalled: Stalled = lambda waiting: None,
         wedged_after_s: float = 2 * _TXN_TIMEOUT_S,
         transactional_id: str = "",
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self._new_sink = new_sink
+        self._stopping = stopping  # a stop request ends the wait in start()
         self._transactional_id = transactional_id
         self._refusals = 0  # consecutive attempts the broker refused for a missing ACL
         self._wedged_after_s = wedged_after_s
@@ -201,6 +203,9 @@ class ExactlyOnce:
         """
         waited = False
         for attempt in range(1_000_000):
+            if attempt and self._stopping():
+                log.info("stop requested while transactions were not initialised yet")
+                return
             try:
                 # Short attempts: between them the producer's error callback says why (a refused password, an
                 # untrusted certificate: librdkafka reports those only there) and the worker stays alive.

@@ -104,7 +104,8 @@ class ScoringLoop:
             wedged_after_s = 2 * conf["transaction.timeout.ms"] / 1000
             return ExactlyOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._transaction_committed,
                                reset=settings.consumer.auto_offset_reset, stalled=self._stalled,
-                               wedged_after_s=wedged_after_s, transactional_id=conf["transactional.id"])  # fmt: skip
+                               wedged_after_s=wedged_after_s, transactional_id=conf["transactional.id"],
+                               stopping=lambda: self._stop)  # fmt: skip
         return AtLeastOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._report,
                            stalled=self._stalled)  # fmt: skip
 

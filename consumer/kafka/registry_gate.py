@@ -62,15 +62,21 @@ class RegistryGate:
         """The messages to score now. Those from the first one needing an unavailable id on, per partition,
         wait: the partition is paused and rewound to it."""
         first_waiting: dict[TP, int] = {}
+        resumed: set[TP] = set()
         for m in messages:
             tp = (m.topic() or "", m.partition() or 0)
-            if tp in self._held or tp in first_waiting:
+            if tp in self._held:
+                resumed.add(tp)  # resumed by someone else (the guarantee's own pause for a missing ACL ended)
+                continue
+            if tp in first_waiting:
                 continue
             schema_id = self._decoder.needs_registry(m.value())
             if schema_id is None or (not self._held and not first_waiting and self._fetched(schema_id)):
                 continue
             first_waiting[tp] = m.offset() or 0
             self._awaiting.add(schema_id)
+        if resumed:
+            self._rehold(source, resumed)
         if first_waiting:
             self._hold(source, first_waiting)
         if not self._held:
@@ -139,6 +145,14 @@ class RegistryGate:
             log.warning("schema registry unavailable (%s): holding %d partition(s) until it answers; ids already "
                         "known keep scoring", self._last_error, len(new))  # fmt: skip
         self._held.update(new)
+
+    def _rehold(self, source: Source, partitions: set[TP]) -> None:
+        """Pause again, and rewind to the waiting message, partitions that were resumed while still held: what
+        was consumed from them is dropped here and read again after the registry answers."""
+        held = [TopicPartition(t, p, self._held[(t, p)]) for t, p in partitions]
+        source.pause(held)
+        for tp in held:
+            source.seek(tp)
 
     def _clear(self) -> None:
         self._held.clear()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 
 from consumer.core.engine import BatchOutcome, ScoringEngine
 from consumer.kafka import delivery, guarantees, registry_gate
@@ -371,3 +371,43 @@ def test_an_id_the_registry_does_not_know_is_dead_lettered_and_asked_once_per_in
     run(broker, settings_for("at_least_once"), engine, until=lambda: len(broker.records(DLQ)) >= 20)
     assert len(broker.records(OUTPUT)) == 10 and len(broker.records(DLQ)) == 20
     assert registry.requests.count(9) == 1, "a missing id is remembered, not asked per message"
+
+
+def test_a_held_partition_resumed_by_someone_else_is_paused_and_rewound_again_and_nothing_is_lost(
+    settings: Settings,
+) -> None:
+    # The at-least-once guarantee pauses and resumes every partition while an ACL is missing; a partition the
+    # registry gate still holds must not slip past its waiting message meanwhile.
+    world = generate(30, seed=41).events
+    registry = FlakyRegistry()
+    engine = build_engine(settings, registry)
+    broker = MemoryBroker(partitions=1)
+    for value in confluent(2, world[:10]) + confluent(1, world[10:30]):
+        broker.append(INPUT, value)
+    engine.decoder.resolve(2)
+    registry.down = True
+    positions: list[int] = []
+
+    def someone_resumes() -> None:
+        source_of(broker).resume([TopicPartition(INPUT, 0)])
+
+    def heal() -> None:
+        positions.append(source_of(broker).position((INPUT, 0)))
+        registry.down = False
+
+    results = ResultDecoder(CATALOG, FlakyRegistry())
+    run(broker, settings_for("at_least_once"), engine, {4: someone_resumes, 8: heal},
+        until=scored_all(broker, 30, results))  # fmt: skip
+    ids = event_ids(broker.records(OUTPUT), results)
+    assert len(ids) == len(set(ids)) == 30 and not broker.records(DLQ)
+    assert positions == [10], "paused and rewound to the first waiting event again"
+
+
+def test_a_stop_while_transactions_cannot_be_initialised_ends_the_wait(engine: ScoringEngine) -> None:
+    # A broker down (or an ACL missing) at start: SIGTERM must not wait for it.
+    broker = broker_with(EVENTS)
+    for _ in range(50):
+        broker.fail_next("init_transactions", KafkaError(KafkaError._TIMED_OUT, "timed out", retriable=True))
+    run(broker, settings_for("exactly_once"), engine, until=lambda: True)  # asks to stop at the first heartbeat
+    assert len(broker._fail_next["init_transactions"]) >= 45, "the stop ended the retries"
+    assert not broker.records(OUTPUT, committed_only=False) and source_of(broker).closed
