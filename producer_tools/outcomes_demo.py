@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add = parser.add_argument
     add("--events", type=int, default=int(os.environ.get("EVENTS", "10000")), help="world events to send")
     add("--seed", type=int, default=2026)
+    add("--rate", type=float, default=1000.0, help="events/s offered by the synthetic CRM")
     add("--time-scale", type=float, default=3000.0, help="divide the world's bank decision delays by this")
     add("--policy-change", type=PolicyChange.parse, default=None, help="BANK@N: BANK tightens from event N on")
     add("--broker", choices=KINDS, default=None, help="local broker (as `demo`)")
@@ -67,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
             target=lambda: tally.append(answer_scores(_outcome_args(args, bootstrap), truths, stop))
         )
         try:
-            sent = publish_events(bootstrap, "crm.applications", iter(batch.events), encoders=event_encoders("v1"))
+            answering.start()  # answering while the events flow, so a policy change happens in time, as in life
+            sent = publish_events(bootstrap, "crm.applications", iter(batch.events), encoders=event_encoders("v1"),
+                                  rate=args.rate)  # fmt: skip
             print(f"producer  {sent.line()}", flush=True)
-            answering.start()
             _watch(answering, monitor)
         except KeyboardInterrupt:
             print("\nstopping", flush=True)
