@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import hashlib
 import json
+import math
 import random
 import re
 from io import BytesIO
@@ -95,14 +97,15 @@ def reference_scores(
     bank_p = np.column_stack([b.probability(frame.columns(b.features)) for b in models.banks])
     lead_x = frame.columns(models.lead.features).astype(np.float64)
     lead_p = models.lead.probability(lead_x)
-    contribs = [b.explain(b.leaves(frame.columns(b.features)))[1] for b in models.banks]
+    xs = [frame.columns(b.features) for b in models.banks]
+    contribs = [b.explain(b.leaves(x))[1] for b, x in zip(models.banks, xs, strict=True)]
     lead_contribs = models.lead.params.contributions(lead_x)
     out = []
     for row in range(len(events)):
         p, lead = bank_p[row].tolist(), float(lead_p[row])
         approved = [p[j] >= b.threshold for j, b in enumerate(models.banks)]
         bank_reasons = [
-            _reference_reasons(b.features, frame.columns(b.features)[row], contribs[j][row], approved[j], top_k)
+            _reference_reasons(b.features, xs[j][row], contribs[j][row], approved[j], top_k)
             for j, b in enumerate(models.banks)
         ]
         lead_reasons = _reference_reasons(models.lead.features, lead_x[row], lead_contribs[row],
@@ -129,13 +132,12 @@ def _reference_reasons(
     table = shipped_reason_codes()
     by_name: dict[str, float] = {}
     missing: dict[str, bool] = {}
-    for i, feature in enumerate(features):
-        name = reason_name(feature)
-        by_name[name] = by_name.get(name, 0.0) + float(contributions[i])
+    for feature, name, value, c in zip(features, _names(features), x.tolist(), contributions.tolist(), strict=True):
+        by_name[name] = by_name.get(name, 0.0) + c
         if feature == name:
-            missing[name] = bool(np.isnan(x[i]))
+            missing[name] = math.isnan(value)
         elif feature == f"{name}_unknown":
-            missing[name] = bool(x[i] == 1)
+            missing[name] = value == 1
     sign = 1.0 if up else -1.0
     ranked = sorted(((-sign * v, i, n) for i, (n, v) in enumerate(by_name.items())), key=lambda t: (t[0], t[1]))
     reasons = []
@@ -148,6 +150,11 @@ def _reference_reasons(
         reasons.append({"feature": name, "contribution": value, "code": statement.code,
                         "statement": {"ru": statement.ru, "en": statement.en}})  # fmt: skip
     return reasons
+
+
+@functools.cache
+def _names(features: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(reason_name(f) for f in features)
 
 
 def _reference_offers(
