@@ -51,6 +51,15 @@ def accepts_connections(port: int, host: str = HOST) -> bool:
         return False
 
 
+def _state(pid: int) -> str | None:
+    """The process state letter of ``pid`` from /proc (``T``: stopped), or None where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
 class ServerProcess:
     """A command run in the background with its output appended to ``log_path``."""
 
@@ -102,9 +111,13 @@ class ServerProcess:
             time.sleep(0.05)
 
     def pause(self) -> None:
-        """Freeze the process (SIGSTOP): its connections stay open but nothing answers, like a hung server."""
+        """Freeze the process (SIGSTOP): its connections stay open but nothing answers, like a hung server.
+        Returns once the kernel shows it stopped (a busy process may run on for a moment after the signal)."""
         os.kill(self.pid, signal.SIGSTOP)
         self._paused = True
+        deadline = time.monotonic() + 2.0
+        while _state(self.pid) not in ("T", "t", None) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def resume(self) -> None:
         """Thaw a paused process (SIGCONT)."""
