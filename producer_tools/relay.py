@@ -15,12 +15,13 @@ import argparse
 import collections
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from consumer.kafka.loop import next_offsets  # the scorer's own offset arithmetic
 from consumer.settings import load_settings
 
 _TIMESTAMP = 8  # bytes of the relayed value
@@ -56,7 +57,7 @@ def relay(bootstrap: str, source: str, target: str, group: str, config: Path | N
             _release(consumer, pending)
             if not messages:
                 continue
-            batch = _Batch(_next_offsets(messages), len(messages))
+            batch = _Batch(next_offsets(messages), len(messages))
             pending.append(batch)
             report = acked(batch)
             for m in messages:
@@ -79,14 +80,6 @@ def _release(consumer: Consumer, pending: collections.deque[_Batch]) -> None:
     while pending and pending[0].remaining <= 0:
         batch = pending.popleft()
         consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()])
-
-
-def _next_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
-    offsets: dict[tuple[str, int], int] = {}
-    for m in messages:
-        tp = (m.topic() or "", m.partition() or 0)
-        offsets[tp] = max(offsets.get(tp, 0), (m.offset() or 0) + 1)
-    return offsets
 
 
 def relayed_time_ms(value: bytes) -> int:

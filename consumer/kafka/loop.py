@@ -122,7 +122,7 @@ class ScoringLoop:
             except RegistryUnavailableError as exc:
                 self._gate.hold_all(source, good, exc)
                 return
-            batch = InFlightBatch(_next_offsets(good), pending=len(good))
+            batch = InFlightBatch(next_offsets(good), pending=len(good))
             batch.event_times_ms = [s.event_time_ms for s in outcome.scored]
             batch.dead_letters = len(outcome.rejected)
             started = time.perf_counter()
@@ -205,7 +205,8 @@ class ScoringLoop:
             log.warning(message, *args)
 
 
-def _next_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
+def next_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), the offset after the last of ``messages``: what a commit of them stores."""
     offsets: dict[tuple[str, int], int] = {}
     for m in messages:
         tp = (m.topic() or "", m.partition() or 0)
