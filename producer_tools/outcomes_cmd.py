@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
     add("--duplicates", type=float, default=OutcomeDraws.duplicates, help="share of outcomes sent twice")
     add("--policy-change", type=PolicyChange.parse, default=None, help="BANK@N: BANK tightens from event N on")
     add("--idle-exit", type=float, default=10.0, help="stop after this many seconds without a new score")
-    add("--max-scores", type=int, default=None, help="stop reading after this many scores")
+    add("--max-scores", type=int, default=None, help="stop after answering this many scores")
     parser.set_defaults(handler=run)
 
 
@@ -173,7 +173,8 @@ def answer_scores(
             seen = answerer.tally.scores or answerer.tally.unknown
             idle = args.idle_exit if seen else max(args.idle_exit, _FIRST_WAIT_S)
             waiting = answerer.schedule.pending(banks_only=getattr(args, "banks_only", False))
-            if not waiting and time.monotonic() - last_score > idle:
+            done = args.max_scores is not None and answerer.tally.scores >= args.max_scores
+            if not waiting and (done or time.monotonic() - last_score > idle):
                 break
     finally:
         answerer.producer.flush(30)

@@ -9,6 +9,7 @@ of the state store. Keys of one partition (all under its prefix):
 - ``row/<model>/<scored_at>/<outcome event_id>``: a joined row, read back by the quality windows.
 - ``exp/``, ``pexp/``, ``rexp/`` + ``<event time>/...``: what to expire when the partition's event time passes
   its TTL (the latest ``scored_at`` or ``decided_at`` seen: replaying the topics expires the same entries).
+- ``evt/<event_id>``: the application event's bytes, kept only when the input topic is joined too (capture).
 - ``stat/<counter>``: the counters the metrics export, in the same write as the state they count.
 
 Every outcome is counted once: its ``event_id`` is looked up before it is joined or parked, and the lookup
@@ -131,6 +132,14 @@ class PartitionJoin:
             rows += self._join(outcome, scores)
         return rows
 
+    def add_event(self, event_id: str, occurred_at_ms: int, value: bytes) -> None:
+        """Keep an application event's bytes (for the training capture) until its TTL passes."""
+        self._tx.put(self._key("evt", event_id), value)
+        # Its TTL runs from the partition's event time when it came (the scores' and outcomes' clock), or from
+        # when it occurred if later: a replayed or back-dated event would otherwise expire before its score.
+        since = max(occurred_at_ms, int(self._tx.get(self._key("wm")) or 0))
+        self._tx.put(self._key("eexp", _ts(since), event_id), b"")
+
     def add_outcome(self, outcome: dict[str, Any]) -> list[JoinedRow]:
         """Join ``outcome`` with its score, park it until one comes, or count it as a duplicate."""
         app = outcome["application_id"]
@@ -186,6 +195,9 @@ class PartitionJoin:
             self._tx.delete(key)
         for key, value in committed.scan(self._key("pexp", ""), self._key("pexp", "") + stop):
             self._expire_parked(json.loads(value), key.rsplit(b"/", 1)[1].decode())
+            self._tx.delete(key)
+        for key, _ in committed.scan(self._key("eexp", ""), self._key("eexp", "") + stop):
+            self._tx.delete(self._key("evt", key.rsplit(b"/", 1)[1].decode()))
             self._tx.delete(key)
         for key, _ in committed.scan(self._key("rexp", ""), self._key("rexp", "") + stop):
             rid = self._key("rid", key.rsplit(b"/", 1)[1].decode())

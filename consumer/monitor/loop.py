@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from consumer.monitor.capture import Capture
 from consumer.monitor.metrics import MonitorMetrics, MonitorState
-from consumer.monitor.processor import OUTCOMES, SCORES, InputMessage, MonitorCore
+from consumer.monitor.processor import APPLICATIONS, OUTCOMES, SCORES, InputMessage, MonitorCore
 from consumer.monitor.settings import MonitorSettings
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class MonitorLoop:
         self._metrics = metrics
         self._capture = capture
         self._stream = {settings.topics.scores: SCORES, settings.topics.outcomes: OUTCOMES}
+        if settings.topics.applications is not None:
+            self._stream[settings.topics.applications] = APPLICATIONS
         self._topic = {v: k for k, v in self._stream.items()}
         self._stop = threading.Event()
         self.consumer: Consumer | None = None
@@ -73,9 +75,9 @@ class MonitorLoop:
                     break
             self.evaluate()
         finally:
-            consumer.close()  # leaves the group; the store already holds everything consumed
             if self._capture is not None:
-                self._capture.flush()
+                self._capture.flush()  # while the partitions (and the events they hold) are still this member's
+            consumer.close()  # leaves the group; the store already holds everything consumed
 
     def evaluate(self) -> None:
         """Recompute the figures from the store and publish them to the metrics."""
@@ -162,8 +164,9 @@ def run_monitor(
     log.info("monitor metrics on http://%s:%d/metrics", settings.metrics_host, port)
     try:
         with StateStore(settings.store.path) as store:
-            capture = Capture(settings.capture_dir) if settings.capture_dir is not None else None
-            loop = MonitorLoop(settings, MonitorCore(store, settings), metrics, capture)
+            core = MonitorCore(store, settings)
+            capture = Capture(settings.capture_dir, core.event_of) if settings.capture_dir is not None else None
+            loop = MonitorLoop(settings, core, metrics, capture)
             if ready is not None:
                 ready(port)
             loop.run(until_idle_s)

@@ -8,6 +8,7 @@ partition: the offset the store holds, or the beginning of the topic when the st
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,11 +18,11 @@ from consumer.monitor.metrics import MonitorState
 from consumer.monitor.settings import MonitorSettings
 from consumer.monitor.store import StateStore, partition_prefix
 from consumer.monitor.windows import GLOBAL, WINDOWS, Detectors, window_quality, window_rows
-from schemas import RecordDecoder, ResultDecoder, SchemaSource, load_catalog
+from schemas import EventDecoder, RecordDecoder, ResultDecoder, SchemaSource, load_catalog
 from schemas.errors import InvalidEventError
 
 log = logging.getLogger(__name__)
-SCORES, OUTCOMES = "scores", "outcomes"
+SCORES, OUTCOMES, APPLICATIONS = "scores", "outcomes", "applications"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class MonitorCore:
         self._scores = ResultDecoder(catalog, registry)
         self._outcomes = RecordDecoder(catalog.outcome, catalog, registry)
         self._outcomes.expects = "an outcome"
+        self._events = EventDecoder(catalog, registry)
         d = settings.detector
         self._detectors = Detectors(d.min_instances, d.delta)
         self.partitions: set[int] = set()
@@ -71,18 +73,14 @@ class MonitorCore:
         """Join ``batch`` and write it, with the next offsets, in one transaction."""
         tx = self._store.transaction()
         rows: list[JoinedRow] = []
-        undecodable = {SCORES: 0, OUTCOMES: 0}
+        undecodable = {SCORES: 0, OUTCOMES: 0, APPLICATIONS: 0}
         touched: set[int] = set()
         for message in batch:
             join = PartitionJoin(tx, partition_prefix(message.partition))
             touched.add(message.partition)
             tx.put(partition_prefix(message.partition) + f"off/{message.stream}".encode(), b"%d" % (message.offset + 1))
             try:
-                if message.stream == SCORES:
-                    result = self._scores.decode(message.value)
-                    rows += join.add_score(str(result["application_id"]), score_snapshot(result))
-                else:
-                    rows += join.add_outcome(outcome_fields(self._outcomes.decode(message.value)))
+                rows += self._apply_one(join, message)
             except (InvalidEventError, KeyError, TypeError, ValueError) as exc:
                 undecodable[message.stream] += 1
                 tx.add(partition_prefix(message.partition) + f"stat/undecodable_{message.stream}".encode())
@@ -94,6 +92,24 @@ class MonitorCore:
         tx.commit()
         self.models.update(row.model for row in rows)
         return BatchResult(rows, undecodable, fired)
+
+    def event_of(self, row: JoinedRow) -> bytes | None:
+        """The bytes of the application event ``row``'s score answered, when the store holds them."""
+        for partition in sorted(self.partitions):
+            raw = self._store.get(partition_prefix(partition) + f"evt/{row.score_event_id}".encode())
+            if raw is not None:
+                return raw
+        return None
+
+    def _apply_one(self, join: PartitionJoin, message: InputMessage) -> list[JoinedRow]:
+        if message.stream == SCORES:
+            result = self._scores.decode(message.value)
+            return join.add_score(str(result["application_id"]), score_snapshot(result))
+        if message.stream == APPLICATIONS:
+            event = self._events.decode(message.value)
+            join.add_event(str(event["event_id"]), _ms(event["occurred_at"]), bytes(message.value or b""))
+            return []
+        return join.add_outcome(outcome_fields(self._outcomes.decode(message.value)))
 
     def state(self) -> MonitorState:
         """Counters summed over the member's partitions, and each model's figures in both windows."""
@@ -122,3 +138,7 @@ class MonitorCore:
 
     def assigned(self, partitions: Iterable[int]) -> None:
         self.partitions = set(partitions)
+
+
+def _ms(value: object) -> int:
+    return int(value.timestamp() * 1000) if isinstance(value, dt.datetime) else int(str(value))

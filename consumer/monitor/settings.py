@@ -35,6 +35,9 @@ class MonitorKafka(_Section):
 class MonitorTopics(_Section):
     scores: str = Field("crm.scores", description="Score results (the scorer's output topic)")
     outcomes: str = Field("crm.outcomes", description="Bank decisions and lead conversions")
+    applications: str | None = Field(
+        None, description="The scorer's input topic: when set, captured rows carry the event as it was scored"
+    )
 
 
 class StoreSettings(_Section):
