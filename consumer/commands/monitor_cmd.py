@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--group-id", help="kafka.group_id")
     add("--scores-topic", help="topics.scores")
     add("--outcomes-topic", help="topics.outcomes")
+    add("--applications-topic", help="topics.applications: read the events too, so captured rows carry them")
     add("--store-path", type=Path, help="store.path: the local RocksDB state store")
     add("--metrics-port", type=int, help="metrics_port (0 = pick a free port)")
     add("--capture-dir", type=Path, help="capture_dir: append joined rows to Parquet here")
@@ -37,7 +38,11 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags as nested settings (None = not given, so the file and environment still apply)."""
     return {
         "kafka": {"bootstrap_servers": args.bootstrap_servers, "group_id": args.group_id},
-        "topics": {"scores": args.scores_topic, "outcomes": args.outcomes_topic},
+        "topics": {
+            "scores": args.scores_topic,
+            "outcomes": args.outcomes_topic,
+            "applications": args.applications_topic,
+        },
         "store": {"path": args.store_path},
         "metrics_port": args.metrics_port,
         "capture_dir": args.capture_dir,
