@@ -155,8 +155,19 @@ def test_outcomes_encode_in_the_contract_and_decode_back() -> None:
 
 def test_the_schedule_releases_outcomes_after_their_compressed_delay() -> None:
     schedule = OutcomeSchedule(time_scale=100.0)
-    early, late = (PlannedOutcome({"n": i}, delay) for i, delay in ((1, 100.0), (2, 1000.0)))
+    early, late = (PlannedOutcome({"n": i, "kind": "bank_decision"}, d) for i, d in ((1, 100.0), (2, 1000.0)))
     schedule.add(late, seen_at=0.0)
     schedule.add(early, seen_at=0.0)
     assert schedule.due(0.5) == [] and schedule.due(1.0) == [early]
     assert schedule.due(9.9) == [] and schedule.due(10.0) == [late] and len(schedule) == 0
+
+
+def test_lead_conversions_can_be_compressed_further_and_the_schedule_says_what_waits() -> None:
+    schedule = OutcomeSchedule(time_scale=100.0, lead_time_scale=10_000.0)
+    bank = PlannedOutcome({"kind": "bank_decision"}, 1000.0)
+    lead = PlannedOutcome({"kind": "lead_conversion"}, 432_000.0)
+    schedule.add(bank, seen_at=0.0)
+    schedule.add(lead, seen_at=0.0)
+    assert schedule.pending() == 2 and schedule.pending(banks_only=True) == 1
+    assert schedule.due(10.0) == [bank] and schedule.pending(banks_only=True) == 0
+    assert schedule.due(43.1) == [] and schedule.due(43.2) == [lead]
