@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +158,10 @@ def test_the_ttl_expires_unanswered_scores_and_outcomes_that_found_no_score(tmp_
         assert store.get(b"p0000/score/app-3") is not None
 
 
-def _messages(policy: PolicyChange | None = None, seed: int = 3, count: int = 3000) -> list[InputMessage]:
-    """The world's scores (oracle probabilities: a calibrated model) and outcomes, on 3 partitions."""
+@cache
+def _messages(policy: PolicyChange | None = None, seed: int = 3, count: int = 3000) -> tuple[InputMessage, ...]:
+    """The world's scores (oracle probabilities: a calibrated model) and outcomes, on 3 partitions (cached:
+    callers copy before reordering)."""
     catalog = load_catalog()
     encode_score = SingleObjectEncoder(catalog.get("score_result.v1"))
     encode_outcome = SingleObjectEncoder(catalog.outcome)
@@ -187,7 +191,7 @@ def _messages(policy: PolicyChange | None = None, seed: int = 3, count: int = 30
                 planned.record, decided_at=dt.datetime.fromtimestamp(planned.record["decided_at"] / 1000, dt.UTC)
             )
             add(OUTCOMES, record["application_id"], encode_outcome(record))
-    return messages
+    return tuple(messages)
 
 
 def _core(path: Path, **quality: Any) -> MonitorCore:
@@ -197,7 +201,7 @@ def _core(path: Path, **quality: Any) -> MonitorCore:
     return core
 
 
-def _run(core: MonitorCore, messages: list[InputMessage], batch: int = 400) -> list[str]:
+def _run(core: MonitorCore, messages: Sequence[InputMessage], batch: int = 400) -> list[str]:
     fired = []
     for start in range(0, len(messages), batch):
         fired += core.apply(messages[start : start + batch]).fired
@@ -205,7 +209,7 @@ def _run(core: MonitorCore, messages: list[InputMessage], batch: int = 400) -> l
 
 
 def test_the_figures_depend_on_what_was_joined_not_on_how_the_topics_interleaved(tmp_path: Path) -> None:
-    messages = _messages()
+    messages = list(_messages())
     by_stream = [m for m in messages if m.stream == OUTCOMES] + [m for m in messages if m.stream == SCORES]
     shuffled = messages[:]
     random.Random(5).shuffle(shuffled)
@@ -231,7 +235,7 @@ def _keep_partition_order(shuffled: list[InputMessage], in_order: list[InputMess
 
 
 def test_a_batch_is_stored_whole_or_not_at_all_and_a_restart_resumes_from_the_stored_offsets(tmp_path: Path) -> None:
-    messages = _messages()
+    messages = list(_messages())
     undisturbed = _core(tmp_path / "calm")
     _run(undisturbed, messages)
     core = _core(tmp_path / "crash")
