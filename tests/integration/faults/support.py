@@ -8,6 +8,7 @@ fail the scenario; duplicates (at-least-once re-deliveries) are counted and boun
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 import time
@@ -350,17 +351,29 @@ def telemetry_url(scorer: ScorerProcess, timeout: float = 30.0) -> str:
     """
     assert scorer.process is not None
     pid = scorer.process.pid
-    wait_until(lambda: listening_port(pid) is not None, timeout, "the telemetry endpoint listening", scorer)
-    return f"http://127.0.0.1:{listening_port(pid)}"
+    found: list[int] = []
+
+    def listening() -> bool:
+        port = listening_port(pid)
+        if port is not None:
+            found.append(port)
+        return port is not None
+
+    wait_until(listening, timeout, "the telemetry endpoint listening", scorer)
+    return f"http://127.0.0.1:{found[-1]}"
 
 
 def listening_port(pid: int) -> int | None:
     """The TCP port ``pid`` listens on (the scorer's only listener is its telemetry endpoint), from /proc."""
     try:
-        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
         tables = [table.read_text() for table in Path(f"/proc/{pid}/net").glob("tcp*")]  # tcp, and tcp6 if any
     except OSError:  # not listening yet, or gone (wait_until then reports the exit)
         return None
+    links = []
+    for fd in fds:
+        with contextlib.suppress(OSError):  # a descriptor closed since the listing (the process is busy)
+            links.append(os.readlink(fd))
     sockets = {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
     for table in tables:
         for row in table.splitlines()[1:]:
