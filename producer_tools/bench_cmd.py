@@ -18,15 +18,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-QUICK_EVENTS = 20_000
-QUICK_LATENCY_S = 5.0
+QUICK_EVENTS = 10_000
+QUICK_LATENCY_S = 3.0
 OUTSIDE_WARN_PERCENT = 10.0  # of one CPU
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="measure the scorer: ceiling, 1 and 2 workers, latency, memory")
     add = parser.add_argument
-    add("--events", type=int, default=None, help="events preloaded (default 200,000; --quick 20,000)")
+    add("--events", type=int, default=None, help="events preloaded (default 200,000; --quick 10,000)")
     add("--quick", action="store_true", help="a small run for CI smoke (timings are printed, never checked)")
     add("--bootstrap-servers", default=None, help="use this Kafka cluster (default: $KAFKA_BOOTSTRAP_SERVERS, "
         "else a local broker started for the run)")  # fmt: skip

@@ -48,8 +48,8 @@ def test_quick_bench_reports_every_measure(kafka_bootstrap: str, tmp_path: Path)
     assert "ceiling" in done.stdout and "two workers" in done.stdout and "us/event" in done.stdout
 
     data = json.loads(report.read_text())
-    assert data["events"] == 20_000
-    assert 0 < data["malformed"] < 1_000  # about 1%
+    assert data["events"] == 10_000
+    assert 0 < data["malformed"] < 500  # about 1%
     for key in HEADLINE_KEYS:
         assert isinstance(data[key], int | float) and math.isfinite(data[key]) and data[key] > 0, key
     assert data["latency_p50_ms"] <= data["latency_p95_ms"] <= data["latency_p99_ms"]

@@ -58,6 +58,7 @@ def results_published(url: str) -> float:
     return sum(s.value for f in families for s in f.samples if s.name == "crm_scorer_results_published_total")
 
 
+@pytest.mark.matrix  # 45 s: make test-faults (make test checks the protocol's settings in unit tests)
 def test_two_scorers_on_the_consumer_protocol_share_the_partitions_and_lose_nothing(
     lanes: Lanes, tmp_path: Path
 ) -> None:
