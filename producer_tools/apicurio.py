@@ -14,7 +14,6 @@ fault scenarios) keeps its ids, as a production registry backed by a database do
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -24,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -131,7 +130,7 @@ def registry_unavailable_reason() -> str | None:
 def answers(url: str, timeout: float = 2.0) -> bool:
     """True when the ccompat API at ``url`` answers its subject list with 200."""
     try:
-        with contextlib.closing(urllib.request.urlopen(f"{url}/subjects", timeout=timeout)) as response:
+        with urllib.request.urlopen(f"{url}/subjects", timeout=timeout) as response:
             return bool(response.status == 200)
     except urllib.error.HTTPError as exc:  # an answer, but not yet the API: close it (it holds the socket)
         exc.close()
@@ -144,8 +143,7 @@ class ApicurioRegistry:
     """An Apicurio Registry process on loopback; a context manager that stops it on exit.
 
     Nothing starts in ``__init__``. :meth:`start` (or ``with``) launches it and waits until the ccompat API
-    answers. :meth:`kill` and :meth:`start` again keep the port and the stored schemas (the registry's H2 file);
-    :meth:`pause` freezes it (SIGSTOP: connections accepted, nothing answered).
+    answers. :meth:`kill` and :meth:`start` again keep the port and the stored schemas (the registry's H2 file).
     """
 
     kind = "apicurio"
@@ -201,20 +199,6 @@ class ApicurioRegistry:
         self._server.wait_until(lambda: answers(self.url), timeout, f"answer on {self.url}")
         self.start_seconds = time.monotonic() - started
         return self
-
-    def pause(self) -> None:
-        self._running().pause()
-
-    def resume(self) -> None:
-        self._running().resume()
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        self.pause()
-        try:
-            yield
-        finally:
-            self.resume()
 
     def kill(self) -> None:
         """kill -9: requests fail with connection refused until :meth:`start` again."""

@@ -156,9 +156,7 @@ def run_phase(
     are done."""
     ensure_topics(bootstrap, {lanes.output: plan.partitions, lanes.dlq: 1})
     port = free_port()
-    log = workdir / f"{lanes.group}.log"
-    scorer = (RelayProcess(bootstrap, lanes, log, plan.config) if relay
-              else ScorerProcess(bootstrap, lanes, workers, log, plan.config, port))  # fmt: skip
+    scorer = start_process(bootstrap, lanes, workers, plan, workdir, port, relay)
     try:
         wait_until_done(bootstrap, lanes, total, plan.partitions, scorer)
         stages = {} if relay else scrape_stage_us(port)
@@ -168,6 +166,16 @@ def run_phase(
     back = read_back(bootstrap, [lanes.output, lanes.dlq], total)
     peaks = sorted(scorer.peak_rss.values(), reverse=True)
     return RunResult(workers, total, back.count, back.events_per_s(), peaks, rebalances, stages)
+
+
+def start_process(
+    bootstrap: str, lanes: Lanes, workers: int, plan: BenchPlan, workdir: Path, port: int, relay: bool
+) -> ScorerProcess:
+    """``crm-scorer run`` with ``workers`` on ``lanes`` (metrics on ``port``), or the relay in its place."""
+    log = workdir / f"{lanes.group}.log"
+    if relay:
+        return RelayProcess(bootstrap, lanes, log, plan.config)
+    return ScorerProcess(bootstrap, lanes, workers, log, plan.config, port)
 
 
 def wait_until_done(
@@ -242,9 +250,7 @@ def run_latency(
     """
     lanes = fresh_lanes(run_id, f"latency-{'relay' if relay else 'scorer'}-{round(rate)}")
     ensure_topics(bootstrap, {lanes.input: plan.partitions, lanes.output: plan.partitions, lanes.dlq: 1})
-    log = workdir / f"{lanes.group}.log"
-    scorer = (RelayProcess(bootstrap, lanes, log, plan.config) if relay
-              else ScorerProcess(bootstrap, lanes, 1, log, plan.config, free_port()))  # fmt: skip
+    scorer = start_process(bootstrap, lanes, 1, plan, workdir, free_port(), relay)
     warmup = 1000
     templates = list(workload(max(1, int(rate * plan.latency_seconds)), plan.seed + 104729, plan.bad_ratio))
     decoder = ResultDecoder()

@@ -21,7 +21,7 @@ from types import FrameType
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from consumer.kafka.loop import next_offsets  # the scorer's own offset arithmetic
+from consumer.kafka.clients import next_offsets  # the scorer's own offset arithmetic
 from consumer.settings import load_settings
 
 _TIMESTAMP = 8  # bytes of the relayed value

@@ -174,20 +174,26 @@ class Stack:
 
     def _start_prometheus(self, port: int) -> ServerProcess:
         binary = prometheus_binary()
-        config = yaml.safe_load((CONFIGS / "prometheus.yml").read_text())
-        config["global"] |= {"scrape_interval": "5s", "evaluation_interval": "5s"}
-        config["rule_files"] = [str(CONFIGS / name) for name in config["rule_files"]]
-        scrape = config["scrape_configs"][0]
-        scrape.pop("dns_sd_configs", None)  # compose discovers the replicas by DNS; here they are two ports
-        scrape["static_configs"] = [{"targets": [f"{HOST}:{p}" for p in self.scorer_ports]}]
         path = self.folder / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config))
+        path.write_text(yaml.safe_dump(local_prometheus_config([f"{HOST}:{p}" for p in self.scorer_ports], "5s")))
         command = [binary, f"--config.file={path}", f"--storage.tsdb.path={self.folder / 'prometheus-data'}",
                    f"--web.listen-address={HOST}:{port}", "--log.level=warn"]  # fmt: skip
         server = ServerProcess("Prometheus", command, self.folder / "prometheus.log")
         server.start()
         server.wait_until(lambda: _http_status(f"http://{HOST}:{port}/-/ready") == 200, 60, f"be ready on {port}")
         return server
+
+
+def local_prometheus_config(targets: list[str], interval: str) -> dict[str, Any]:
+    """``configs/prometheus.yml`` for scorers on this machine: the same rules (by absolute path) and scrape job,
+    the replicas named by address instead of found by DNS (as compose does), scraped every ``interval``."""
+    config: dict[str, Any] = yaml.safe_load((CONFIGS / "prometheus.yml").read_text())
+    config["global"] |= {"scrape_interval": interval, "evaluation_interval": interval}
+    config["rule_files"] = [str(CONFIGS / name) for name in config["rule_files"]]
+    scrape = config["scrape_configs"][0]
+    scrape.pop("dns_sd_configs", None)
+    scrape["static_configs"] = [{"targets": targets}]
+    return config
 
 
 def prometheus_binary() -> str:

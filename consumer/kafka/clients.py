@@ -8,7 +8,7 @@ stands in for the network), so the loop runs in a unit test or a benchmark with 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -86,6 +86,24 @@ class Sink(Protocol):
     def commit_transaction(self, timeout: float = ...) -> None: ...
 
     def abort_transaction(self, timeout: float = ...) -> None: ...
+
+
+def next_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), the offset after the last of ``messages``: what a commit of them stores."""
+    offsets: dict[tuple[str, int], int] = {}
+    for m in messages:
+        tp = (m.topic() or "", m.partition() or 0)
+        offsets[tp] = max(offsets.get(tp, 0), (m.offset() or 0) + 1)
+    return offsets
+
+
+def first_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), the offset of the first of ``messages``: where to seek to read them again."""
+    offsets: dict[tuple[str, int], int] = {}
+    for m in messages:
+        tp = (m.topic() or "", m.partition() or 0)
+        offsets[tp] = min(offsets.get(tp, m.offset() or 0), m.offset() or 0)
+    return offsets
 
 
 def _consumer(conf: dict[str, Any]) -> Source:

@@ -33,7 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaExcep
 
 from consumer.core.engine import BatchOutcome
 from consumer.core.offsets import InFlightBatch, OffsetTracker
-from consumer.kafka.clients import Sink, Source
+from consumer.kafka.clients import Sink, Source, first_offsets
 from consumer.kafka.delivery import BatchPublisher, NotAuthorized, PublishError, Refusal, refusal_of
 
 log = logging.getLogger(__name__)
@@ -347,11 +347,7 @@ class ExactlyOnce:
         else:
             log.warning("transaction aborted (%s); rewinding the batch to score it again", reason)
         self._until_done(lambda: self.producer.abort_transaction(_CALL_S), "abort")
-        first: dict[tuple[str, int], int] = {}
-        for m in messages:
-            tp = (m.topic() or "", m.partition() or 0)
-            first[tp] = min(first.get(tp, m.offset() or 0), m.offset() or 0)
-        for (topic, partition), offset in first.items():
+        for (topic, partition), offset in first_offsets(messages).items():
             consumer.seek(TopicPartition(topic, partition, offset))
 
     def _replace_fenced(self, consumer: Source, error: KafkaError) -> None:

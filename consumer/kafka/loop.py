@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -19,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.core.engine import ScoringEngine, quiet_collector
 from consumer.core.offsets import InFlightBatch
-from consumer.kafka.clients import Clients, Source
+from consumer.kafka.clients import Clients, Source, next_offsets
 from consumer.kafka.delivery import PublishError
 from consumer.kafka.guarantees import AtLeastOnce, ExactlyOnce, Guarantee
 from consumer.kafka.registry_gate import RegistryGate
@@ -203,15 +202,6 @@ class ScoringLoop:
     def _log_every(self, key: str, seconds: float, message: str, *args: object) -> None:
         if self._throttle.ready(key, seconds):
             log.warning(message, *args)
-
-
-def next_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
-    """Per (topic, partition), the offset after the last of ``messages``: what a commit of them stores."""
-    offsets: dict[tuple[str, int], int] = {}
-    for m in messages:
-        tp = (m.topic() or "", m.partition() or 0)
-        offsets[tp] = max(offsets.get(tp, 0), (m.offset() or 0) + 1)
-    return offsets
 
 
 def _cached_high_watermark(source: Source, topic: str, partition: int) -> int:

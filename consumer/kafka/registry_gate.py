@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from confluent_kafka import Message, TopicPartition
 
 from consumer.core.engine import BatchDecoder
-from consumer.kafka.clients import Source
+from consumer.kafka.clients import Source, first_offsets
 from consumer.telemetry.logs import Throttle
 from schemas.errors import RegistryUnavailableError
 
@@ -88,11 +88,7 @@ class RegistryGate:
         """The registry failed while the batch was decoded (an id that turned up missing since ``admit``):
         every partition of the batch waits from its first message."""
         self._last_error = str(error)
-        first: dict[TP, int] = {}
-        for m in messages:
-            tp = (m.topic() or "", m.partition() or 0)
-            first[tp] = min(first.get(tp, m.offset() or 0), m.offset() or 0)
-        self._hold(source, first)
+        self._hold(source, first_offsets(messages))
 
     def tick(self, source: Source) -> None:
         """Before each consume: when the backoff is over, ask the registry again; resume once it answers."""

@@ -108,7 +108,7 @@ def _session_registry() -> Iterator[ApicurioRegistry]:
 
 @pytest.fixture
 def apicurio(_session_registry: ApicurioRegistry) -> ApicurioRegistry:
-    """The session's Apicurio Registry, running (a fault scenario that killed or froze it is undone here)."""
+    """The session's Apicurio Registry, running (a fault scenario that killed it is undone here)."""
     if not _session_registry.is_running():
         _session_registry.start()
     return _session_registry

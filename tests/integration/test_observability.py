@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from producer_tools import world
 from producer_tools.broker import free_port
 from producer_tools.publisher import PublishSummary, event_encoders, publish_events
+from producer_tools.stack import local_prometheus_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -231,14 +232,8 @@ def start_prometheus(prometheus_bin: Path, tmp_path: Path) -> Iterator[Callable[
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(scorer_port: int) -> Prometheus:
-        config = yaml.safe_load((CONFIGS / "prometheus.yml").read_text())
-        config["global"] |= {"scrape_interval": "1s", "evaluation_interval": "1s"}
-        config["rule_files"] = [str(CONFIGS / f) for f in config["rule_files"]]
-        scrape = config["scrape_configs"][0]
-        scrape.pop("dns_sd_configs", None)  # the shipped config discovers replicas by DNS; here one local scorer
-        scrape["static_configs"] = [{"targets": [f"127.0.0.1:{scorer_port}"]}]
         path = tmp_path / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config))
+        path.write_text(yaml.safe_dump(local_prometheus_config([f"127.0.0.1:{scorer_port}"], "1s")))
         port = free_port()
         command = [str(prometheus_bin), f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                    f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]  # fmt: skip
