@@ -12,10 +12,21 @@ while dependencies keep pointing one way::
     ├── RecordEncodingError        a record we write does not fit its own schema: our bug, never dead-lettered
     ├── RegistryUnavailableError   the Schema Registry did not answer: transient, retried, never dead-lettered
     ├── ConfigError                settings or scorer.yaml are wrong; names the key
-    └── ArtifactError              a model artifact is missing, tampered with, or its manifest is inconsistent
+    ├── ArtifactError              a model artifact is missing, tampered with, or its manifest is inconsistent
+    │
+    │   defined beside what raises them (they carry values of the Kafka edge), still under the one root:
+    ├── PublishError               consumer.kafka.delivery: a delivery no retry can mend (missing topic, a
+    │                              dead letter the broker refuses); the worker stops with offsets uncommitted
+    └── NotAuthorized              consumer.kafka.delivery: an exactly-once produce refused for a missing ACL;
+                                   carries the ``Refusal`` (which ACL), retried until an operator grants it
+
+    Exception                      outside the tree, never seen outside its module:
+    └── _Wedged                    consumer.kafka.guarantees: a transactional call kept failing; caught there
+                                   and turned into a producer replacement
 
 Library exceptions are translated where they enter (``raise AvroDecodeError(...) from exc``).
-Every message names the field (as a dotted path) or the source it is about.
+Every message names the field (as a dotted path) or the source it is about. A test walks every exception
+class of ``consumer``, ``models`` and ``schemas`` and checks that this drawing names it.
 """
 
 from __future__ import annotations
