@@ -13,6 +13,7 @@ while dependencies keep pointing one way::
     ├── RegistryUnavailableError   the Schema Registry did not answer: transient, retried, never dead-lettered
     ├── ConfigError                settings or scorer.yaml are wrong; names the key
     ├── ArtifactError              a model artifact is missing, tampered with, or its manifest is inconsistent
+    ├── CaptureError               the monitor's training capture cannot be trained on (a corrupt file, no rows)
     │
     │   defined beside what raises them (they carry values of the Kafka edge), still under the one root:
     ├── PublishError               consumer.kafka.delivery: a delivery no retry can mend (missing topic, a
@@ -81,3 +82,10 @@ class ConfigError(CrmScorerError):
 
 class ArtifactError(CrmScorerError):
     """A model artifact is missing or does not match its manifest."""
+
+
+class CaptureError(CrmScorerError):
+    """The training capture (Parquet rows of joined outcomes) is unreadable or lacks the rows asked for.
+
+    The message names the file or the model it is about.
+    """
