@@ -23,6 +23,7 @@ from models.features import FEATURE_INDEX
 from models.lead_model import LeadParameters
 from models.leaf_table import LeafTable
 from models.manifest import MANIFEST, Manifest, ModelEntry, StoredFile
+from models.pipeline import check_pipeline
 from schemas.errors import ArtifactError
 
 __all__ = ["MANIFEST", "BankModel", "LeadModel", "ModelSet", "load_models", "read_manifest", "verified_file"]
@@ -108,6 +109,12 @@ class ModelSet:
     banks: tuple[BankModel, ...]
     lead: LeadModel
     manifest: Manifest
+    directory: Path | None = None  # where it was loaded from (its reference profile lies there)
+
+    @property
+    def version(self) -> str:
+        """The model set's version (the manifest's)."""
+        return self.manifest.version
 
     def versions(self) -> dict[str, str]:
         return {**{b.name: b.version for b in self.banks}, "lead": self.lead.version}
@@ -154,12 +161,19 @@ def _check_features(name: str, configured: list[str], entry: ModelEntry) -> tupl
     return tuple(trained)
 
 
-def load_models(config: ModelsConfig) -> ModelSet:
-    """Verify and load every configured model. Raises ArtifactError naming the model and the problem."""
+def load_models(config: ModelsConfig, directory: Path | None = None) -> ModelSet:
+    """Verify and load every configured model from ``directory`` (default: the store's active set when
+    ``config.store_dir`` is set, else ``config.artifacts_dir``).
+
+    Raises:
+        ArtifactError: naming the model and the problem; a set built for another feature pipeline names both
+            pipeline versions.
+    """
     import xgboost as xgb
 
-    root = Path(config.artifacts_dir)
+    root = Path(directory if directory is not None else models_dir(config))
     manifest = Manifest.read(root)
+    check_pipeline(manifest.pipeline_version, f"model set {manifest.version} ({root.name})")
     banks = []
     for bank in config.banks:
         entry = manifest.entry(bank.name)
@@ -182,4 +196,17 @@ def load_models(config: ModelsConfig) -> ModelSet:
     entry = manifest.entry("lead")
     _check_features("lead", config.lead.features, entry)
     params = LeadParameters.from_file(verified_file(root, entry, "lead"))
-    return ModelSet(tuple(banks), LeadModel(entry.version, params, entry.threshold), manifest)
+    return ModelSet(tuple(banks), LeadModel(entry.version, params, entry.threshold), manifest, root)
+
+
+def models_dir(config: ModelsConfig) -> Path:
+    """The directory the scorer serves: the store's active set when a store is configured, else artifacts_dir.
+
+    Raises:
+        ArtifactError: a store is configured and no set is active in it.
+    """
+    if config.store_dir is None:
+        return Path(config.artifacts_dir)
+    from models.store import ModelStore
+
+    return ModelStore(config.store_dir).active_dir()

@@ -98,7 +98,24 @@ class ModelsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     artifacts_dir: Path = Field(
-        DEFAULT_ARTIFACTS_DIR, description="directory holding manifest.json and the model files (verified by sha256)"
+        DEFAULT_ARTIFACTS_DIR,
+        description="directory holding manifest.json and the model files (verified by sha256); "
+        "used when no store_dir is set",
+    )
+    store_dir: Path | None = Field(
+        None,
+        description="model store: one sub-directory per model-set version and the record of the active one "
+        "(crm-scorer models); when set, the scorer serves the active set and follows activations",
+    )
+    control_topic: str = Field(
+        "crm.models",
+        min_length=1,
+        description="compacted topic carrying activations (key: channel); every worker of every replica follows it",
+    )
+    channel: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="this scorer's key on the control topic: deployments sharing a topic follow their own channel",
     )
     banks: list[BankConfig] = Field(
         default_factory=_default_banks,

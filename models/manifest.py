@@ -3,14 +3,20 @@
 
 A manifest that lacks a key, or holds one of the wrong type, is an ``ArtifactError`` naming the file and every
 such key (``models.bank_a.threshold: Field required``), never a ``KeyError`` deep in the loader.
+
+A manifest is a *model set*: ``version`` names it (a manifest written before sets had versions reads as the
+version derived from its contents, ``content_version``), ``parent`` the set it was derived from, ``pipeline``
+the feature-pipeline version it was built for (``models.pipeline``), ``lineage`` what training tells of its data.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.errors import ArtifactError
 
@@ -72,11 +78,42 @@ class Training(_Part):
     holdout: int
 
 
+class Pipeline(_Part):
+    """The feature pipeline a set was built for: ``models.pipeline.pipeline_version()`` at training."""
+
+    version: str
+
+
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # a directory name in the store, a label value
+
+
+def content_version(manifest: dict[str, Any]) -> str:
+    """The version a manifest's contents give it: 12 hex digits of the sha256 of its canonical JSON (every key
+    but ``version``), so the same models, profile and pipeline always give the same version."""
+    content = {k: v for k, v in manifest.items() if k != "version"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+
+
 class Manifest(_Part):
     format: int = FORMAT
+    version: str = Field(pattern=VERSION_PATTERN)  # filled by ``_versioned`` when the file has none
+    parent: str | None = None  # the set this one was derived from (retrained from)
+    pipeline: Pipeline | None = None  # None: written before pipeline versions were recorded
+    lineage: dict[str, Any] | None = None  # free-form: capture dates, rows per bank, routing rule, ...
     training: Training | None = None  # what the model card tells; serving needs none of it
     reference_profile: StoredFile | None = None
     models: dict[str, ModelEntry]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _versioned(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "version" not in data:
+            return {"version": content_version(data), **data}
+        return data
+
+    @property
+    def pipeline_version(self) -> str | None:
+        return self.pipeline.version if self.pipeline is not None else None
 
     def entry(self, name: str) -> ModelEntry:
         """The entry of model ``name``. Raises ArtifactError when there is none."""

@@ -22,7 +22,8 @@ from models.config import ModelsConfig
 from models.evaluation import Quality, best_mcc_threshold, measure
 from models.features import FeatureFrame, build_features
 from models.lead_model import fit_lead_model
-from models.manifest import FORMAT, MANIFEST, Manifest
+from models.manifest import FORMAT, MANIFEST, Manifest, content_version
+from models.pipeline import pipeline_version
 from models.profile import BinProfile, input_profiles, numeric_profile
 
 PROFILE_FILE = "reference_profile.json"
@@ -122,11 +123,16 @@ def train(
     seed: int,
     folds: int = 5,
     log: Callable[[str], None] = print,
+    *,
+    parent: str | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> Manifest:
     """Train every configured model on ``data``, write artifacts + manifest + profile to ``out_dir``.
 
-    Returns the manifest (the typed model serving reads). Raises KeyError when ``data`` has no outcomes for a
-    configured bank.
+    The manifest records the set's version (derived from its contents), the feature-pipeline version, and when
+    given the ``parent`` set it was derived from and free-form training ``lineage`` (capture dates, rows per
+    bank, routing rule). Returns the manifest (the typed model serving reads). Raises KeyError when ``data``
+    has no outcomes for a configured bank.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = build_features(data.events)
@@ -158,14 +164,27 @@ def train(
     profile = {"inputs": [pr.to_dict() for pr in input_profiles(_rows(frame, split.holdout))],
                "predictions": {k: v.to_dict() for k, v in predictions.items()}}  # fmt: skip
     stored = _write(out_dir, PROFILE_FILE, (json.dumps(profile, indent=1) + "\n").encode())
-    manifest = Manifest.model_validate({
-        "format": FORMAT,
-        "training": {"events": len(data.events), "seed": seed, "folds": folds, "holdout": len(split.holdout)},
-        "reference_profile": stored,
-        "models": models,
-    })  # fmt: skip
+    training = {"events": len(data.events), "seed": seed, "folds": folds, "holdout": len(split.holdout)}
+    manifest = _manifest(training, stored, models, parent, lineage)
     (out_dir / MANIFEST).write_text(manifest.to_json())
     return manifest
+
+
+def _manifest(
+    training: dict[str, Any],
+    profile: dict[str, str],
+    models: dict[str, Any],
+    parent: str | None,
+    lineage: dict[str, Any] | None,
+) -> Manifest:
+    content: dict[str, Any] = {"format": FORMAT}
+    if parent is not None:
+        content["parent"] = parent
+    content["pipeline"] = {"version": pipeline_version()}
+    if lineage is not None:
+        content["lineage"] = lineage
+    content |= {"training": training, "reference_profile": profile, "models": models}
+    return Manifest.model_validate({"version": content_version(content), **content})
 
 
 def _dmatrix(x: np.ndarray) -> Any:
