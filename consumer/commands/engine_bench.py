@@ -5,11 +5,12 @@ Kafka (decode -> features -> every bank and the lead -> reasons -> encode) and r
 what each stage (and each model) cost per event. The messages come from a file of length-prefixed values
 (``write_messages``), so the benchmark feeds the engine exactly the bytes it put on the input topic.
 
-``/proc`` readers give a process's resident memory, current and peak, without extra dependencies.
+It reads files and the process's peak memory, so it sits beside ``crm-scorer bench``, not in the pure core.
 """
 
 from __future__ import annotations
 
+import resource
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +22,6 @@ from consumer.core.engine import ScoringEngine, quiet_collector
 
 _LENGTH = struct.Struct(">I")
 _NONE = 0xFFFFFFFF  # the length that marks a message without a value (a tombstone)
-_MIB = 1024 * 1024
 
 
 def write_messages(path: Path, values: Iterable[bytes | None]) -> int:
@@ -56,28 +56,12 @@ def read_messages(path: Path) -> list[bytes | None]:
     return values
 
 
-def status_kib(pid: int | str, key: str) -> int | None:
-    """A ``kB`` line of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``), or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return None
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (the kernel's high-water mark), in MiB.
 
-
-def rss_mb(pid: int | str = "self") -> float | None:
-    """Resident memory now, in MiB."""
-    kib = status_kib(pid, "VmRSS")
-    return None if kib is None else kib / 1024
-
-
-def peak_rss_mb(pid: int | str = "self") -> float | None:
-    """Peak resident memory (the high-water mark) so far, in MiB."""
-    kib = status_kib(pid, "VmHWM")
-    return None if kib is None else kib / 1024
+    ``getrusage`` reports it in KiB on Linux; psutil has no peak resident size there, only the current one.
+    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass

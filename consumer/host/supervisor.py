@@ -1,4 +1,4 @@
-"""Running the loop: in this process for one worker, or N worker processes in one consumer group.
+"""Supervising the workers: one in this process, or N worker processes in one consumer group.
 
 Scale-out is the consumer group itself: each worker is an ordinary member, Kafka spreads the partitions. The
 parent only starts the workers, forwards SIGTERM/SIGINT to them, replaces one that dies, and waits; a worker
@@ -12,7 +12,6 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,93 +19,16 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from consumer.kafka.loop import ScoringLoop
-from consumer.service import build_engine, registry_source, result_header
+from consumer.host.worker import run_worker
 from consumer.settings import Settings
 from consumer.telemetry.logs import configure_logging
-from consumer.telemetry.observer import LoopObserver, NullObserver, ObserverFactory
+from consumer.telemetry.observer import ObserverFactory
 from models.artifacts import load_models
-from schemas.errors import RegistryUnavailableError
-from schemas.framing import SchemaSource
 
 log = logging.getLogger(__name__)
 _RESTARTS_ALLOWED = 5  # worker replacements within _RESTART_WINDOW_S before the host counts it a crash loop
 _RESTART_WINDOW_S = 600.0
-_REGISTRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 Clock = Callable[[], float]
-
-# worker index -> observer for that worker (the metrics module provides one; None = no metrics)
-
-
-def run_worker(settings: Settings, worker: int = 0, observer_factory: ObserverFactory | None = None) -> None:
-    """Load the models, then consume until SIGTERM/SIGINT. Raises ArtifactError before joining the group."""
-    configure_logging(settings.log.level, settings.log.json_format)
-    if worker == 0:  # once per host: a service started elsewhere must not run on the defaults unnoticed
-        log.info("settings from %s", settings.source or "defaults, the environment and flags (no config file)")
-    observer = (observer_factory(settings, worker) if observer_factory else None) or NullObserver()
-    stopping = threading.Event()
-    loop: ScoringLoop | None = None
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("worker %d got %s: finishing the batch", worker, signal.Signals(signum).name)
-        stopping.set()
-        if loop is not None:
-            loop.request_stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    models = load_models(settings.models)  # a bad artifact is refused at once, whatever the registry does
-    registry = registry_source(settings)
-    header = _result_header_when_registered(settings, registry, observer, stopping)
-    if header is None:
-        return
-    loop = ScoringLoop(settings, build_engine(settings, registry, header, models), observer, worker)
-    _stop_when_orphaned(loop, worker)
-    if stopping.is_set():
-        return
-    loop.run()
-
-
-def _result_header_when_registered(
-    settings: Settings, registry: SchemaSource | None, observer: LoopObserver, stopping: threading.Event
-) -> bytes | None:
-    """The results' framing header; with a Schema Registry, once the result schema is registered: a registry
-    that does not answer yet is asked again with backoff, the worker alive and not ready meanwhile (None: a stop
-    came first). A registry that refuses the schema (ConfigError) is not waited for."""
-    started, attempt = time.monotonic(), 0
-    while not stopping.is_set():
-        try:
-            header = result_header(settings, registry)
-        except RegistryUnavailableError as exc:
-            if attempt == 0:
-                observer.registry_state(False)
-            if attempt % 10 == 0:
-                log.warning("cannot register the result schema yet, retrying (%s; waiting %.0f s)", exc,
-                            time.monotonic() - started)  # fmt: skip
-            observer.heartbeat()
-            stopping.wait(_REGISTRY_BACKOFF_S[min(attempt, len(_REGISTRY_BACKOFF_S) - 1)])
-            attempt += 1
-            continue
-        if attempt:
-            observer.registry_state(True)
-            log.info("result schema registered after %.1f s", time.monotonic() - started)
-        return header
-    return None
-
-
-def _stop_when_orphaned(loop: ScoringLoop, worker: int) -> None:
-    """A worker whose parent died (kill -9) stops like on SIGTERM: an orphan would hold its partitions, score
-    unseen by metrics and health, and double the group when the host is started again."""
-    parent = mp.parent_process()
-    if parent is None:  # one worker runs in the scorer's own process
-        return
-
-    def watch() -> None:
-        parent.join()  # returns once the parent is gone
-        log.warning("worker %d: the parent process is gone; finishing the batch and leaving", worker)
-        loop.request_stop()
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run_workers(settings: Settings, observer_factory: ObserverFactory | None = None) -> int:
@@ -178,8 +100,12 @@ class WorkerPool:
         return 1 if gave_up or any(codes.values()) else 0
 
     def _start(self, worker: int) -> None:
-        process = self._context.Process(target=run_worker, args=(self._settings, worker, self._observer_factory),
-                                        name=f"worker-{worker}", daemon=False)  # fmt: skip
+        process = self._context.Process(
+            target=run_worker,
+            args=(self._settings, worker, self._observer_factory),
+            name=f"worker-{worker}",
+            daemon=False,
+        )
         self._processes[worker] = process
         process.start()
         if self._stopping:  # the stop signal came while this one was starting
@@ -192,8 +118,13 @@ class WorkerPool:
             if not code:  # running, or left cleanly
                 continue
             if not self._budget.take():
-                log.error("worker %d %s; %d restarts within %.0f s already: stopping the host", worker,
-                          _exit_reason(code), self._budget.allowed, self._budget.window_s)  # fmt: skip
+                log.error(
+                    "worker %d %s; %d restarts within %.0f s already: stopping the host",
+                    worker,
+                    _exit_reason(code),
+                    self._budget.allowed,
+                    self._budget.window_s,
+                )
                 self._forward(signal.SIGTERM, None)
                 return True
             log.error("worker %d %s; starting a replacement", worker, _exit_reason(code))
