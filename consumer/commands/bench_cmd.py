@@ -1,7 +1,7 @@
 """``crm-scorer bench-engine --messages FILE``: the engine's ceiling on recorded message values, no Kafka.
 
 ``crm-scorer bench`` runs it in a fresh process for its ``ceiling`` line; run alone, it profiles the engine on
-any capture written by ``consumer.core.bench.write_messages``.
+any capture written by ``consumer.commands.engine_bench.write_messages``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from consumer.core.bench import EngineMeasurement, measure_engine, read_messages
+from consumer.commands.engine_bench import EngineMeasurement, measure_engine, read_messages
 from consumer.service import build_engine
 from consumer.settings import load_settings
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from consumer.kafka.workers import run_workers
+from consumer.host.supervisor import run_workers
 from consumer.settings import load_settings
 from consumer.telemetry.host import serve_telemetry
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.kafka.workers import RestartBudget, _exit_reason
+from consumer.host.supervisor import RestartBudget, _exit_reason
 
 
 class FakeClock:
