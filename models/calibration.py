@@ -21,9 +21,10 @@ def calibrated(margin: np.ndarray, calibration: tuple[float, float]) -> np.ndarr
     return a * np.asarray(margin, dtype=np.float64) + b
 
 
-def fit_platt(margin: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """The Platt calibration ``(a, b)`` of ``margin`` against 0/1 labels ``y`` (an unregularised logistic fit)."""
+def fit_platt(margin: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> tuple[float, float]:
+    """The Platt calibration ``(a, b)`` of ``margin`` against 0/1 labels ``y`` (an unregularised logistic fit),
+    each row weighted by ``weight`` when given."""
     from sklearn.linear_model import LogisticRegression
 
-    clf = LogisticRegression(C=1e6, max_iter=1000).fit(margin.reshape(-1, 1), y)
+    clf = LogisticRegression(C=1e6, max_iter=1000).fit(margin.reshape(-1, 1), y, sample_weight=weight)
     return float(clf.coef_[0, 0]), float(clf.intercept_[0])

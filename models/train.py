@@ -81,26 +81,42 @@ def _split(n: int, seed: int, folds: int) -> _Split:
     return _Split(train, np.sort(order[cut:]), [np.sort(f) for f in np.array_split(order[:cut], folds)])
 
 
-def _fit_bank(x: np.ndarray, y: np.ndarray, split: _Split, seed: int, log: Callable[[str], None], name: str) -> dict:
+def _fit_bank(
+    x: np.ndarray,
+    y: np.ndarray,
+    split: _Split,
+    seed: int,
+    log: Callable[[str], None],
+    name: str,
+    weight: np.ndarray | None = None,
+    base: Any = None,
+) -> dict:
+    """Cross-validated tree count, Platt calibration and threshold, then the booster on the whole train part.
+
+    ``weight``: a weight per row (None: all 1). ``base``: a booster to continue from (its trees are kept and
+    new ones added; ``trees`` counts both).
+    """
     import xgboost as xgb
 
     params = {**XGB_PARAMS, "seed": seed}
+    w = (lambda rows: None) if weight is None else (lambda rows: weight[rows])
     oof = np.zeros(len(split.train))
     best: list[int] = []
     for k, valid in enumerate(split.folds):
         fit_rows = np.setdiff1d(split.train, valid)
-        dtrain = xgb.DMatrix(x[fit_rows], label=y[fit_rows], missing=np.nan)
-        dvalid = xgb.DMatrix(x[valid], label=y[valid], missing=np.nan)
+        dtrain = xgb.DMatrix(x[fit_rows], label=y[fit_rows], weight=w(fit_rows), missing=np.nan)
+        dvalid = xgb.DMatrix(x[valid], label=y[valid], weight=w(valid), missing=np.nan)
         booster = xgb.train(params, dtrain, MAX_TREES, evals=[(dvalid, "valid")], early_stopping_rounds=30,
-                            verbose_eval=False)  # fmt: skip
+                            verbose_eval=False, xgb_model=base)  # fmt: skip
         best.append(booster.best_iteration + 1)
         margins = booster.predict(dvalid, output_margin=True, iteration_range=(0, best[-1]))
         oof[np.searchsorted(split.train, valid)] = margins
         log(f"  {name}: fold {k + 1}/{len(split.folds)} trees={best[-1]}")
     trees = round(float(np.mean(best)))
-    dall = xgb.DMatrix(x[split.train], label=y[split.train], missing=np.nan)
-    booster = xgb.train(params, dall, trees)
-    a, b = fit_platt(oof, y[split.train])
+    dall = xgb.DMatrix(x[split.train], label=y[split.train], weight=w(split.train), missing=np.nan)
+    kept = 0 if base is None else base.num_boosted_rounds()
+    booster = xgb.train(params, dall, max(trees - kept, 0), xgb_model=base)
+    a, b = fit_platt(oof, y[split.train], w(split.train))
     threshold = best_mcc_threshold(y[split.train], sigmoid(calibrated(oof, (a, b))))
     return {"booster": booster, "trees": trees, "calibration": {"a": a, "b": b}, "threshold": threshold}
 
