@@ -23,7 +23,7 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip \
  && /opt/venv/bin/pip install . \
  && /opt/venv/bin/pip uninstall --yes nvidia-nccl-cu12 \
- && /opt/venv/bin/python -c "import consumer.commands.cli, producer_tools.cli, xgboost, sklearn, confluent_kafka"
+ && /opt/venv/bin/python -c "import consumer.commands.cli, producer_tools.commands.cli, xgboost, sklearn, confluent_kafka"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

@@ -1,7 +1,7 @@
 """``crm-train``: train the bank and lead models, or evaluate the committed ones on a fresh sample.
 
 The synthetic world lives in ``producer_tools``, which ``models`` must not import; the console script
-(``producer_tools.train_cmd``) passes its generator in as ``synthetic``. ``--data FILE.jsonl`` trains on a file
+(``producer_tools.commands.train_cmd``) passes its generator in as ``synthetic``. ``--data FILE.jsonl`` trains on a file
 whose lines carry ``truth`` as ``crm-producer generate --labels`` writes it.
 """
 

@@ -14,8 +14,8 @@ from dataclasses import replace
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from producer_tools.broker import BrokerError
-from producer_tools.publisher import OutboundMessage, producer_config
+from producer_tools.publishing.publisher import OutboundMessage, producer_config
+from producer_tools.servers.broker import BrokerError
 from schemas.framing import SINGLE_OBJECT_MAGIC
 
 _TICK_S = 0.001

@@ -24,7 +24,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from producer_tools.broker import BrokerError
+from producer_tools.servers.broker import BrokerError
 
 _MIB_PER_KIB = 1 / 1024
 _READ_BATCH = 2000
@@ -276,13 +276,13 @@ def _tree_ticks(root: int) -> dict[int, int]:
 
 
 class RelayProcess(ScorerProcess):
-    """``python -m producer_tools.relay`` on a phase's lanes: the scorer's Kafka path without scoring."""
+    """``python -m producer_tools.bench.relay`` on a phase's lanes: the scorer's Kafka path without scoring."""
 
     def __init__(self, bootstrap: str, lanes: Lanes, log_path: Path, config: Path | None) -> None:
         self.workers = 1
         self.log_path = log_path
         self.metrics_port = 0
-        args = [sys.executable, "-m", "producer_tools.relay", "--bootstrap-servers", bootstrap, "--input-topic",
+        args = [sys.executable, "-m", "producer_tools.bench.relay", "--bootstrap-servers", bootstrap, "--input-topic",
                 lanes.input, "--output-topic", lanes.output, "--group-id", lanes.group]  # fmt: skip
         if config is not None:
             args += ["--config", str(config)]

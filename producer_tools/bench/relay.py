@@ -1,6 +1,6 @@
 """The relay baseline of ``crm-scorer bench``: the scorer's Kafka path with nothing in between.
 
-``python -m producer_tools.relay`` joins a group with exactly the consumer and producer settings the scorer
+``python -m producer_tools.bench.relay`` joins a group with exactly the consumer and producer settings the scorer
 would use (``Settings.librdkafka`` of the same configuration: fetch wait, batch size and timeout, acks, linger,
 compression, idempotence), consumes batches and produces, for each message, its key and an 8-byte value: the
 input message's own timestamp (so a subscriber can time it), with no decoding, scoring or encoding. Offsets are
@@ -88,7 +88,7 @@ def relayed_time_ms(value: bytes) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m producer_tools.relay", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m producer_tools.bench.relay", description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap-servers", required=True)
     parser.add_argument("--input-topic", required=True)
     parser.add_argument("--output-topic", required=True)

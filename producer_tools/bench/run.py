@@ -6,7 +6,7 @@
 3. ``one_worker`` / ``two_workers``: ``crm-scorer run`` with 1 and 2 workers (fresh group and output topics
    each) consumes the preloaded topic; events/s from the broker timestamps of the first to the last output.
 4. ``latency``: a fresh topic; a producer offers half the one-worker rate with live event times.
-5. ``relay``: the baseline, ``producer_tools.relay`` (the scorer's Kafka settings, no decoding or scoring) over
+5. ``relay``: the baseline, ``producer_tools.bench.relay`` (the scorer's Kafka settings, no decoding or scoring) over
    the same preloaded topic, and at the same offered rate: the broker-and-client floor of both numbers.
 6. ``curve`` (not with ``--quick``): the latency at 10%, 25%, 50% and 75% of the one-worker rate.
 7. ``soak`` (optional): one worker over many events; its resident memory after the warm-up and at the end.
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from producer_tools.bench_offer import live_stamped, offer
-from producer_tools.bench_probe import (
+from producer_tools.bench.offer import live_stamped, offer
+from producer_tools.bench.probe import (
     CpuWatch,
     Lanes,
     RelayProcess,
@@ -47,16 +47,16 @@ from producer_tools.bench_probe import (
     memory_mb,
     read_back,
 )
-from producer_tools.broker import BrokerError, free_port
-from producer_tools.poison import poison_kinds
-from producer_tools.publisher import (
+from producer_tools.bench.relay import relayed_time_ms
+from producer_tools.publishing.poison import poison_kinds
+from producer_tools.publishing.publisher import (
     OutboundMessage,
     event_encoders,
     event_messages,
     publish_messages,
 )
-from producer_tools.relay import relayed_time_ms
-from producer_tools.topics import ensure_topics
+from producer_tools.publishing.topics import ensure_topics
+from producer_tools.servers.broker import BrokerError, free_port
 from producer_tools.world import generate
 from schemas import ResultDecoder
 
@@ -335,7 +335,7 @@ def run_soak(bootstrap: str, run_id: str, plan: BenchPlan, workdir: Path) -> Soa
 
 
 def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[str, Any]:
-    """Every phase, in order; returns the report (see ``producer_tools.bench_cmd`` for its keys)."""
+    """Every phase, in order; returns the report (see ``producer_tools.commands.bench_cmd`` for its keys)."""
     run_id = uuid.uuid4().hex[:8]
     say(f"building {plan.events:,} events ({plan.bad_ratio:.1%} malformed)")
     messages = list(workload(plan.events, plan.seed, plan.bad_ratio))

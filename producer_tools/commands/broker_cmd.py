@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from producer_tools.apache_kafka import ApacheKafka
-from producer_tools.broker import BOOTSTRAP_ENV, KINDS, BrokerError, TansuBroker, resolve_kind
+from producer_tools.servers.apache_kafka import ApacheKafka
+from producer_tools.servers.broker import BOOTSTRAP_ENV, KINDS, BrokerError, TansuBroker, resolve_kind
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,20 +11,20 @@ import sys
 
 from confluent_kafka import KafkaError, KafkaException
 
-from producer_tools.broker import BOOTSTRAP_ENV
+from producer_tools.servers.broker import BOOTSTRAP_ENV
 
 # Modules that contribute subcommands, in the order `--help` lists them.
 _COMMAND_MODULES = [
-    "producer_tools.generate_cmd",
-    "producer_tools.broker_cmd",
-    "producer_tools.produce_cmd",
-    "producer_tools.replay_cmd",
-    "producer_tools.tail_cmd",
-    "producer_tools.outcomes_cmd",
-    "producer_tools.outcomes_demo",
-    "producer_tools.demo",
-    "producer_tools.stack_cmd",
-    "producer_tools.rebalance_probe",
+    "producer_tools.commands.generate_cmd",
+    "producer_tools.commands.broker_cmd",
+    "producer_tools.commands.produce_cmd",
+    "producer_tools.commands.replay_cmd",
+    "producer_tools.commands.tail_cmd",
+    "producer_tools.commands.outcomes_cmd",
+    "producer_tools.commands.outcomes_demo_cmd",
+    "producer_tools.commands.demo_cmd",
+    "producer_tools.commands.stack_cmd",
+    "producer_tools.commands.rebalance_probe_cmd",
 ]
 
 

@@ -9,48 +9,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-from producer_tools.produce_cmd import DEFAULT_TOPIC, add_bootstrap_argument, require_broker
-from producer_tools.publisher import OutboundMessage, publish_messages
-from producer_tools.topics import RecordedMessage, read_all
-from schemas.dead_letter import DeadLetterInfo
+from producer_tools.commands.arguments import APPLICATIONS_TOPIC, add_bootstrap_argument, require_broker
+from producer_tools.publishing.publisher import publish_messages
+from producer_tools.publishing.replay import plan_replay
+from producer_tools.publishing.topics import read_all
 from schemas.errors import CrmScorerError
 
+DEFAULT_TOPIC = APPLICATIONS_TOPIC
 DEFAULT_DLQ = f"{DEFAULT_TOPIC}.dlq"
-NOT_A_DEAD_LETTER = "(no dlq headers)"
-
-
-@dataclass
-class ReplayPlan:
-    """The messages to re-produce, how many per reason, and what was left out per reason."""
-
-    messages: list[OutboundMessage] = field(default_factory=list)
-    per_reason: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-
-
-def plan_replay(dead_letters: Iterable[RecordedMessage], reasons: Collection[str] | None = None) -> ReplayPlan:
-    """Select the dead letters whose ``dlq.reason`` is in ``reasons`` (all when None or empty), in order.
-
-    Messages without dead-letter headers are skipped (counted under ``NOT_A_DEAD_LETTER``).
-    """
-    plan = ReplayPlan()
-    for message in dead_letters:
-        try:
-            reason = DeadLetterInfo.from_headers(message.headers).reason
-        except (KeyError, ValueError):
-            plan.skipped[NOT_A_DEAD_LETTER] += 1
-            continue
-        if reasons and reason not in reasons:
-            plan.skipped[reason] += 1
-            continue
-        plan.per_reason[reason] += 1
-        plan.messages.append(OutboundMessage(message.key, message.value))
-    return plan
 
 
 def register(subparsers: Any) -> None:

@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from producer_tools.server_process import BrokerError
-from producer_tools.stack import TOPICS, Stack, StackPorts
+from producer_tools.demos.stack import TOPICS, Stack, StackPorts
+from producer_tools.servers.process import BrokerError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,4 +1,4 @@
-"""``crm-producer outcomes-demo``: the feedback loop on one machine, in one command.
+"""The feedback-loop demo: scorer, outcomes and monitor on one machine (``crm-producer outcomes-demo`` runs it).
 
 Starts the local broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``), ``crm-scorer run`` and ``crm-scorer monitor`` as
 subprocesses (the tools never import the service), sends ``--events`` world events, answers each score with
@@ -23,30 +23,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from producer_tools.broker import KINDS, broker_from_env
-from producer_tools.outcomes_cmd import OutcomeTally, answer_scores
-from producer_tools.publisher import event_encoders, publish_events
-from producer_tools.topics import ensure_topics
+from producer_tools.publishing.outcomes import OutcomeTally, answer_scores
+from producer_tools.publishing.publisher import event_encoders, publish_events
+from producer_tools.publishing.topics import ensure_topics
+from producer_tools.servers.broker import broker_from_env
 from producer_tools.world import generate
-from producer_tools.world.outcomes import OutcomeDraws, PolicyChange, Truth
+from producer_tools.world.outcomes import OutcomeDraws, Truth
 
 TOPICS = {"crm.applications": 6, "crm.scores": 6, "crm.applications.dlq": 1, "crm.outcomes": 6}
 MONITOR_PORT = 9410
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("outcomes-demo", help="scorer + outcomes + monitor, with live quality figures")
-    add = parser.add_argument
-    add("--events", type=int, default=int(os.environ.get("EVENTS", "10000")), help="world events to send")
-    add("--seed", type=int, default=2026)
-    add("--rate", type=float, default=1000.0, help="events/s offered by the synthetic CRM")
-    add("--time-scale", type=float, default=3000.0, help="divide the world's bank decision delays by this")
-    add("--policy-change", type=PolicyChange.parse, default=None, help="BANK@N: BANK tightens from event N on")
-    add("--broker", choices=KINDS, default=None, help="local broker (as `demo`)")
-    parser.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> int:
+def run_outcomes_demo(args: argparse.Namespace) -> int:
     batch = generate(args.events, args.seed)
     truths = {
         str(e["event_id"]): Truth(i, t, e) for i, (e, t) in enumerate(zip(batch.events, batch.truth, strict=True))

@@ -1,4 +1,4 @@
-"""``crm-producer demo``: the whole product on one machine, in one command.
+"""The scoring demo: the whole product on one machine, orchestrated (``crm-producer demo`` runs it).
 
 Starts the local broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``), creates the topics, starts ``crm-scorer run``
 as a subprocess (the service is never imported by the tools), streams synthetic CRM traffic with a little
@@ -25,30 +25,15 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from producer_tools.broker import BOOTSTRAP_ENV, KINDS, broker_from_env
-from producer_tools.publisher import PublishSummary, event_encoders, publish_events
-from producer_tools.tail_cmd import score_view
-from producer_tools.topics import ensure_topics
+from producer_tools.publishing.publisher import PublishSummary, event_encoders, publish_events
+from producer_tools.publishing.topics import ensure_topics
+from producer_tools.publishing.views import score_view
+from producer_tools.servers.broker import broker_from_env
 from producer_tools.world import generate
 from schemas import ResultDecoder
 
 INPUT, OUTPUT, DLQ = "crm.applications", "crm.scores", "crm.applications.dlq"
 SAMPLES = 3
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="broker + synthetic traffic + scorer, with live output")
-    parser.add_argument("--events", type=int, default=int(os.environ.get("EVENTS", "20000")),
-                        help="stop once this many are scored or dead-lettered (0: run until Ctrl-C)")  # fmt: skip
-    parser.add_argument("--rate", type=float, default=5000.0, help="events/s offered by the synthetic CRM")
-    parser.add_argument("--bad-ratio", type=float, default=0.01, help="share of malformed messages")
-    parser.add_argument("--metrics-port", type=int, default=9400)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--broker", choices=KINDS, default=None,
-                        help="local broker: tansu (default, no Java) or kafka (Apache Kafka; needs java and mvn); "
-                        f"$CRM_BROKER sets the default; ${BOOTSTRAP_ENV} names a running cluster")  # fmt: skip
-    parser.set_defaults(handler=run)
 
 
 @dataclass
@@ -114,7 +99,7 @@ def _start_scorer(bootstrap: str, metrics_port: int, workers: int) -> subprocess
     return subprocess.Popen(args, env=env, stderr=subprocess.DEVNULL if workers == 0 else None)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     stop = threading.Event()
     tally = Tally()
     published: list[PublishSummary] = []

@@ -1,6 +1,7 @@
 """``make stack``: the docker-compose topology as local processes, with no Docker engine.
 
-Apache Kafka (one KRaft node, :mod:`producer_tools.apache_kafka`), Apicurio Registry (:mod:`producer_tools.apicurio`),
+Apache Kafka (one KRaft node, :mod:`producer_tools.servers.apache_kafka`), Apicurio Registry
+(:mod:`producer_tools.servers.apicurio`),
 the three topics, two ``crm-scorer run`` replicas in one consumer group with Confluent framing (each its own
 process, instance id and metrics port), the synthetic CRM producing at a steady rate with about 1% malformed
 messages, and Prometheus (Debian's package, installed by ``scripts/install-prometheus.sh`` when missing) with
@@ -24,10 +25,10 @@ from typing import Any
 
 import yaml
 
-from producer_tools.apache_kafka import ApacheKafka
-from producer_tools.apicurio import ApicurioRegistry
-from producer_tools.server_process import HOST, BrokerError, ServerProcess, free_port, port_is_free
-from producer_tools.topics import ensure_topics
+from producer_tools.publishing.topics import ensure_topics
+from producer_tools.servers.apache_kafka import ApacheKafka
+from producer_tools.servers.apicurio import ApicurioRegistry
+from producer_tools.servers.process import HOST, BrokerError, ServerProcess, free_port, port_is_free
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -161,7 +162,7 @@ class Stack:
         seed = 1
         with (self.folder / "producer.log").open("ab") as log:
             while not self._stopping.is_set():
-                command = [sys.executable, "-m", "producer_tools.cli", "produce", "--bootstrap-servers",
+                command = [sys.executable, "-m", "producer_tools.commands.cli", "produce", "--bootstrap-servers",
                            self.kafka.bootstrap_servers, "--topic", TOPICS["input"], "--rate", str(self._rate),
                            "--count", str(_BATCH), "--seed", str(seed), "--schema-version", "mixed",
                            "--framing", "confluent", "--schema-registry-url", self.registry.url,

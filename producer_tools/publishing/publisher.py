@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from producer_tools.poison import CATALOGUE, SCORED, Encoder, PoisonKind, poison_kinds
-from producer_tools.progress import Pacer
+from producer_tools.publishing.poison import CATALOGUE, SCORED, Encoder, PoisonKind, poison_kinds
+from producer_tools.publishing.progress import Pacer
 from schemas import ConfluentEncoder, SingleObjectEncoder, load_catalog
 from schemas.catalog import APPLICATION_EVENT, SchemaCatalog
 from schemas.errors import ConfigError
@@ -33,7 +33,7 @@ _QUEUE_FULL_WAIT = 0.05
 
 
 class Progress(Protocol):
-    """What the publisher reports progress to (``producer_tools.progress.ProgressBar``, or a fake)."""
+    """What the publisher reports progress to (``producer_tools.publishing.progress.ProgressBar``, or a fake)."""
 
     def update(self, done: int, failed: int = 0) -> None: ...
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
-from producer_tools.broker import BrokerError
+from producer_tools.errors import BrokerError
 
 # -1 lets the cluster choose (KIP-464): one on the local broker, the configured default on a real cluster.
 BROKER_DEFAULT_REPLICATION = -1
@@ -122,6 +122,41 @@ def _recorded(message: Message) -> RecordedMessage:
     return RecordedMessage(message.key(), message.value(), headers, partition, offset)
 
 
+def follow(
+    bootstrap_servers: str, topic: str, from_beginning: bool, idle_timeout: float | None
+) -> Iterator[RecordedMessage]:
+    """Messages of every partition of ``topic`` as they arrive; ends after ``idle_timeout`` seconds of silence
+    (never when None).
+
+    Raises:
+        BrokerError: the topic does not exist or a fetch fails.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            # assign() never joins the group: a unique id shares nothing and costs no rebalance.
+            "group.id": f"crm-tail-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    try:
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        consumer.assign([TopicPartition(topic, p, start) for p in _partitions(consumer, bootstrap_servers, topic, 10)])
+        last_seen = time.monotonic()
+        while idle_timeout is None or time.monotonic() - last_seen < idle_timeout:
+            for message in consumer.consume(_BATCH, timeout=_POLL_SECONDS):
+                error = message.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    raise BrokerError(f"reading {topic!r} on {bootstrap_servers}: {error}")
+                if error is None:
+                    last_seen = time.monotonic()
+                    yield _recorded(message)
+    finally:
+        consumer.close()
+
+
 def scan_topic(
     bootstrap_servers: str,
     topic: str,
@@ -157,7 +192,10 @@ def scan_topic(
 
 
 def _partitions(consumer: Consumer, bootstrap_servers: str, topic: str, timeout: float) -> list[int]:
-    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException as exc:  # the broker answered a moment ago and went away
+        raise BrokerError(f"topic {topic!r} on {bootstrap_servers}: no metadata: {exc.args[0].str()}") from exc
     if metadata is None or metadata.error is not None or not metadata.partitions:
         error = metadata.error if metadata is not None else "not in metadata"
         raise BrokerError(f"topic {topic!r} on {bootstrap_servers}: cannot read it: {error}")

@@ -7,7 +7,7 @@ factor 1 everywhere; three nodes form a three-voter controller quorum with repli
 offsets and transaction topics exist (a fresh broker otherwise answers the first group or transactional request
 with a retriable "coordinator not available", which every test would have to absorb).
 
-With ``security=KafkaSecurity(folder)`` (:mod:`producer_tools.kafka_security`) clients meet a ``SASL_SSL``
+With ``security=KafkaSecurity(folder)`` (:mod:`producer_tools.servers.kafka_security`) clients meet a ``SASL_SSL``
 listener with SCRAM-SHA-512 users and the ``StandardAuthorizer``; :meth:`ApacheKafka.client_config` gives a
 client's properties for either kind.
 
@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from producer_tools.kafka_jars import LOG4J_CONFIG, kafka_libs
-from producer_tools.server_process import HOST, BrokerError, ServerProcess, accepts_connections, free_port
+from producer_tools.servers.kafka_jars import LOG4J_CONFIG, kafka_libs
+from producer_tools.servers.process import HOST, BrokerError, ServerProcess, accepts_connections, free_port
 
 if TYPE_CHECKING:  # its certificates need the `cryptography` package, which only a secured broker needs
-    from producer_tools.kafka_security import KafkaSecurity
+    from producer_tools.servers.kafka_security import KafkaSecurity
 
-KAFKA_VERSION = "4.1.1"  # the version pinned in producer_tools/jvm/pom.xml
+KAFKA_VERSION = "4.1.1"  # the version pinned in producer_tools/servers/jvm/pom.xml
 # What Kafka's own kafka-run-class.sh passes, and an exit (not a limp) on running out of heap.
 _JVM_FLAGS = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
               "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError",

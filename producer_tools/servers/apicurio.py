@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from producer_tools.kafka_jars import cache_root
-from producer_tools.server_process import HOST, BrokerError, ServerProcess, free_port
+from producer_tools.servers.kafka_jars import cache_root
+from producer_tools.servers.process import HOST, BrokerError, ServerProcess, free_port
 
 APICURIO_VERSION = "3.3.3"
 ARTIFACT = f"io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all"

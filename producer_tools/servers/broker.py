@@ -3,9 +3,9 @@
 Three kinds, one interface (a context manager with ``bootstrap_servers``; the local ones also pause, resume and
 stop):
 
-- ``kafka``: Apache Kafka from its Maven Central jars (:mod:`producer_tools.apache_kafka`), the broker the
+- ``kafka``: Apache Kafka from its Maven Central jars (:mod:`producer_tools.servers.apache_kafka`), the broker the
   integration suite, the fault suite and the benchmarks run on; it needs ``java`` and ``mvn``.
-- ``tansu``: the zero-Java embedded broker (:mod:`producer_tools.tansu`), the default of ``make demo``.
+- ``tansu``: the zero-Java embedded broker (:mod:`producer_tools.servers.tansu`), the default of ``make demo``.
 - an external cluster, when ``KAFKA_BOOTSTRAP_SERVERS`` is set: entering and leaving it does nothing.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Protocol
 
-from producer_tools.apache_kafka import ApacheKafka
-from producer_tools.kafka_jars import kafka_unavailable_reason
-from producer_tools.server_process import BrokerError, free_port, port_is_free
-from producer_tools.tansu import INSTALL_HINT, TansuBroker, answers_metadata
+from producer_tools.servers.apache_kafka import ApacheKafka
+from producer_tools.servers.kafka_jars import kafka_unavailable_reason
+from producer_tools.servers.process import BrokerError, free_port, port_is_free
+from producer_tools.servers.tansu import INSTALL_HINT, TansuBroker, answers_metadata
 
 __all__ = ["BOOTSTRAP_ENV", "BROKER_ENV", "INSTALL_HINT", "ApacheKafka", "Broker", "BrokerError", "BrokerKind",
            "ExternalBroker", "LocalBroker", "TansuBroker", "answers_metadata", "broker_from_env", "free_port",

@@ -1,6 +1,6 @@
 """Apache Kafka's jars from Maven Central, resolved once into a cache outside the repository.
 
-``mvn dependency:copy-dependencies`` on the pinned ``producer_tools/jvm/pom.xml`` copies Kafka and its runtime
+``mvn dependency:copy-dependencies`` on the pinned ``producer_tools/servers/jvm/pom.xml`` copies Kafka and its runtime
 dependencies into ``<cache>/apache-kafka-<pom digest>/libs``. The folder is complete only once a stamp file is in
 it; a second call finds the stamp and runs nothing, so nothing is downloaded twice. The cache is
 ``$CRM_SCORER_CACHE``, else ``$XDG_CACHE_HOME/crm-scorer``, else ``~/.cache/crm-scorer``.
@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from producer_tools.server_process import BrokerError
+from producer_tools.servers.process import BrokerError
 
 CACHE_ENV = "CRM_SCORER_CACHE"
 JVM_DIR = Path(__file__).parent / "jvm"

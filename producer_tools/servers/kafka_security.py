@@ -1,6 +1,6 @@
 """A secured local Apache Kafka: a throwaway CA, a broker certificate, SCRAM-SHA-512 users and the authorizer.
 
-:class:`KafkaSecurity` is what :class:`producer_tools.apache_kafka.ApacheKafka` takes as ``security=``: clients
+:class:`KafkaSecurity` is what :class:`producer_tools.servers.apache_kafka.ApacheKafka` takes as ``security=``: clients
 meet a ``SASL_SSL`` listener (TLS with the CA made here, then SCRAM-SHA-512 with the users made here), the
 controller listener is TLS with client certificates (the broker authenticates with its own certificate, whose
 principal ``User:CN=broker`` is a super-user, so KRaft never needs SCRAM before its metadata is loaded), and the

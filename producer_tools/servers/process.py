@@ -15,14 +15,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from schemas.errors import CrmScorerError
+from producer_tools.errors import BrokerError
 
 HOST = "127.0.0.1"
 _LOG_TAIL_BYTES = 4000
-
-
-class BrokerError(CrmScorerError):
-    """The broker could not be started, did not answer, or refused a topic operation."""
 
 
 def free_port(host: str = HOST) -> int:

@@ -3,7 +3,7 @@
 Its quirks (the design notes list them): a group join takes about half of ``session.timeout.ms``; it holds every
 fetch for the full ``fetch.wait.max.ms``; ``read_committed`` does not hide aborted records; ListOffsets answers the
 last batch's base offset + 1; storage is memory only, so an outage is simulated with :meth:`TansuBroker.pause`,
-never a restart. The integration and fault suites run on Apache Kafka (:mod:`producer_tools.apache_kafka`).
+never a restart. The integration and fault suites run on Apache Kafka (:mod:`producer_tools.servers.apache_kafka`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from types import TracebackType
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from producer_tools.server_process import (
+from producer_tools.servers.process import (
     HOST,
     BrokerError,
     ServerProcess,

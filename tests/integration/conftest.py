@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from producer_tools.apache_kafka import ApacheKafka
-from producer_tools.apicurio import APICURIO_VERSION, ApicurioRegistry, registry_unavailable_reason
-from producer_tools.broker import (
+from producer_tools.publishing.topics import ensure_topics
+from producer_tools.servers.apache_kafka import ApacheKafka
+from producer_tools.servers.apicurio import APICURIO_VERSION, ApicurioRegistry, registry_unavailable_reason
+from producer_tools.servers.broker import (
     BOOTSTRAP_ENV,
     BROKER_ENV,
     LocalBroker,
@@ -25,7 +26,6 @@ from producer_tools.broker import (
     kafka_unavailable_reason,
     resolve_kind,
 )
-from producer_tools.topics import ensure_topics
 
 _HERE = Path(__file__).parent
 # CRM_BROKER=container: the same suites on Apache Kafka in a container (testcontainers; needs a Docker engine,

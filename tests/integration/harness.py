@@ -18,7 +18,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from producer_tools.topics import RecordedMessage, read_all
+from producer_tools.publishing.topics import RecordedMessage, read_all
 from schemas import ResultDecoder, SingleObjectEncoder, load_catalog
 
 CATALOG = load_catalog()
@@ -140,7 +140,7 @@ class ScorerProcess:
 
 def wait_for_count(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> int:
     """Poll the topic until it holds at least ``expected`` messages; returns the last count seen."""
-    from producer_tools.topics import count_messages
+    from producer_tools.publishing.topics import count_messages
 
     deadline = time.monotonic() + timeout
     seen = 0

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from producer_tools.broker import ApacheKafka, BrokerError, LocalBroker, TansuBroker
-from producer_tools.topics import count_messages, ensure_topics, read_all
+from producer_tools.publishing.topics import count_messages, ensure_topics, read_all
+from producer_tools.servers.broker import ApacheKafka, BrokerError, LocalBroker, TansuBroker
 from tests.integration.conftest import is_tansu
 
 # Tansu holds a group join for about half of the session timeout; Apache Kafka does not care.

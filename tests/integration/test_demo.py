@@ -7,15 +7,17 @@ import re
 import subprocess
 import sys
 
-from producer_tools.broker import BOOTSTRAP_ENV, BROKER_ENV, free_port
+from producer_tools.servers.broker import BOOTSTRAP_ENV, BROKER_ENV, free_port
 
 EVENTS = 1500
 
 
 def test_the_demo_on_tansu_scores_or_dead_letters_every_event() -> None:
     env = {k: v for k, v in os.environ.items() if k not in (BOOTSTRAP_ENV, BROKER_ENV)}
-    command = [sys.executable, "-m", "producer_tools.cli", "demo", "--events", str(EVENTS), "--broker", "tansu",
-               "--metrics-port", str(free_port())]  # fmt: skip
+    command = [
+        *(sys.executable, "-m", "producer_tools.commands.cli", "demo"),
+        *("--events", str(EVENTS), "--broker", "tansu", "--metrics-port", str(free_port())),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert re.search(r"^broker\s+127\.0\.0\.1:\d+\s+\(tansu ", done.stdout, re.M), done.stdout[:500]

@@ -35,8 +35,8 @@ from consumer.monitor.quality import ece
 from consumer.monitor.settings import MonitorSettings
 from consumer.monitor.store import StateStore
 from consumer.monitor.windows import Detectors
-from producer_tools.outcomes_cmd import answer_scores, world_truth
-from producer_tools.topics import read_all
+from producer_tools.publishing.outcomes import answer_scores, world_truth
+from producer_tools.publishing.topics import read_all
 from producer_tools.world import generate
 from producer_tools.world.outcomes import PolicyChange, route
 from schemas import ResultDecoder
@@ -63,7 +63,7 @@ class Loop:
 
 @pytest.fixture(scope="module")
 def loop(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Loop:
-    from producer_tools.topics import ensure_topics
+    from producer_tools.publishing.topics import ensure_topics
 
     tag = uuid.uuid4().hex[:8]
     names = {n: f"monitor-{n}-{tag}" for n in ("in", "scores", "dlq", "outcomes", "policy")}

@@ -25,9 +25,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from producer_tools import world
-from producer_tools.broker import free_port
-from producer_tools.publisher import PublishSummary, event_encoders, publish_events
-from producer_tools.stack import local_prometheus_config
+from producer_tools.demos.stack import local_prometheus_config
+from producer_tools.publishing.publisher import PublishSummary, event_encoders, publish_events
+from producer_tools.servers.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from producer_tools import produce_cmd
-from producer_tools.broker import free_port
-from producer_tools.cli import main
-from producer_tools.publisher import event_encoders, event_messages, registry_for
-from producer_tools.topics import count_messages, read_all
+from producer_tools.commands import produce_cmd
+from producer_tools.commands.cli import main
+from producer_tools.publishing.publisher import event_encoders, event_messages, registry_for
+from producer_tools.publishing.topics import count_messages, read_all
+from producer_tools.servers.broker import free_port
 from producer_tools.world import generate
 from schemas import EventDecoder, SingleObjectEncoder, load_catalog
 from schemas.dead_letter import DeadLetterInfo

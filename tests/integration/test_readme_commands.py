@@ -20,7 +20,7 @@ import pytest
 
 from consumer.commands.cli import build_parser as scorer_parser
 from models.train_cli import build_parser as train_parser
-from producer_tools.cli import build_parser as producer_parser
+from producer_tools.commands.cli import build_parser as producer_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -117,10 +117,10 @@ def test_docker_run_arguments_are_crm_scorer_run_flags() -> None:
 
 def test_make_targets_exist() -> None:
     targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), flags=re.MULTILINE))
-    for command in COMMANDS:
-        argv = shlex.split(command)
-        if argv[0] == "make":
-            assert argv[1] in targets, f"`{command}`: no such target in the Makefile"
+    make_commands = [shlex.split(command) for command in COMMANDS if command.startswith("make")]
+    assert make_commands, "the README shows no make command"
+    for argv in make_commands:
+        assert argv[1] in targets, f"`{shlex.join(argv)}`: no such target in the Makefile"
 
 
 def _anchors(markdown: Path) -> set[str]:
@@ -129,9 +129,10 @@ def _anchors(markdown: Path) -> set[str]:
 
 
 def test_readme_links_resolve() -> None:
-    for target in re.findall(r"\]\(([^)\s]+)\)", README.read_text(encoding="utf-8")):
-        if target.startswith(("http://", "https://")):
-            continue
+    links = re.findall(r"\]\(([^)\s]+)\)", README.read_text(encoding="utf-8"))
+    local = [target for target in links if not target.startswith(("http://", "https://"))]
+    assert local, "the README links to none of its own documents or headings"
+    for target in local:
         path, _, anchor = target.partition("#")
         document = ROOT / path if path else README
         assert document.exists(), f"README links to {path}, which does not exist"

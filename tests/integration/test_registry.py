@@ -21,8 +21,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from producer_tools.apicurio import ApicurioRegistry
-from producer_tools.topics import read_all
+from producer_tools.publishing.topics import read_all
+from producer_tools.servers.apicurio import ApicurioRegistry
 from producer_tools.world import generate
 from schemas import load_catalog
 from schemas.catalog import SchemaVersion

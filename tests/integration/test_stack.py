@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from producer_tools.stack import TOPICS, Stack, StackPorts, prometheus_api
+from producer_tools.demos.stack import TOPICS, Stack, StackPorts, prometheus_api
 from tests.integration.conftest import require_registry
 from tests.integration.faults.support import count_topic, wait_until
 

@@ -16,7 +16,7 @@ from consumer.service import build_engine
 from consumer.settings import ENV_PREFIX, Settings, load_settings
 from models.artifacts import ModelSet, load_models
 from models.config import ModelsConfig
-from producer_tools.broker import BOOTSTRAP_ENV, BROKER_ENV
+from producer_tools.servers.broker import BOOTSTRAP_ENV, BROKER_ENV
 
 
 @pytest.fixture(autouse=True)

@@ -90,6 +90,7 @@ def test_topic_layout_matches_the_compose_defaults(spec: dict[str, Any]) -> None
     def default(variable: str) -> int:
         return int(re.fullmatch(r"\$\{\w+:-(\d+)\}", env[variable]).group(1))  # type: ignore[union-attr]
 
+    assert "deadLetters" in spec["channels"] and len(spec["channels"]) > 1
     for name, channel in spec["channels"].items():
         kafka = channel["bindings"]["kafka"]
         retention = default("DLQ_RETENTION_MS" if name == "deadLetters" else "RETENTION_MS")
@@ -106,7 +107,9 @@ def test_every_shipped_schema_version_is_a_message(spec: dict[str, Any]) -> None
 
 
 def test_examples_use_the_schemas_field_names_and_encode(spec: dict[str, Any]) -> None:
-    for name, (message, version) in avro_messages(spec).items():
+    messages = avro_messages(spec)
+    assert messages, "the AsyncAPI document has no Avro message"
+    for name, (message, version) in messages.items():
         assert message["examples"], f"{name} has no example"
         for example in message["examples"]:
             payload = example["payload"]
@@ -118,7 +121,9 @@ def test_examples_use_the_schemas_field_names_and_encode(spec: dict[str, Any]) -
 
 
 def test_messages_are_keyed_by_application_id(spec: dict[str, Any]) -> None:
-    for name, (message, _) in avro_messages(spec).items():
+    messages = avro_messages(spec)
+    assert messages, "the AsyncAPI document has no Avro message"
+    for name, (message, _) in messages.items():
         traits = [resolve(spec, trait["$ref"]) for trait in message["traits"]]
         keys = [trait["bindings"]["kafka"]["key"] for trait in traits]
         assert any("application_id" in key["description"] for key in keys), name
@@ -132,7 +137,9 @@ def test_dead_letter_headers_are_the_contracts(spec: dict[str, Any]) -> None:
 
 
 def test_dead_letter_examples_read_back_as_dead_letters(spec: dict[str, Any]) -> None:
-    for example in spec["components"]["messages"]["DeadLetter"]["examples"]:
+    examples = spec["components"]["messages"]["DeadLetter"]["examples"]
+    assert examples, "the DeadLetter message has no example"
+    for example in examples:
         pairs = [(name, str(value).encode()) for name, value in example["headers"].items()]
         info = DeadLetterInfo.from_headers(pairs)
         assert info.topic == Settings().topics.input

@@ -17,7 +17,7 @@ import yaml
 from consumer.commands.cli import build_parser as scorer_parser
 from consumer.commands.config_reference import setting_docs
 from consumer.settings import ENV_PREFIX, Settings
-from producer_tools.cli import build_parser as producer_parser
+from producer_tools.commands.cli import build_parser as producer_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -243,15 +243,15 @@ def test_compose_comment_names_the_topic_variables_it_uses() -> None:
 
 
 def test_compose_runs_the_apache_kafka_version_the_tests_run_on(services: dict[str, dict[str, Any]]) -> None:
-    from producer_tools.apache_kafka import KAFKA_VERSION
+    from producer_tools.servers.apache_kafka import KAFKA_VERSION
 
     assert services["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
-    pom = (Path(__file__).parents[2] / "producer_tools" / "jvm" / "pom.xml").read_text()
+    pom = (Path(__file__).parents[2] / "producer_tools" / "servers" / "jvm" / "pom.xml").read_text()
     assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom
 
 
 def test_compose_runs_the_registry_the_tests_run_against(services: dict[str, dict[str, Any]]) -> None:
-    from producer_tools.apicurio import APICURIO_VERSION, CCOMPAT_PATH
+    from producer_tools.servers.apicurio import APICURIO_VERSION, CCOMPAT_PATH
 
     registry = services["schema-registry"]
     assert registry["image"] == f"apicurio/apicurio-registry:{APICURIO_VERSION}"

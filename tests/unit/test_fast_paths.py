@@ -33,8 +33,8 @@ from models.artifacts import BankModel, ModelSet
 from models.config import ProductConfig
 from models.features import FeatureFrame, build_features
 from models.reasons import reason_name, shipped_reason_codes
-from producer_tools.poison import poison_kinds
-from producer_tools.publisher import event_encoders, event_messages
+from producer_tools.publishing.poison import poison_kinds
+from producer_tools.publishing.publisher import event_encoders, event_messages
 from producer_tools.world import generate
 from schemas import EventDecoder, ResultDecoder, SingleObjectEncoder, load_catalog
 from schemas.catalog import SchemaVersion

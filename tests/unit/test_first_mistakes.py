@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from consumer.commands import cli as scorer_cli
-from producer_tools import broker_cmd, produce_cmd, tail_cmd
-from producer_tools import cli as producer_cli
+from producer_tools.commands import arguments, broker_cmd, tail_cmd
+from producer_tools.commands import cli as producer_cli
 
 
 def one_line(capfd: pytest.CaptureFixture[str]) -> str:
@@ -65,7 +65,7 @@ def test_a_missing_config_file_is_named(command: str, capfd: pytest.CaptureFixtu
 def test_an_unreachable_broker_is_named_and_the_command_ends(
     argv: list[str], closed_port: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(produce_cmd, "BROKER_ANSWER_S", 1.0)
+    monkeypatch.setattr(arguments, "BROKER_ANSWER_S", 1.0)
     started = time.monotonic()
     assert producer_cli.main([*argv, "--bootstrap-servers", closed_port]) == 2
     assert time.monotonic() - started < 10

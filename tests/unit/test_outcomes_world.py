@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from producer_tools.outcomes_cmd import OutcomeSchedule, world_truth
+from producer_tools.publishing.outcomes import OutcomeSchedule, world_truth
 from producer_tools.world.outcomes import (
     LEAD_HORIZON_S,
     ROUTING_RULE,

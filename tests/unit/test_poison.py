@@ -12,8 +12,8 @@ import pytest
 
 from consumer.core.validation import check_event
 from models.features import build_features
-from producer_tools.poison import CATALOGUE, DEAD_LETTER_REASONS, SCORED, PoisonKind, poison_kinds
-from producer_tools.publisher import PublishSummary, event_encoders, event_messages, registry_for
+from producer_tools.publishing.poison import CATALOGUE, DEAD_LETTER_REASONS, SCORED, PoisonKind, poison_kinds
+from producer_tools.publishing.publisher import PublishSummary, event_encoders, event_messages, registry_for
 from producer_tools.world import generate
 from schemas import EventDecoder, load_catalog
 from schemas.errors import InvalidEventError

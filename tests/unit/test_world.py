@@ -15,7 +15,7 @@ import pytest
 from fastavro.validation import validate_many
 
 from models import vocabulary as vocab
-from producer_tools.cli import main as producer_main
+from producer_tools.commands.cli import main as producer_main
 from producer_tools.world import BANKS, DEFAULT_START, generate, oracle
 from schemas.catalog import SCHEMA_DIR
 from schemas.json_view import from_json_view, to_json_view

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from producer_tools.topics import scan_topic
+from producer_tools.publishing.topics import scan_topic
 from producer_tools.world import generate
 from schemas.dead_letter import DeadLetterInfo
 from tests.integration.harness import ENCODE_V2, Lanes, ScorerProcess

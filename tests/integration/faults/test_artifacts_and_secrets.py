@@ -19,7 +19,7 @@ import yaml
 
 from models.artifacts import MANIFEST, sha256_of
 from models.config import DEFAULT_ARTIFACTS_DIR
-from producer_tools.topics import read_all
+from producer_tools.publishing.topics import read_all
 from producer_tools.world import generate
 from schemas import ResultDecoder
 from tests.integration.faults.support import (

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.core.validation import check_event
-from producer_tools.poison import poison_kinds
+from producer_tools.publishing.poison import poison_kinds
 from producer_tools.world import generate
 from schemas import EventDecoder, load_catalog
 from schemas.errors import InvalidEventError

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from producer_tools.broker import LocalBroker
+from producer_tools.servers.broker import LocalBroker
 from tests.integration.faults.support import (
     Expected,
     Feeder,

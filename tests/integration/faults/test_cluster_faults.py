@@ -29,8 +29,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from producer_tools.apache_kafka import ApacheKafka
-from producer_tools.topics import ensure_topics
+from producer_tools.publishing.topics import ensure_topics
+from producer_tools.servers.apache_kafka import ApacheKafka
 from tests.integration.faults.support import (
     INPUT_PARTITIONS,
     Expected,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from producer_tools.broker import LocalBroker
+from producer_tools.servers.broker import LocalBroker
 from tests.integration.conftest import is_tansu
 from tests.integration.faults.support import (
     Expected,

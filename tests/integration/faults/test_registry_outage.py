@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from producer_tools.apicurio import ApicurioRegistry
+from producer_tools.servers.apicurio import ApicurioRegistry
 from producer_tools.world import generate
 from schemas import ConfluentEncoder, load_catalog
 from schemas.registry import RegistrySchemaSource, value_subject

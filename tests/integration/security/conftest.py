@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from producer_tools.apache_kafka import ApacheKafka
-from producer_tools.broker import kafka_unavailable_reason
+from producer_tools.servers.apache_kafka import ApacheKafka
+from producer_tools.servers.broker import kafka_unavailable_reason
 from tests.integration.faults.support import format_table
 from tests.integration.harness import Lanes
 from tests.integration.security.support import ROWS, SecureLanes, create_topics
@@ -42,7 +42,7 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKa
     reason = kafka_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    from producer_tools.kafka_security import KafkaSecurity
+    from producer_tools.servers.kafka_security import KafkaSecurity
 
     started = time.monotonic()
     with ApacheKafka(security=KafkaSecurity(tmp_path_factory.mktemp("tls"))) as kafka:

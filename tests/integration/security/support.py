@@ -27,7 +27,7 @@ from confluent_kafka.admin import (
 
 from consumer.commands.acls_cmd import Acl, producer_acls, scorer_acls
 from consumer.settings import Settings, load_settings
-from producer_tools.apache_kafka import ApacheKafka
+from producer_tools.servers.apache_kafka import ApacheKafka
 from tests.integration.faults.support import Row, http_get, pairs, read_event_id, valid_messages
 from tests.integration.harness import Lanes
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from producer_tools.kafka_security import CertificateAuthority
+from producer_tools.servers.kafka_security import CertificateAuthority
 from tests.integration.faults.support import Row, telemetry_url, wait_until
 from tests.integration.harness import Lanes, ScorerProcess
 from tests.integration.security.support import FULL, ROWS, SecureLanes, full_only, readyz
