@@ -50,6 +50,7 @@ def test_every_payload_ends_as_a_result_or_a_dead_letter(engine: ScoringEngine, 
 def test_results_decode_with_the_score_result_schema(engine: ScoringEngine, events: list[dict]) -> None:
     outcome = engine.score_batch([ENCODE(e) for e in events[:20]])
     decoder = ResultDecoder(CATALOG)
+    assert outcome.scored, "nothing was scored"
     for scored in outcome.scored:
         result = decoder.decode(scored.value)
         source = events[scored.index]
@@ -82,7 +83,9 @@ def test_best_offer_is_the_first_offer_and_offers_are_approved_banks_cheapest_fi
 def test_each_bank_gives_its_strongest_contributions_of_its_decisions_sign(engine: ScoringEngine, events: list) -> None:
     """XGBoost's own approximate contributions: an approval's largest positive ones, a decline's most negative."""
     banks = {b.name: b for b in engine.models.banks}
-    for event, result in zip(events[:60], results(engine, events[:60]), strict=True):
+    scored = results(engine, events[:60])
+    assert len(scored) == 60 and len(banks) > 1
+    for event, result in zip(events[:60], scored, strict=True):
         for entry in result["banks"]:
             bank = banks[entry["bank"]]
             contributions = bank.contributions(build_features([event]).columns(bank.features))[0]
@@ -155,5 +158,7 @@ def test_unusable_ids_are_dead_lettered_with_the_field(engine, events, change, r
 
 
 def test_result_bytes_are_what_fastavro_writes_for_the_decoded_result(engine: ScoringEngine, events: list) -> None:
-    for scored in engine.score_batch([ENCODE(e) for e in events[:30]]).scored:
+    outcome = engine.score_batch([ENCODE(e) for e in events[:30]])
+    assert outcome.scored, "nothing was scored"
+    for scored in outcome.scored:
         assert RESULT_ENCODER(RESULTS.decode(scored.value)) == scored.value

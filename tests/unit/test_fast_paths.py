@@ -350,6 +350,7 @@ def test_an_added_fields_writer_decodes_as_fastavro_resolves_it(payloads: list[b
     v1 = CATALOG.get("application_event.v1")
     decoder = EventDecoder(CATALOG)
     v1_payloads = [p for p in payloads if p and p[2:10] == v1.fingerprint][:500]
+    compared = 0
     for payload in v1_payloads:
         try:
             record = decoder.decode(payload)
@@ -357,6 +358,8 @@ def test_an_added_fields_writer_decodes_as_fastavro_resolves_it(payloads: list[b
             continue
         resolved = schemaless_reader(BytesIO(payload[10:]), v1.parsed, READER.parsed)
         assert repr(record) == repr(resolved)  # same values (NaN included) in the reader's field order
+        compared += 1
+    assert compared > len(v1_payloads) // 2, f"{compared} of {len(v1_payloads)} v1 events decoded"
 
 
 def test_a_writer_that_changes_a_type_is_still_resolved_by_fastavro() -> None:

@@ -29,6 +29,7 @@ def test_the_reasons_exported_are_the_contracts() -> None:
 def test_every_dead_letter_reason_is_at_zero_before_the_first_dead_letter() -> None:
     registry = CollectorRegistry()
     ScorerMetrics(registry)
+    assert DEAD_LETTER_REASONS
     for reason in DEAD_LETTER_REASONS:
         assert registry.get_sample_value("crm_scorer_dead_letters_total", {"reason": reason}) == 0.0, reason
 

@@ -70,7 +70,10 @@ def test_an_application_goes_to_its_top_bank_and_to_the_second_only_when_it_appr
 
 
 def test_bank_labels_exist_only_for_routed_banks_and_carry_the_rule() -> None:
-    for planned in all_outcomes(draws=OutcomeDraws(0.0, 0.0))[:500]:
+    planned_outcomes = all_outcomes(draws=OutcomeDraws(0.0, 0.0))[:500]
+    kinds = {planned.record["kind"] for planned in planned_outcomes}
+    assert "bank_decision" in kinds and len(kinds) > 1  # both branches below are taken
+    for planned in planned_outcomes:
         record = planned.record
         if record["kind"] == "bank_decision":
             assert record["routing"] == ROUTING_RULE and record["bank"] is not None
@@ -88,7 +91,9 @@ def test_the_same_score_always_gets_the_same_outcomes() -> None:
 
 def test_baseline_bank_decisions_are_the_worlds_own_outcomes() -> None:
     truths = _truths()
-    for planned in all_outcomes(draws=OutcomeDraws(0.0, 0.0)):
+    planned_outcomes = all_outcomes(draws=OutcomeDraws(0.0, 0.0))
+    assert planned_outcomes
+    for planned in planned_outcomes:
         record = planned.record
         truth = truths[record["score_event_id"]].truth
         expected = truth["lead"]["converted"] if record["bank"] is None else truth["banks"][record["bank"]]["approved"]
@@ -146,7 +151,9 @@ def test_policy_change_is_parsed_from_bank_at_index() -> None:
 def test_outcomes_encode_in_the_contract_and_decode_back() -> None:
     catalog = load_catalog()
     encode, decoder = SingleObjectEncoder(catalog.outcome), RecordDecoder(catalog.outcome, catalog)
-    for planned in all_outcomes()[:50]:
+    planned_outcomes = all_outcomes()[:50]
+    assert len(planned_outcomes) == 50
+    for planned in planned_outcomes:
         record = dict(planned.record, decided_at=dt.datetime.fromtimestamp(planned.record["decided_at"] / 1000, dt.UTC))
         decoded = decoder.decode(encode(record))
         assert str(decoded["event_id"]) == record["event_id"] and decoded["kind"] == record["kind"]

@@ -37,6 +37,7 @@ def outcome_of(value: bytes, decoder: EventDecoder) -> tuple[str, dict[str, Any]
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_single_object_poison_gets_its_declared_outcome(kind: PoisonKind, version: str) -> None:
     encode = event_encoders(version)[0]
+    assert len(EVENTS) >= 5
     for i, event in enumerate(EVENTS[:5]):
         message = kind.make(event, encode, random.Random(i))
         outcome, decoded = outcome_of(message.value, EventDecoder())

@@ -34,6 +34,7 @@ def frame() -> Any:
 def test_margins_are_xgboosts_to_the_bit_and_contributions_its_approximate_ones_to_float32(
     model_set: ModelSet, frame: Any
 ) -> None:
+    assert model_set.banks
     for bank in model_set.banks:
         x = frame.columns(bank.features)
         margin, ours = bank.explain(bank.leaves(x))
@@ -172,6 +173,7 @@ def test_every_explained_feature_needs_a_code_and_overrides_replace_one_feature(
 def test_feature_matrix_is_shared_by_banks_with_the_same_features(model_set: ModelSet, frame: Any) -> None:
     x = frame.columns(model_set.banks[0].features)
     shared = feature_matrix(x)
+    assert len(model_set.banks) > 1
     for bank in model_set.banks:
         assert np.array_equal(bank.leaves(shared), bank.leaves(x))
 

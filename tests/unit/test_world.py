@@ -75,9 +75,11 @@ def test_every_event_validates_against_its_schema(version: str) -> None:
 
 def test_nested_records_carry_every_field_in_schema_order() -> None:
     fields = {f["name"]: f["type"] for f in _raw_schema("v1")["fields"]}
+    events = _batch(500, 2).events
+    assert events
     for section in ("applicant", "activity"):
         names = [f["name"] for f in fields[section]["fields"]]
-        assert all(list(e[section]) == names for e in _batch(500, 2).events)
+        assert names and all(list(e[section]) == names for e in events)
 
 
 def test_ids_timestamps_and_event_types_have_their_documented_shape() -> None:
@@ -112,6 +114,7 @@ def test_exact_resubmissions_repeat_the_application_on_the_same_day() -> None:
 
 def test_updates_change_an_earlier_application_a_little() -> None:
     events = _batch(5000, 1).events
+    assert any(e["event_type"] == "APPLICATION_UPDATED" for e in events)
     first: dict[str, dict[str, Any]] = {}
     for e in events:
         seen = first.setdefault(e["application_id"], e)
@@ -141,7 +144,10 @@ def test_missing_rates_and_category_shares_are_plausible() -> None:
 
 
 def test_web_counters_are_consistent_with_visits() -> None:
-    for e in _batch(5000, 4).events:
+    events = _batch(5000, 4).events
+    counts = [e["activity"]["total_visits"] for e in events]
+    assert 0 in counts and any(v is not None and v > 0 for v in counts)  # both branches below are taken
+    for e in events:
         visits, seconds, per_visit = (
             e["activity"][k] for k in ("total_visits", "total_time_spent_on_website", "page_views_per_visit")
         )
@@ -153,6 +159,7 @@ def test_web_counters_are_consistent_with_visits() -> None:
 
 def test_unknown_categories_appear_at_about_half_a_percent() -> None:
     events = _batch(20000, 4).events
+    assert vocab.CATEGORICAL_FIELDS
     for path, vocabulary in vocab.CATEGORICAL_FIELDS.items():
         section, name = path.split(".")
         present = [v for v in _field(events, section, name) if v is not None]
