@@ -81,8 +81,9 @@ class RegistryGate:
             self._hold(source, first_waiting)
         if not self._held:
             return list(messages)
-        return [m for m in messages if (m.offset() or 0) < self._held.get((m.topic() or "", m.partition() or 0),
-                                                                           1 << 62)]  # fmt: skip
+        return [
+            m for m in messages if (m.offset() or 0) < self._held.get((m.topic() or "", m.partition() or 0), 1 << 62)
+        ]
 
     def hold_all(self, source: Source, messages: Sequence[Message], error: RegistryUnavailableError) -> None:
         """The registry failed while the batch was decoded (an id that turned up missing since ``admit``):
@@ -99,9 +100,13 @@ class RegistryGate:
                 self._attempt += 1
                 self._next_try = self._clock() + _BACKOFF_S[min(self._attempt, len(_BACKOFF_S) - 1)]
                 if self._throttle.ready("down", _LOG_EVERY_S):
-                    log.warning("schema registry unavailable for %.0f s; %d partition(s) wait for writer schema "
-                                "id(s) %s (%s)", self._clock() - self._since, len(self._held),
-                                sorted(self._awaiting), self._last_error)  # fmt: skip
+                    log.warning(
+                        "schema registry unavailable for %.0f s; %d partition(s) wait for writer schema id(s) %s (%s)",
+                        self._clock() - self._since,
+                        len(self._held),
+                        sorted(self._awaiting),
+                        self._last_error,
+                    )
                 return
         waited = self._clock() - self._since
         log.info("schema registry answered again after %.1f s: resuming %d partition(s)", waited, len(self._held))
@@ -138,8 +143,12 @@ class RegistryGate:
             self._next_try = self._since + _BACKOFF_S[0]
             self._registry_up(False)
             self._throttle.ready("down")  # the next line about it comes an interval later
-            log.warning("schema registry unavailable (%s): holding %d partition(s) until it answers; ids already "
-                        "known keep scoring", self._last_error, len(new))  # fmt: skip
+            log.warning(
+                "schema registry unavailable (%s): holding %d partition(s) until it answers; ids already "
+                "known keep scoring",
+                self._last_error,
+                len(new),
+            )
         self._held.update(new)
 
     def _rehold(self, source: Source, partitions: set[TP]) -> None:
