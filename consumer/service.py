@@ -19,15 +19,12 @@ from schemas.framing import confluent_header, single_object_header
 
 def registry_source(settings: Settings) -> Any | None:
     """The Schema Registry source when ``schema_registry.url`` is set (no network until first use)."""
-    registry = settings.schema_registry
-    if not registry.url:
+    conf = settings.schema_registry.client_config()
+    if not conf:
         return None
     from schemas.registry import RegistrySchemaSource
 
-    conf: dict[str, Any] = {}
-    if registry.basic_auth_user_info is not None:
-        conf["basic.auth.user.info"] = registry.basic_auth_user_info.get_secret_value()
-    return RegistrySchemaSource.from_url(registry.url, **conf)
+    return RegistrySchemaSource.from_url(**conf)
 
 
 def result_header(settings: Settings, registry: Any | None) -> bytes:

@@ -36,6 +36,10 @@ from models.pipeline import pipeline_version
 from schemas.errors import ArtifactError
 
 RECORD = "activations.json"
+# Why a scorer refuses an activation (a metric label each): the set is not in its store, its manifest is not the
+# one activated, a file or the manifest fails verification, it was built for another feature pipeline, a model
+# does not load, or the control record itself is unreadable.
+REFUSAL_REASONS = ("not_in_store", "manifest_changed", "verification", "pipeline", "load", "bad_record")
 _LOCK = ".lock"
 
 

@@ -29,6 +29,9 @@ from schemas.framing import CONFLUENT_HEADER_SIZE, CONFLUENT_MAGIC, SINGLE_OBJEC
 # An id the registry did not know is asked again after this: a flood of messages naming it costs one request per
 # interval, and an id registered meanwhile is found.
 MISSING_ID_TTL_S = 10.0
+# Told (writer, reader) once per writer schema the decoder meets for the first time (per canonical form, whatever
+# framing named it): the schema-to-model contract runs there, never per message.
+WriterWatcher = Callable[[SchemaVersion, SchemaVersion], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,12 @@ class RecordDecoder:
         self._unparsable_ids: dict[int, str] = {}  # an id's text never changes: remember why it is unusable
         self._missing_ids: dict[int, tuple[float, str]] = {}  # id -> (when the registry said 404, its message)
         self._clock: Callable[[], float] = time.monotonic
+        self._watchers: list[WriterWatcher] = []
+
+    def watch_writers(self, watcher: WriterWatcher) -> None:
+        """Call ``watcher(writer, reader)`` when a writer schema is first resolved, before its first message is
+        read. A watcher must not raise: it runs inside the decoding of that message."""
+        self._watchers.append(watcher)
 
     def decode(self, payload: bytes | None) -> dict[str, Any]:
         """The record framed in ``payload``.
@@ -199,6 +208,8 @@ class RecordDecoder:
         else:
             plan = _ReadPlan(writer.parsed, self.reader.parsed, label)
         self._plans[writer.fingerprint] = plan
+        for watcher in self._watchers:
+            watcher(writer, self.reader)
         return plan
 
 
@@ -283,12 +294,8 @@ def _is_plain(avro_type: Any) -> bool:
 
 def _canonical_type(field: dict[str, Any], owner: SchemaVersion) -> str:
     """A field's type in Parsing Canonical Form, wrapped in a one-field record so named types resolve."""
-    record = {
-        "type": "record",
-        "name": "Field",
-        "namespace": owner.full_name.rpartition(".")[0],
-        "fields": [{"name": "f", "type": field["type"]}],
-    }
+    record = {"type": "record", "name": "Field", "namespace": owner.full_name.rpartition(".")[0],
+              "fields": [{"name": "f", "type": field["type"]}]}  # fmt: skip
     try:
         return str(to_parsing_canonical_form(record))
     except Exception:  # a type named elsewhere in the schema: no shortcut, fastavro resolves the whole record

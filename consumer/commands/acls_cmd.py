@@ -13,7 +13,9 @@ What each principal may do, and why:
   per replica and worker). Idempotent producing needs no cluster ACL since Kafka 3.0 (KIP-679: Write on a topic
   is enough).
 - the producer tools: Write and Describe the input topic (``produce``, ``replay-dlq``); Read and Describe the
-  dead-letter topic (``replay-dlq``) and the output topic (``tail``, which assigns partitions: no group).
+  dead-letter topic (``replay-dlq``) and the output topic (``tail``, which assigns partitions: no group;
+  ``outcomes``, which reads them in a group of its own per run, ``crm-producer-outcomes-<id>``: Read on that
+  prefix); Write and Describe the outcomes topic (``outcomes``).
 - the monitor: Read and Describe the output and outcomes topics, Read its own group.
 """
 
@@ -40,6 +42,7 @@ DEFAULT_PRINCIPALS: dict[Role, str] = {
 }
 DEFAULT_OUTCOMES_TOPIC = "crm.outcomes"
 DEFAULT_MONITOR_GROUP = "crm-scorer-monitor"  # the monitor's default kafka.group_id
+OUTCOMES_GROUP_PREFIX = "crm-producer-outcomes-"  # crm-producer outcomes reads the scores in a group of its own
 _FLAG = {"TOPIC": "--topic", "GROUP": "--group", "TRANSACTIONAL_ID": "--transactional-id"}
 
 
@@ -63,30 +66,42 @@ def scorer_acls(settings: Settings, principal: str = DEFAULT_PRINCIPALS["scorer"
     def acl(resource: Resource, name: str, op: Operation, pattern: Pattern = "LITERAL") -> Acl:
         return Acl(principal, resource, name, pattern, op)
 
-    acls = [acl("TOPIC", t.input, "READ"), acl("TOPIC", t.input, "DESCRIBE"),
-            acl("GROUP", settings.consumer.group_id, "READ")]  # fmt: skip
+    acls = [
+        acl("TOPIC", t.input, "READ"),
+        acl("TOPIC", t.input, "DESCRIBE"),
+        acl("GROUP", settings.consumer.group_id, "READ"),
+    ]
     for topic in (t.output, t.dlq):
         acls += [acl("TOPIC", topic, "WRITE"), acl("TOPIC", topic, "DESCRIBE")]
     if settings.guarantee == "exactly_once":
         prefix = settings.transactional_id_prefix()
-        acls += [acl("TRANSACTIONAL_ID", prefix, "WRITE", "PREFIXED"),
-                 acl("TRANSACTIONAL_ID", prefix, "DESCRIBE", "PREFIXED")]  # fmt: skip
+        acls += [
+            acl("TRANSACTIONAL_ID", prefix, "WRITE", "PREFIXED"),
+            acl("TRANSACTIONAL_ID", prefix, "DESCRIBE", "PREFIXED"),
+        ]
     return acls
 
 
-def producer_acls(settings: Settings, principal: str = DEFAULT_PRINCIPALS["producer"]) -> list[Acl]:
-    """The producer tools: produce and replay to the input topic, read the dead letters and the scores."""
+def producer_acls(
+    settings: Settings,
+    principal: str = DEFAULT_PRINCIPALS["producer"],
+    outcomes_topic: str = DEFAULT_OUTCOMES_TOPIC,
+) -> list[Acl]:
+    """The producer tools: produce and replay to the input topic, read the dead letters and the scores, answer
+    the scores with outcomes (reading them in a group of its own per run)."""
     t = settings.topics
-    acls = [
-        Acl(principal, "TOPIC", t.input, "LITERAL", "WRITE"),
-        Acl(principal, "TOPIC", t.input, "LITERAL", "DESCRIBE"),
-    ]
+    acls = []
+    for topic in (t.input, outcomes_topic):
+        acls += [
+            Acl(principal, "TOPIC", topic, "LITERAL", "WRITE"),
+            Acl(principal, "TOPIC", topic, "LITERAL", "DESCRIBE"),
+        ]
     for topic in (t.dlq, t.output):
         acls += [
             Acl(principal, "TOPIC", topic, "LITERAL", "READ"),
             Acl(principal, "TOPIC", topic, "LITERAL", "DESCRIBE"),
         ]
-    return acls
+    return [*acls, Acl(principal, "GROUP", OUTCOMES_GROUP_PREFIX, "PREFIXED", "READ")]
 
 
 def monitor_acls(
@@ -112,8 +127,8 @@ def kafka_acls_commands(acls: list[Acl], bootstrap: str, command_config: str) ->
         grouped.setdefault((a.principal, a.resource_type, a.resource_name, a.pattern_type), []).append(a.operation)
     lines = []
     for (principal, resource, name, pattern), operations in grouped.items():
-        words = ["kafka-acls.sh", "--bootstrap-server", bootstrap, "--command-config", command_config, "--add",
-                 "--allow-principal", principal]  # fmt: skip
+        words = ["kafka-acls.sh", "--bootstrap-server", bootstrap, "--command-config", command_config]
+        words += ["--add", "--allow-principal", principal]
         for op in operations:
             words += ["--operation", _camel(op)]
         words += ["--cluster"] if resource == "CLUSTER" else [_FLAG[resource], name]
@@ -136,7 +151,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for role in ROLES:
         parser.add_argument(f"--{role}-principal", default=DEFAULT_PRINCIPALS[role], help=f"the {role}'s principal")
     parser.add_argument("--guarantee", choices=["at_least_once", "exactly_once"], help="guarantee (default: config's)")
-    parser.add_argument("--outcomes-topic", default=DEFAULT_OUTCOMES_TOPIC, help="the monitor's outcomes topic")
+    parser.add_argument("--outcomes-topic", default=DEFAULT_OUTCOMES_TOPIC, help="the outcomes topic")
     parser.add_argument("--monitor-group", default=DEFAULT_MONITOR_GROUP, help="the monitor's consumer group")
     parser.add_argument("--format", choices=["kafka-acls", "json"], default="kafka-acls", help="output format")
     parser.add_argument("--bootstrap-server", default="BROKER:9093", help="for the kafka-acls.sh commands")
@@ -150,7 +165,7 @@ def acls_for(args: argparse.Namespace, settings: Settings) -> list[Acl]:
     if "scorer" in roles:
         acls += scorer_acls(settings, args.scorer_principal)
     if "producer" in roles:
-        acls += producer_acls(settings, args.producer_principal)
+        acls += producer_acls(settings, args.producer_principal, args.outcomes_topic)
     if "monitor" in roles:
         acls += monitor_acls(settings, args.monitor_principal, args.outcomes_topic, args.monitor_group)
     return acls
@@ -162,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([asdict(a) for a in acls], indent=1))
         return 0
-    print(f"# {settings.guarantee}; topics {settings.topics.input} -> {settings.topics.output}, "
-          f"{settings.topics.dlq}; group {settings.consumer.group_id}")  # fmt: skip
+    t = settings.topics
+    print(f"# {settings.guarantee}; topics {t.input} -> {t.output}, {t.dlq}; group {settings.consumer.group_id}")
     for line in kafka_acls_commands(acls, args.bootstrap_server, args.command_config):
         print(line)
     return 0

@@ -21,6 +21,8 @@ _COMMAND_MODULES = [
     "consumer.commands.config_reference",
     "consumer.commands.monitor_cmd",
     "consumer.commands.acls_cmd",
+    "consumer.commands.gateway_cmd",
+    "consumer.commands.models_cmd",
     "consumer.commands.check_schema_cmd",
 ]
 

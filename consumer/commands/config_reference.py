@@ -71,8 +71,8 @@ def _walk(model: type[BaseModel], path: tuple[str, ...], env_ok: bool, flags: di
             continue
         dotted = ".".join(parts)
         env = ENV_PREFIX + "__".join(parts).upper() if env_ok else None
-        yield SettingDoc(dotted, env, flags.get(dotted), _type_name(annotation, field), _default(field),
-                         _description(field))  # fmt: skip
+        kind, default = _type_name(annotation, field), _default(field)
+        yield SettingDoc(dotted, env, flags.get(dotted), kind, default, _description(field))
         item = _list_item_model(annotation)
         if item is not None:
             yield from _walk(item, (*parts[:-1], key + _LIST_ITEM), False, flags)
@@ -218,6 +218,14 @@ def render_markdown(docs: list[SettingDoc]) -> str:
         "prefer `kafka.sasl_password_file` (a mounted secret) to a password in the environment.",
         "Keys marked `[]` are fields of each entry of a list: set them in the YAML file.",
         "",
+        "The `kafka` and `schema_registry` sections are the connection every command shares",
+        "(`consumer/connection.py`): `crm-scorer monitor --connection FILE` and every `crm-producer` command",
+        "that talks to Kafka (`--config FILE`) read these two sections of a file with the same models, so",
+        "`configs/scorer.yaml` connects them all; a command's own keys (`kafka.client_id`, the extras per",
+        "client, the monitor's group) stay with that command. Their environment variables are",
+        "`CRM_MONITOR_KAFKA__*` / `CRM_MONITOR_SCHEMA_REGISTRY__*` for the monitor and `CRM_PRODUCER_KAFKA__*` /",
+        "`CRM_PRODUCER_SCHEMA_REGISTRY__*` for the tools; `--bootstrap-servers` overrides the file for each.",
+        "",
     ]
     sections: dict[str, list[SettingDoc]] = {"": []}  # top-level keys (guarantee, workers) first
     for doc in docs:
@@ -225,16 +233,16 @@ def render_markdown(docs: list[SettingDoc]) -> str:
     for section, rows in sections.items():
         if not rows:
             continue
-        lines += [f"## {section or 'Top level'}", "", "| key | environment | flag | type | default | description |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"## {section or 'Top level'}", "", "| key | environment | flag | type | default | description |"]
+        lines.append("|---|---|---|---|---|---|")
         lines += [_row(doc) for doc in rows]
         lines.append("")
     return "\n".join(lines)
 
 
 def _row(doc: SettingDoc) -> str:
-    cells = [f"`{doc.key}`", f"`{doc.env}`" if doc.env else "-", f"`{doc.flag}`" if doc.flag else "-",
-             doc.type, doc.default, doc.description]  # fmt: skip
+    env, flag = f"`{doc.env}`" if doc.env else "-", f"`{doc.flag}`" if doc.flag else "-"
+    cells = [f"`{doc.key}`", env, flag, doc.type, doc.default, doc.description]
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 

@@ -1,7 +1,11 @@
 """``crm-scorer monitor``: join outcomes with scores and export realised model quality (its own consumer group).
 
-Every flag is also a configs/monitor.yaml key and a ``CRM_MONITOR_*`` variable. Ends with a summary line
-(``joined=N ...``) when it stops: SIGTERM/SIGINT, or ``--until-idle`` seconds without a message.
+Every flag is also a configs/monitor.yaml key and a ``CRM_MONITOR_*`` variable. ``--connection FILE`` reads the
+``kafka`` and ``schema_registry`` sections of a connection file (the scorer's scorer.yaml works) over monitor.yaml,
+as every ``crm-producer`` command reads its ``--config``. Before it joins its group the monitor checks that the
+brokers answer with its credentials and that it may describe its topics: a wrong password, an unreachable broker
+or a missing ACL ends it with one line. Ends with a summary line (``joined=N ...``) when it stops: SIGTERM/SIGINT,
+or ``--until-idle`` seconds without a message.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from consumer.monitor.loop import run_monitor
 from consumer.monitor.settings import load_monitor_settings
+from consumer.reachability import require_kafka
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add = parser.add_argument
     add("--config", type=Path, default=None, help="monitor.yaml (default: configs/monitor.yaml)")
+    add("--connection", type=Path, default=None, help="a connection file: its kafka and schema_registry sections")
     add("--bootstrap-servers", help="kafka.bootstrap_servers")
+    add("--schema-registry-url", help="schema_registry.url: scores in Confluent framing are read through it")
     add("--group-id", help="kafka.group_id")
     add("--scores-topic", help="topics.scores")
     add("--outcomes-topic", help="topics.outcomes")
@@ -38,6 +45,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags as nested settings (None = not given, so the file and environment still apply)."""
     return {
         "kafka": {"bootstrap_servers": args.bootstrap_servers, "group_id": args.group_id},
+        "schema_registry": {"url": args.schema_registry_url},
         "topics": {
             "scores": args.scores_topic,
             "outcomes": args.outcomes_topic,
@@ -51,7 +59,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)-7s %(name)s: %(message)s")
-    settings = load_monitor_settings(args.config, **overrides(args))
+    settings = load_monitor_settings(args.config, args.connection, **overrides(args))
+    t = settings.topics
+    require_kafka(settings.librdkafka(), [topic for topic in (t.scores, t.outcomes, t.applications) if topic])
     summary = run_monitor(settings, until_idle_s=args.until_idle)
     print(summary, flush=True)
     return 0

@@ -117,7 +117,26 @@ class ScoringEngine:
         self._recent = recent if recent is not None else RecentScores[bytes](0)
         self._clock = clock
         self._book = offers if offers is not None else OfferBook([b.name for b in models.banks], {})
+        self._header, self._reason_codes = result_header, reason_codes
         self._writer = ResultWriter(result_header, models, config_hash, self._book, reason_codes)
+
+    def swap_models(self, models: ModelSet) -> None:
+        """Score the next batch with ``models`` (verified and loaded by the caller; call between two batches).
+
+        The result writer is rebuilt (it writes each model's version into every result) and the recent
+        applications' scores are forgotten: an answer from the cache would carry the previous set's scores and
+        versions. The offer book stays: banks and their products are configuration, and a set must hold every
+        configured bank (``load_models`` refuses one that does not). Leaf tables are built by ``load_models``.
+
+        Raises:
+            ValueError: ``models`` scores other banks than the running set (the offer book and results are
+                shaped by the configured banks).
+        """
+        if [b.name for b in models.banks] != [b.name for b in self.models.banks]:
+            raise ValueError(f"model set {models.version} has other banks than the running set")
+        writer = ResultWriter(self._header, models, self.config_hash, self._book, self._reason_codes)
+        self.models, self._writer = models, writer
+        self._recent = RecentScores[bytes](self._recent.capacity)
 
     @property
     def decoder(self) -> BatchDecoder:

@@ -4,6 +4,9 @@ The guarantee (:mod:`consumer.kafka.guarantees`) decides when offsets are stored
 the broker acknowledged every delivery of a batch and of every batch before it; exactly_once in the batch's own
 transaction. A stop request (SIGTERM/SIGINT) lets the current batch finish, then the guarantee settles what is
 in flight and the consumer commits and leaves the group.
+
+With a model store (``models.store_dir``) the loop follows activations (:mod:`consumer.kafka.model_control`): a
+set verified and loaded in the background replaces the engine's between two batches, never within one.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from consumer.core.offsets import InFlightBatch
 from consumer.kafka.clients import Clients, Source, next_offsets
 from consumer.kafka.delivery import PublishError
 from consumer.kafka.guarantees import AtLeastOnce, ExactlyOnce, Guarantee
+from consumer.kafka.model_control import KafkaControlFeed, ModelFollower, control_consumer_conf
 from consumer.kafka.registry_gate import RegistryGate
 from consumer.settings import Settings
 from consumer.telemetry.logs import KAFKA_LOG, Throttle
 from consumer.telemetry.observer import LoopObserver, NullObserver, Offsets
+from models.store import ModelStore
 from schemas.errors import RegistryUnavailableError
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,8 @@ class ScoringLoop:
     """One consumer-group member. Build it, call ``run()``; ``request_stop()`` may come from a signal handler.
 
     ``clients`` makes its consumer and producers (default: librdkafka's; :mod:`consumer.kafka.memory` for tests).
+    ``follower`` brings activated model sets (default: one reading the control topic when a model store is
+    configured, else none).
     """
 
     def __init__(
@@ -44,6 +51,7 @@ class ScoringLoop:
         observer: LoopObserver | None = None,
         worker: int = 0,
         clients: Clients | None = None,
+        follower: ModelFollower | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -55,7 +63,8 @@ class ScoringLoop:
         # Commits the broker answered (on_commit, each committed transaction), observed on the loop's thread
         # where the consumer is at hand: librdkafka serves on_commit inside consume(), commit() and close().
         self._commits: list[Offsets] = []
-        self._gate = RegistryGate(engine.decoder, self.observer.registry_state)
+        self._gate = RegistryGate(engine.decoder, self.observer.registry_state, self.observer.writer_schema_seen)
+        self._follower = follower
 
     def request_stop(self) -> None:
         self._stop = True
@@ -71,6 +80,9 @@ class ScoringLoop:
         quiet_collector()
         guarantee = self._guarantee()
         guarantee.start()
+        follower = self._follower = self._follower or self._control_follower()
+        if follower is not None:
+            follower.start()
         source = self._clients.source(self._consumer_conf())
         try:
             source.subscribe([self.settings.topics.input], on_assign=self._on_assign,
@@ -89,6 +101,8 @@ class ScoringLoop:
         finally:
             source.close()  # commits what was stored and leaves the group
             log.info("worker %d left the group", self.worker)
+            if follower is not None:
+                follower.close()
 
     def _consumer_conf(self) -> dict[str, Any]:
         callbacks = {"error_cb": self._on_kafka_error, "stats_cb": self.observer.kafka_stats, "logger": KAFKA_LOG,
@@ -108,8 +122,31 @@ class ScoringLoop:
         return AtLeastOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._report,
                            stalled=self._stalled)  # fmt: skip
 
+    def _control_follower(self) -> ModelFollower | None:
+        models = self.settings.models
+        if models.store_dir is None:
+            return None
+        conf = control_consumer_conf(self.settings.librdkafka("consumer", self.worker), self.settings.consumer.group_id)
+        conf |= {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
+        feed = KafkaControlFeed(conf, models.control_topic, models.channel)
+        store = ModelStore(models.store_dir)
+        return ModelFollower(feed, store, models, self.engine.models.version, self.observer.model_set_refused)
+
+    def _take_models(self) -> None:
+        """Between two batches: score from now on with the set the follower loaded, if there is one."""
+        models = self._follower.take() if self._follower is not None else None
+        if models is None:
+            return
+        previous = self.engine.models.version
+        self.engine.swap_models(models)
+        self.observer.models_loaded(models)
+        log.info(
+            "worker %d scores with model set %s from this batch on (was %s)", self.worker, models.version, previous
+        )
+
     def _step(self, source: Source, guarantee: Guarantee) -> None:
         self.observer.heartbeat()
+        self._take_models()
         messages = source.consume(self.settings.consumer.batch_size, self.settings.consumer.batch_timeout_s)
         self._observe_commits(source)
         guarantee.tick(source)

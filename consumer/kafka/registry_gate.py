@@ -9,6 +9,10 @@ the messages before it, and every other partition, are scored; nothing is dead-l
 nothing is lost (the held messages are consumed again after ``resume``, their offsets never stored or
 committed meanwhile). The gate then tries the registry again with a growing backoff, logs once per interval,
 reports the worker not ready, and resumes the partitions when it answers.
+
+The gate also hands the decoder the edge's ``writer_seen``: every writer schema the decoder resolves for the first
+time (by registry id or by fingerprint) is checked once against the models (``models.schema_contract``), off the
+per-message path.
 """
 
 from __future__ import annotations
@@ -16,18 +20,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from confluent_kafka import Message, TopicPartition
 
 from consumer.core.engine import BatchDecoder
 from consumer.kafka.clients import Source, first_offsets
 from consumer.telemetry.logs import Throttle
+from schemas.codec import WriterWatcher
 from schemas.errors import RegistryUnavailableError
 
 log = logging.getLogger(__name__)
 TP = tuple[str, int]
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 _LOG_EVERY_S = 15.0
+
+
+@runtime_checkable
+class WatchedDecoder(Protocol):
+    def watch_writers(self, watcher: WriterWatcher) -> None: ...
 
 
 class RegistryGate:
@@ -41,9 +52,12 @@ class RegistryGate:
         self,
         decoder: BatchDecoder,
         registry_up: Callable[[bool], None],
+        writer_seen: WriterWatcher | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._decoder = decoder
+        if writer_seen is not None and isinstance(decoder, WatchedDecoder):
+            decoder.watch_writers(writer_seen)
         self._registry_up = registry_up
         self._clock = clock
         self._held: dict[TP, int] = {}  # partition -> offset of its first message that waits

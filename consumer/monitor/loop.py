@@ -23,9 +23,17 @@ from consumer.monitor.capture import Capture
 from consumer.monitor.metrics import MonitorMetrics, MonitorState
 from consumer.monitor.processor import APPLICATIONS, OUTCOMES, SCORES, InputMessage, MonitorCore
 from consumer.monitor.settings import MonitorSettings
+from schemas import SchemaSource
+from schemas.errors import ConfigError
 
 log = logging.getLogger(__name__)
 _BATCH = 1000
+_REFUSED = (
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError._AUTHENTICATION,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+)
 _POLL_S = 0.5
 
 
@@ -89,6 +97,11 @@ class MonitorLoop:
         for message in messages:
             error = message.error()
             if error is not None:
+                if error.code() in _REFUSED:  # no retry mends a missing ACL: stop with one line saying which
+                    raise ConfigError(
+                        f"Kafka refused the monitor: {error.str()} (grant the ACLs `crm-scorer acls --role "
+                        "monitor` prints)"
+                    )
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("kafka: %s", error.str())
                 continue
@@ -164,7 +177,7 @@ def run_monitor(
     log.info("monitor metrics on http://%s:%d/metrics", settings.metrics_host, port)
     try:
         with StateStore(settings.store.path) as store:
-            core = MonitorCore(store, settings)
+            core = MonitorCore(store, settings, registry_source(settings))
             capture = Capture(settings.capture_dir, core.event_of) if settings.capture_dir is not None else None
             loop = MonitorLoop(settings, core, metrics, capture)
             if ready is not None:
@@ -174,6 +187,16 @@ def run_monitor(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def registry_source(settings: MonitorSettings) -> SchemaSource | None:
+    """The Schema Registry behind Confluent-framed scores when ``schema_registry.url`` is set (no network yet)."""
+    conf = settings.schema_registry.client_config()
+    if not conf:
+        return None
+    from schemas.registry import RegistrySchemaSource
+
+    return RegistrySchemaSource.from_url(**conf)
 
 
 def summary_line(state: MonitorState) -> str:

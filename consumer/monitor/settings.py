@@ -1,8 +1,11 @@
 """The monitor's one settings model: configs/monitor.yaml, overridden by ``CRM_MONITOR_*`` environment
-variables (``CRM_MONITOR_KAFKA__BOOTSTRAP_SERVERS``), overridden by command-line flags. Unknown keys are errors.
+variables (``CRM_MONITOR_KAFKA__BOOTSTRAP_SERVERS``), overridden by command-line flags, in the one layering of
+``consumer.layering``. Unknown keys are errors.
 
 Separate from the scorer's settings on purpose: the monitor is its own consumer group and process, and shares
-no setting, client or code with the scoring path. TLS/SASL properties go through ``kafka.extra``.
+no setting, client or code with the scoring path, only the connection models (``consumer.connection``): its
+``kafka`` section is the shared Kafka connection plus its group, its ``schema_registry`` section the shared
+registry connection (through which it reads Confluent-framed scores).
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
-from models.config_file import read_config_file
+from consumer.connection import KafkaConnection, RegistryConnection, check_extra
+from consumer.layering import LayeredSettings, load_layered
 from schemas.errors import ConfigError
 
 ENV_PREFIX = "CRM_MONITOR_"
@@ -25,11 +29,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class MonitorKafka(_Section):
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+class MonitorKafka(KafkaConnection):
+    """The shared Kafka connection, plus the monitor's own group."""
+
+    client_id: str | None = Field("crm-scorer-monitor", description="client.id the brokers see")
+
     group_id: str = Field("crm-scorer-monitor", description="The monitor's own consumer group")
     session_timeout_ms: int = Field(10_000, ge=1000, description="Group session timeout")
-    extra: dict[str, str | int | bool] = Field(default_factory=dict, description="More librdkafka properties")
 
 
 class MonitorTopics(_Section):
@@ -68,36 +74,62 @@ class DetectorSettings(_Section):
     delta: float = Field(0.002, gt=0, lt=1, description="ADWIN's confidence parameter: lower fires later and rarer")
 
 
-class MonitorSettings(BaseSettings):
+class TriggerSettings(_Section):
+    """The retraining trigger (``consumer.monitor.trigger``); bounds chosen on the world, docs/retraining-trigger.md."""
+
+    window: int = Field(1000, ge=50, description="Latest outcomes per model the trigger's signals are computed over")
+    odds_ratio: float = Field(2.0, gt=1, description="The CUSUM tests for the odds of a positive moved by this factor")
+    cusum: float = Field(12.0, gt=0, description="CUSUM threshold: past it, retraining is recommended on its own")
+    auc_gap: float = Field(0.05, gt=0, description="Expected minus realised AUC that counts as one weak signal")
+    ece_excess: float = Field(0.03, gt=0, description="ECE above sampling noise that counts as one weak signal")
+
+
+class MonitorSettings(LayeredSettings):
     """Everything ``crm-scorer monitor`` needs. Build it once with ``load_monitor_settings``."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
     kafka: MonitorKafka = Field(default_factory=MonitorKafka)
+    schema_registry: RegistryConnection = Field(default_factory=RegistryConnection)
     topics: MonitorTopics = Field(default_factory=MonitorTopics)
     store: StoreSettings = Field(default_factory=StoreSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    trigger: TriggerSettings = Field(default_factory=TriggerSettings)
     capture_dir: Path | None = Field(None, description="Append every joined row to Parquet here (None: off)")
     metrics_host: str = Field("0.0.0.0", description="Where /metrics listens")
     metrics_port: int = Field(9410, ge=0, le=65535, description="0 picks a free port")
 
     def librdkafka(self) -> dict[str, Any]:
-        """The consumer's properties: range assignment keeps partition N of both topics on one member."""
+        """The consumer's properties: range assignment keeps partition N of both topics on one member.
+
+        Raises:
+            ValueError: ``kafka.extra`` contradicts one of them (checked when the settings are read).
+        """
+        return self.kafka.librdkafka(extras=(), owned=self._owned())
+
+    def _owned(self) -> dict[str, tuple[str, Any]]:
         return {
-            "bootstrap.servers": self.kafka.bootstrap_servers,
-            "group.id": self.kafka.group_id,
-            "partition.assignment.strategy": "range",
-            "session.timeout.ms": self.kafka.session_timeout_ms,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            **self.kafka.extra,
+            "group.id": ("kafka.group_id", self.kafka.group_id),
+            "partition.assignment.strategy": ("the monitor's co-partitioned join", "range"),
+            "session.timeout.ms": ("kafka.session_timeout_ms", self.kafka.session_timeout_ms),
+            "enable.auto.commit": ("the monitor's state store", False),
+            "auto.offset.reset": ("the monitor's state store", "earliest"),
+            "isolation.level": ("the monitor's state store", "read_committed"),
         }
 
+    @model_validator(mode="after")
+    def _extra_agrees_with_the_monitor(self) -> MonitorSettings:
+        check_extra("kafka.extra", self.kafka.extra, self._owned())
+        return self
 
-def load_monitor_settings(config: Path | None = None, **overrides: Any) -> MonitorSettings:
-    """Settings from ``config`` (default configs/monitor.yaml when it exists), the environment, ``overrides``.
+
+def load_monitor_settings(
+    config: Path | None = None, connection: Path | None = None, **overrides: Any
+) -> MonitorSettings:
+    """Settings from ``config`` (default configs/monitor.yaml when it exists), the ``kafka`` and
+    ``schema_registry`` sections of the connection file ``connection`` (scorer.yaml, say) over it, the
+    environment, ``overrides``.
 
     Raises:
         ConfigError: a named file that does not exist or is not YAML, or a bad key (named with its path).
@@ -105,23 +137,4 @@ def load_monitor_settings(config: Path | None = None, **overrides: Any) -> Monit
     if config is not None and not config.is_file():
         raise ConfigError(f"config file {config} does not exist")
     path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    layers = [read_config_file(path), EnvSettingsSource(MonitorSettings)(), _pruned(overrides)]
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        for key, value in layer.items():
-            merged[key] = {**merged[key], **value} if isinstance(value, dict) and key in merged else value
-    try:
-        return MonitorSettings.model_validate(merged)
-    except ValidationError as exc:
-        problems = "; ".join(".".join(map(str, e["loc"])) + ": " + e["msg"] for e in exc.errors())
-        raise ConfigError(f"monitor settings ({path or 'defaults'}, {ENV_PREFIX}*): {problems}") from exc
-
-
-def _pruned(overrides: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            value = _pruned(value)
-        if value not in (None, {}):
-            out[key] = value
-    return out
+    return load_layered(MonitorSettings, path, overrides, connection=connection)

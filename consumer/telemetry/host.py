@@ -8,6 +8,7 @@ multiprocessing queue, a thread of the parent applies them (``consumer.telemetry
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
@@ -18,9 +19,18 @@ from consumer.telemetry.drift_timer import evaluating_drift
 from consumer.telemetry.endpoints import serve_endpoints
 from consumer.telemetry.health import HealthState
 from consumer.telemetry.logs import configure_logging
-from consumer.telemetry.metrics import BatchReport, PublishedReport, Report, ScorerMetrics, WorkerObserver
+from consumer.telemetry.metrics import (
+    BatchReport,
+    PublishedReport,
+    Report,
+    SchemaContractReport,
+    ScorerMetrics,
+    WorkerObserver,
+)
 from consumer.telemetry.observer import ObserverFactory
 from consumer.telemetry.worker_reports import draining_worker_reports
+
+log = logging.getLogger(__name__)
 
 
 class Telemetry:
@@ -59,6 +69,17 @@ class Telemetry:
                 self.drift.add(report.drift)
         elif isinstance(report, PublishedReport):
             self.metrics.record_published(report)
+        elif isinstance(report, SchemaContractReport):
+            if self.metrics.record_contract(report):  # one line per writer schema, however many workers met it
+                broken = sorted(
+                    {f"{model}.{feature} ({problem} {field})" for model, feature, field, problem in report.failures}
+                )
+                log.error(
+                    "writer schema %s breaks the model contract (%d features; scoring goes on as before): %s",
+                    report.writer,
+                    len(broken),
+                    ", ".join(broken),
+                )
         else:
             self.health.apply(report)
             if report.models is not None:

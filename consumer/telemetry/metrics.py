@@ -10,6 +10,7 @@ parent drains, so one process holds every metric of the host (``consumer.telemet
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -27,6 +28,8 @@ from consumer.core.engine import BatchOutcome
 from consumer.telemetry.drift import DriftCounter
 from consumer.telemetry.lag import LagBook, Partition, PartitionOffsets, stats_offsets
 from models.artifacts import ModelSet
+from models.schema_contract import FAILURE, check_contract
+from schemas.catalog import SchemaVersion
 from schemas.dead_letter import RESULT_REJECTED
 from schemas.errors import InvalidEventError
 
@@ -139,7 +142,20 @@ class WorkerStateReport:
     dropped: int = 0
 
 
-Report = BatchReport | PublishedReport | WorkerStateReport
+@dataclass(frozen=True, slots=True)
+class SchemaContractReport:
+    """A writer schema a worker resolved for the first time, checked against its models: the failure rows
+    (model, feature, field, problem) and how many warnings. ``fingerprint`` keeps workers from counting one
+    schema twice; it never becomes a label."""
+
+    worker: int
+    writer: str
+    fingerprint: bytes
+    failures: tuple[tuple[str, str, str, str], ...]
+    warnings: int
+
+
+Report = BatchReport | PublishedReport | WorkerStateReport | SchemaContractReport
 Sink = Callable[[Report], None]
 
 
@@ -157,32 +173,32 @@ class ScorerMetrics:
 
         self.consumed = counter("crm_scorer_events_consumed_total", "Messages consumed from the input topic")
         self.published = counter("crm_scorer_results_published_total", "Score results acknowledged by the broker")
-        self.dead_letters = counter(
-            "crm_scorer_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"]
-        )
+        self.dead_letters = counter("crm_scorer_dead_letters_total", "Messages sent to the dead-letter topic",
+                                    ["reason"])  # fmt: skip
         self.duplicates = counter("crm_scorer_duplicates_total", "Events answered from recent identical applications")
-        self.anomalies = counter(
-            "crm_scorer_feature_anomalies_total", "Soft anomalies scored as missing", ["feature", "kind"]
-        )
-        self.bank_scored = counter(
-            "crm_scorer_bank_scored_total", "Applications scored afresh by a bank's model", ["bank"]
-        )
+        self.anomalies = counter("crm_scorer_feature_anomalies_total", "Soft anomalies scored as missing",
+                                 ["feature", "kind"])  # fmt: skip
+        self.bank_scored = counter("crm_scorer_bank_scored_total", "Applications scored afresh by a bank's model",
+                                   ["bank"])  # fmt: skip
         self.approvals = counter("crm_scorer_approvals_total", "Applications a bank's model approved", ["bank"])
-        self.latency = histogram(
-            "crm_scorer_end_to_end_latency_seconds", "Event time to result acknowledged", LATENCY_BUCKETS
-        )
-        self.stage = histogram(
-            "crm_scorer_stage_seconds", "Per-event cost of a stage (its batch's mean)", STAGE_BUCKETS, ["stage"]
-        )
+        self.latency = histogram("crm_scorer_end_to_end_latency_seconds",
+                                 "Event time to result acknowledged", LATENCY_BUCKETS)  # fmt: skip
+        self.stage = histogram("crm_scorer_stage_seconds", "Per-event cost of a stage (its batch's mean)",
+                               STAGE_BUCKETS, ["stage"])  # fmt: skip
         self.batch_size = histogram("crm_scorer_batch_size", "Messages per consumed batch", BATCH_BUCKETS)
         self.score = histogram("crm_scorer_prediction_score", "Probabilities a model gave", SCORE_BUCKETS, ["model"])
-        self.model_info = Gauge(
-            "crm_scorer_model_info", "Model versions served (value 1)", ["model", "version"], registry=registry
-        )
-        self.config_info = Gauge(
-            "crm_scorer_config_info", "Hash of the scoring config (value 1)", ["config_hash"], registry=registry
-        )
+        self.model_info = Gauge("crm_scorer_model_info", "Model versions served (value 1)", ["model", "version"],
+                                registry=registry)  # fmt: skip
+        self.config_info = Gauge("crm_scorer_config_info", "Hash of the scoring config (value 1)", ["config_hash"],
+                                 registry=registry)  # fmt: skip
         self.dropped = counter("crm_scorer_telemetry_dropped_total", "Worker reports lost (the queue was full)")
+        self.contract_violations = Gauge(
+            "crm_scorer_schema_contract_violations",
+            "Features of a model that a writer schema seen since start breaks (docs/schema-contract.md)",
+            ["model", "problem"],
+            registry=registry,
+        )
+        self._violations: set[tuple[bytes, str, str, str]] = set()  # (writer fingerprint, model, feature, problem)
         self.lag = ConsumerLag()
         registry.register(self.lag)
         # Every series whose labels are known is exported at zero from the start (client_python's advice):
@@ -217,6 +233,16 @@ class ScorerMetrics:
     def record_published(self, r: PublishedReport) -> None:
         self.published.inc(r.results)
         self.latency.add(r.latency_counts, r.latency_sum)
+
+    def record_contract(self, r: SchemaContractReport) -> bool:
+        """Count ``r``'s failures once per writer schema, whichever workers report it; True when they are new."""
+        new = {(r.fingerprint, model, feature, problem) for model, feature, _, problem in r.failures}
+        new -= self._violations
+        self._violations |= new
+        for model, problem in {(model, problem) for _, model, _, problem in new}:
+            count = sum(1 for _, m, _, p in self._violations if (m, p) == (model, problem))
+            self.contract_violations.labels(model, problem).set(count)
+        return bool(new)
 
     def record_models(self, versions: dict[str, str], banks: Sequence[str]) -> None:
         for model, version in versions.items():
@@ -254,11 +280,8 @@ class ConsumerLag(Collector):
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "crm_scorer_consumer_lag",
-            "Log-end (last stable) offset minus the group's committed offset",
-            labels=["topic", "partition"],
-        )
+        return GaugeMetricFamily("crm_scorer_consumer_lag", "Log-end (last stable) offset minus the group's "
+                                 "committed offset", labels=["topic", "partition"])  # fmt: skip
 
 
 def summarise_batch(
@@ -289,6 +312,7 @@ def summarise_batch(
     )
 
 
+log = logging.getLogger(__name__)
 _SCORE = BulkHistogram("score", "", SCORE_BUCKETS)  # bucket arithmetic only, never registered
 _LATENCY = BulkHistogram("latency", "", LATENCY_BUCKETS)
 
@@ -322,9 +346,11 @@ class WorkerObserver:
         self._thresholds: dict[str, float] = {}
         self._last_beat = -math.inf
         self._lag = LagBook()
+        self._features: dict[str, tuple[str, ...]] = {}
 
     def models_loaded(self, models: ModelSet) -> None:
         self._thresholds = {bank.name: bank.threshold for bank in models.banks}
+        self._features = {**{bank.name: bank.features for bank in models.banks}, "lead": models.lead.features}
         banks = tuple(bank.name for bank in models.banks)
         self.sink(WorkerStateReport(self.worker, models=models.versions(), banks=banks))
 
@@ -335,6 +361,18 @@ class WorkerObserver:
         counts, total = _LATENCY.bucket_counts(latencies_s)
         # dead_letters: counted per reason when the batch was scored (crm_scorer_dead_letters_total)
         self.sink(PublishedReport(self.worker, results, counts, total))
+
+    def writer_schema_seen(self, writer: SchemaVersion, reader: SchemaVersion) -> None:
+        """Check a writer schema met for the first time against this worker's models (once per schema)."""
+        try:
+            rows = check_contract(writer, reader, self._features)
+        except Exception:  # the check must never cost a message: it runs inside that message's decoding
+            log.exception("schema contract check of %s failed; scoring goes on", writer.label)
+            return
+        failures = tuple((r.model, r.feature, r.field, r.problem) for r in rows if r.severity == FAILURE)
+        self.sink(
+            SchemaContractReport(self.worker, writer.label, writer.fingerprint, failures, len(rows) - len(failures))
+        )
 
     def heartbeat(self) -> None:
         now = self._clock()

@@ -13,6 +13,7 @@ import numpy as np
 
 from consumer.core.engine import BatchOutcome
 from models.artifacts import ModelSet
+from schemas.catalog import SchemaVersion
 
 if TYPE_CHECKING:
     from consumer.settings import Settings
@@ -42,6 +43,10 @@ class LoopObserver(Protocol):
 
     def registry_state(self, up: bool) -> None:
         """The Schema Registry stopped answering (partitions wait for a writer schema) or answered again."""
+
+    def writer_schema_seen(self, writer: SchemaVersion, reader: SchemaVersion) -> None:
+        """The decoder met ``writer`` for the first time (once per schema, inside its first message's decoding):
+        check it against the models. Must not raise."""
 
     def kafka_stats(self, stats_json: str) -> None:
         """librdkafka's statistics (committed offsets, high watermarks and last stable offsets, broker states),
@@ -73,6 +78,9 @@ class NullObserver:
         pass
 
     def registry_state(self, up: bool) -> None:
+        pass
+
+    def writer_schema_seen(self, writer: SchemaVersion, reader: SchemaVersion) -> None:
         pass
 
     def kafka_stats(self, stats_json: str) -> None:

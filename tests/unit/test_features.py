@@ -29,14 +29,8 @@ def event(**applicant: object) -> dict:
         "gender": 0,
         "snils": 1,
     }
-    activity = {
-        "lead_origin": "Lead Add Form",
-        "lead_source": "Olark Chat",
-        "total_time_spent_on_website": 600,
-        "total_visits": 3,
-        "page_views_per_visit": 2.5,
-        "do_not_email": False,
-    }
+    activity = {"lead_origin": "Lead Add Form", "lead_source": "Olark Chat", "total_time_spent_on_website": 600,
+                "total_visits": 3, "page_views_per_visit": 2.5, "do_not_email": False}  # fmt: skip
     return {"occurred_at": OCCURRED, "applicant": base | applicant, "activity": activity}
 
 

@@ -295,11 +295,8 @@ class FlakyRegistry:
     def __init__(self) -> None:
         self.down = False
         self.requests: list[int] = []
-        self.schemas = {
-            1: CATALOG.get("application_event.v1"),
-            2: CATALOG.get("application_event.v2"),
-            3: CATALOG.score_result,
-        }
+        self.schemas = {1: CATALOG.get("application_event.v1"), 2: CATALOG.get("application_event.v2"),
+                        3: CATALOG.score_result}  # fmt: skip
 
     def get_schema_str(self, schema_id: int) -> str:
         self.requests.append(schema_id)
@@ -399,13 +396,8 @@ def test_a_held_partition_resumed_by_someone_else_is_paused_and_rewound_again_an
         registry.down = False
 
     results = ResultDecoder(CATALOG, FlakyRegistry())
-    run(
-        broker,
-        settings_for("at_least_once"),
-        engine,
-        {4: someone_resumes, 8: heal},
-        until=scored_all(broker, 30, results),
-    )
+    run(broker, settings_for("at_least_once"), engine, {4: someone_resumes, 8: heal},
+        until=scored_all(broker, 30, results))  # fmt: skip
     ids = event_ids(broker.records(OUTPUT), results)
     assert len(ids) == len(set(ids)) == 30 and not broker.records(DLQ)
     assert positions == [10], "paused and rewound to the first waiting event again"
