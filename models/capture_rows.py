@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +55,25 @@ class CapturedRows:
     scored_at: np.ndarray  # int64 ms
     routing: np.ndarray  # object: str or None
     model_version: np.ndarray  # str
+    score_event_id: np.ndarray  # str: the event each row's score answered
     event_index: np.ndarray  # int64
     events: Sequence[dict[str, Any]]  # decoded (Avro-native), one per scored event
 
     def models(self) -> list[str]:
         return sorted(set(self.model.tolist()))
+
+    def subset(self, keep: np.ndarray) -> CapturedRows:
+        """The rows where ``keep`` (a boolean mask over rows) holds; the events and the summary are shared."""
+        return replace(
+            self,
+            model=self.model[keep],
+            positive=self.positive[keep],
+            scored_at=self.scored_at[keep],
+            routing=self.routing[keep],
+            model_version=self.model_version[keep],
+            score_event_id=self.score_event_id[keep],
+            event_index=self.event_index[keep],
+        )
 
     def rows_of(self, name: str) -> np.ndarray:
         """Indices of ``name``'s rows (a bank's decisions on the applications routed to it, or the lead's)."""
@@ -131,6 +145,7 @@ def _rows(columns: dict[str, list[Any]], files: list[Path], since_ms: int | None
         scored_at=np.array(columns["scored_at"], dtype=np.int64)[rows],
         routing=np.array(columns["routing"], dtype=object)[rows],
         model_version=np.array(columns["model_version"], dtype=object)[rows].astype(str),
+        score_event_id=np.array(columns["score_event_id"], dtype=object)[rows].astype(str),
         event_index=event_index,
         events=decoded,
     )

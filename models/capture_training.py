@@ -101,7 +101,7 @@ def fit_bank(
     """Train ``bank`` on ``labels`` (each row weighted by ``weight``; continuing booster ``base`` when given)."""
     x, y = build_features(labels.events).columns(bank.features), labels.y
     split = _split(len(y), seed, folds)
-    log(f"training {bank.name} on {len(split.train)} of its {len(y)} routed rows, {len(bank.features)} features")
+    log(f"training {bank.name} on {len(split.train)} of its {len(y)} labelled rows, {len(bank.features)} features")
     fitted = _fit_bank(x, y, split, seed, log, bank.name, weight=weight, base=base)
     cal = (fitted["calibration"]["a"], fitted["calibration"]["b"])
     model = FittedBank(
