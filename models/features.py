@@ -96,10 +96,24 @@ FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)
 
 # Features a bank model may use (the questionnaire side), and the lead model's default inputs.
 BANK_FEATURES: tuple[str, ...] = (
-    "age_years", "job_tenure_years", "tenure_rank", "education_rank", "employment_status", "family_status",
-    "goods_category", "income", "expense", "loan_amount", "loan_term", "payment", "payment_to_income",
-    "free_income", "childcount", "gender", "snils",
-)  # fmt: skip
+    "age_years",
+    "job_tenure_years",
+    "tenure_rank",
+    "education_rank",
+    "employment_status",
+    "family_status",
+    "goods_category",
+    "income",
+    "expense",
+    "loan_amount",
+    "loan_term",
+    "payment",
+    "payment_to_income",
+    "free_income",
+    "childcount",
+    "gender",
+    "snils",
+)
 LEAD_FEATURES: tuple[str, ...] = tuple(
     ["log_time_on_site", "log_total_visits", "page_views_per_visit", "do_not_email", *_one_hot_names()]
 )

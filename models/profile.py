@@ -15,9 +15,10 @@ import numpy as np
 from models.features import BANK_FEATURES, CODED_FIELDS, FEATURE_INDEX, ONE_HOT_FIELDS, FeatureFrame, slug
 
 NUMERIC_INPUTS: tuple[str, ...] = tuple(
-    name for name in (*BANK_FEATURES, "log_time_on_site", "log_total_visits", "page_views_per_visit")
+    name
+    for name in (*BANK_FEATURES, "log_time_on_site", "log_total_visits", "page_views_per_visit")
     if name not in {c[0] for c in CODED_FIELDS}
-)  # fmt: skip
+)
 CODED_INPUTS: tuple[str, ...] = tuple(c[0] for c in CODED_FIELDS)
 ONE_HOT_INPUTS: dict[str, tuple[str, ...]] = {name: values for name, values in ONE_HOT_FIELDS}
 TOP_CATEGORIES = 10

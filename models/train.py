@@ -106,8 +106,15 @@ def _fit_bank(
         fit_rows = np.setdiff1d(split.train, valid)
         dtrain = xgb.DMatrix(x[fit_rows], label=y[fit_rows], weight=w(fit_rows), missing=np.nan)
         dvalid = xgb.DMatrix(x[valid], label=y[valid], weight=w(valid), missing=np.nan)
-        booster = xgb.train(params, dtrain, MAX_TREES, evals=[(dvalid, "valid")], early_stopping_rounds=30,
-                            verbose_eval=False, xgb_model=base)  # fmt: skip
+        booster = xgb.train(
+            params,
+            dtrain,
+            MAX_TREES,
+            evals=[(dvalid, "valid")],
+            early_stopping_rounds=30,
+            verbose_eval=False,
+            xgb_model=base,
+        )
         best.append(booster.best_iteration + 1)
         margins = booster.predict(dvalid, output_margin=True, iteration_range=(0, best[-1]))
         oof[np.searchsorted(split.train, valid)] = margins
@@ -177,8 +184,10 @@ def train(
         }
         predictions[bank.name] = numeric_profile(bank.name, p)
     models["lead"], predictions["lead"] = _train_lead(frame, data, split, config, out_dir, log)
-    profile = {"inputs": [pr.to_dict() for pr in input_profiles(_rows(frame, split.holdout))],
-               "predictions": {k: v.to_dict() for k, v in predictions.items()}}  # fmt: skip
+    profile = {
+        "inputs": [pr.to_dict() for pr in input_profiles(_rows(frame, split.holdout))],
+        "predictions": {k: v.to_dict() for k, v in predictions.items()},
+    }
     stored = _write(out_dir, PROFILE_FILE, (json.dumps(profile, indent=1) + "\n").encode())
     training = {"events": len(data.events), "seed": seed, "folds": folds, "holdout": len(split.holdout)}
     manifest = _manifest(training, stored, models, parent, lineage)

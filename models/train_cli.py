@@ -81,8 +81,10 @@ def evaluate(config: ModelsConfig, data: LabelledEvents) -> dict[str, Quality]:
 
 def write_model_card(out_dir: Path, manifest: Manifest, fresh: dict[str, Quality] | None, fresh_seed: int) -> None:
     holdout = {name: Quality(**m.metrics.model_dump(exclude={"auc_ratio"})) for name, m in manifest.models.items()}
-    rows = [f"| {name} | {m.kind} | {m.version} | {len(m.features)} | {m.trees if m.trees is not None else '-'} |"
-            for name, m in manifest.models.items()]  # fmt: skip
+    rows = [
+        f"| {name} | {m.kind} | {m.version} | {len(m.features)} | {m.trees if m.trees is not None else '-'} |"
+        for name, m in manifest.models.items()
+    ]
     training = manifest.training
     if training is None:
         raise ArtifactError("the manifest has no training section: the model card cannot describe the training")

@@ -294,8 +294,12 @@ def _is_plain(avro_type: Any) -> bool:
 
 def _canonical_type(field: dict[str, Any], owner: SchemaVersion) -> str:
     """A field's type in Parsing Canonical Form, wrapped in a one-field record so named types resolve."""
-    record = {"type": "record", "name": "Field", "namespace": owner.full_name.rpartition(".")[0],
-              "fields": [{"name": "f", "type": field["type"]}]}  # fmt: skip
+    record = {
+        "type": "record",
+        "name": "Field",
+        "namespace": owner.full_name.rpartition(".")[0],
+        "fields": [{"name": "f", "type": field["type"]}],
+    }
     try:
         return str(to_parsing_canonical_form(record))
     except Exception:  # a type named elsewhere in the schema: no shortcut, fastavro resolves the whole record

@@ -58,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
         same_set = sum(a.same_top_set * a.rows for a in reports) / sum(a.rows for a in reports)
         same_order = sum(a.same_top_order * a.rows for a in reports) / sum(a.rows for a in reports)
         worst = max(a.max_abs_difference for a in reports)
-        print(f"{'all':<8} {worst:>27.3g}  {'':20}  {'yes' if all(a.within_float32 for a in reports) else 'NO':>7}  "
-              f"{same_set:>24.1%}  {same_order:>5.1%}   ({sum(a.rows for a in reports):,} bank decisions)")  # fmt: skip
+        print(
+            f"{'all':<8} {worst:>27.3g}  {'':20}  {'yes' if all(a.within_float32 for a in reports) else 'NO':>7}  "
+            f"{same_set:>24.1%}  {same_order:>5.1%}   ({sum(a.rows for a in reports):,} bank decisions)"
+        )
     if not args.no_cost:
         c = reason_cost(models, frame, k, settings.consumer.batch_size, args.repeats)
         banks = len(models.banks)

@@ -164,13 +164,22 @@ class ResultWriter:
         self._offer_counts = _counts(len(products))
         self._tail = avro_string(config_hash)
         models_explained, width = len(banks) + 1, len(products)
-        self._packed = np.dtype([
-            ("bank_p", "<f8", (len(banks),)), ("approved", "?", (len(banks),)), ("lead_p", "<f8"),
-            ("best", "<i2"), ("explained", "<i2"),
-            ("feature", "<i2", (models_explained, MAX_REASONS)), ("value", "<f4", (models_explained, MAX_REASONS)),
-            ("missing", "?", (models_explained, MAX_REASONS)), ("up", "?", (models_explained,)),
-            ("order", "<i2", (width,)), ("count", "<i2"), ("payment", "<f8", (width,)),
-        ])  # fmt: skip
+        self._packed = np.dtype(
+            [
+                ("bank_p", "<f8", (len(banks),)),
+                ("approved", "?", (len(banks),)),
+                ("lead_p", "<f8"),
+                ("best", "<i2"),
+                ("explained", "<i2"),
+                ("feature", "<i2", (models_explained, MAX_REASONS)),
+                ("value", "<f4", (models_explained, MAX_REASONS)),
+                ("missing", "?", (models_explained, MAX_REASONS)),
+                ("up", "?", (models_explained,)),
+                ("order", "<i2", (width,)),
+                ("count", "<i2"),
+                ("payment", "<f8", (width,)),
+            ]
+        )
 
     def blocks(self, columns: ScoreColumns) -> list[bytes]:
         """The scores part of each row's result: lead, banks, best offer, offers, reasons and config hash."""
@@ -240,19 +249,36 @@ class ResultWriter:
         """The columns ``pack`` packed (``k``: the engine's number of reasons)."""
         table = np.frombuffer(b"".join(records), dtype=self._packed)
         reasons = [
-            Reasons(table["feature"][:, i, :k].astype(np.intp), table["value"][:, i, :k].copy(),
-                    table["missing"][:, i, :k].copy(), table["up"][:, i].copy())
+            Reasons(
+                table["feature"][:, i, :k].astype(np.intp),
+                table["value"][:, i, :k].copy(),
+                table["missing"][:, i, :k].copy(),
+                table["up"][:, i].copy(),
+            )
             for i in range(table["feature"].shape[1])
-        ]  # fmt: skip
+        ]
         offers = OfferColumns(table["order"].astype(np.intp), table["count"].astype(np.intp), table["payment"].copy())
-        return ScoreColumns(table["bank_p"].copy(), table["approved"].copy(), table["lead_p"].copy(),
-                            table["best"].astype(np.intp), table["explained"].astype(np.intp), reasons[:-1],
-                            reasons[-1], offers)  # fmt: skip
+        return ScoreColumns(
+            table["bank_p"].copy(),
+            table["approved"].copy(),
+            table["lead_p"].copy(),
+            table["best"].astype(np.intp),
+            table["explained"].astype(np.intp),
+            reasons[:-1],
+            reasons[-1],
+            offers,
+        )
 
     def framed(
-        self, event_id: str, application_id: str, lead_id: str, app_hash: str, event_ms: int, scored_at: bytes,
+        self,
+        event_id: str,
+        application_id: str,
+        lead_id: str,
+        app_hash: str,
+        event_ms: int,
+        scored_at: bytes,
         block: bytes,
-    ) -> bytes:  # fmt: skip
+    ) -> bytes:
         """One framed result: ``scored_at`` is the batch's ``zigzag_varint`` of its scoring time in ms."""
         return b"".join(
             (

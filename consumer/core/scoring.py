@@ -89,8 +89,9 @@ def score_columns(
     offers = book.offers(frame.column("loan_amount"), frame.column("loan_term"), out.bank_p, out.approved)
     best = offers.best_bank(book.products)
     explained = np.where(best >= 0, best, out.bank_p.argmax(axis=1))
-    return ScoreColumns(out.bank_p, out.approved, out.lead_p, best, explained, out.bank_reasons, out.lead_reasons,
-                        offers)  # fmt: skip
+    return ScoreColumns(
+        out.bank_p, out.approved, out.lead_p, best, explained, out.bank_reasons, out.lead_reasons, offers
+    )
 
 
 def model_outputs(

@@ -43,17 +43,23 @@ _RETRY_PAUSE_S = 1.0
 _DRAIN_S = 5.0
 # After these, this producer instance delivers nothing more (seen when an outage made messages time out and
 # the broker fenced the producer's bumped epoch); a new producer gets a new id and delivers again.
-_PRODUCER_GONE = {KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError._FENCED,
-                  KafkaError._FATAL}  # fmt: skip
+_PRODUCER_GONE = {KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError._FENCED, KafkaError._FATAL}
 
 
 # The broker refuses the record itself: producing it again can only fail again.
-_REFUSED_RECORD = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
-                   KafkaError.INVALID_MSG_SIZE}  # fmt: skip
+_REFUSED_RECORD = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.INVALID_MSG_SIZE,
+}
 _MISSING_TOPIC = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
 # An ACL is missing: retried (slowly) until an operator grants it, never dead-lettered, never fatal.
-NOT_AUTHORIZED = {KafkaError.TOPIC_AUTHORIZATION_FAILED: "Topic", KafkaError.CLUSTER_AUTHORIZATION_FAILED: "Cluster",
-                  KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "TransactionalId"}  # fmt: skip
+NOT_AUTHORIZED = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "Topic",
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED: "Cluster",
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "TransactionalId",
+}
 _REFUSAL_LOG_S = 30.0
 # Per process, not per publisher: exactly-once replaces its publisher on every refused transactional id.
 _REFUSAL_LOG = Throttle(_REFUSAL_LOG_S)
@@ -84,9 +90,11 @@ class Refusal:
 
     def line(self) -> str:
         """The one log line an operator needs: which ACL, and what the scorer does meanwhile."""
-        return (f"not authorised: the broker refuses {self.operation} on {self.resource} to this principal "
-                f"({self.error}); holding what was scored, committing nothing, not ready, retrying until the ACL "
-                "is granted (crm-scorer acls prints every ACL the scorer needs)")  # fmt: skip
+        return (
+            f"not authorised: the broker refuses {self.operation} on {self.resource} to this principal "
+            f"({self.error}); holding what was scored, committing nothing, not ready, retrying until the ACL "
+            "is granted (crm-scorer acls prints every ACL the scorer needs)"
+        )
 
 
 def refusal_of(err: KafkaError, resource_name: str, operation: str = "Write") -> Refusal | None:
@@ -161,8 +169,15 @@ class BatchPublisher:
         self, msg: Message, reason: str, error: str, field: str | None, failed_at: dt.datetime, ack: DeliveryCallback
     ) -> None:
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
-        info = DeadLetterInfo(reason=reason, error=error, field=field, topic=topic, partition=partition,
-                              offset=offset, failed_at=failed_at)  # fmt: skip
+        info = DeadLetterInfo(
+            reason=reason,
+            error=error,
+            field=field,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            failed_at=failed_at,
+        )
         headers: Headers = [*info.headers()]
         self._produce(self._dlq, msg.value(), msg.key(), headers, ack)
 
@@ -223,8 +238,13 @@ class BatchPublisher:
             return  # exactly-once: the transaction's commit fails; the guarantee waits for the grant
         verdict = delivery_verdict(err, is_dead_letter)
         if verdict is Verdict.DEAD_LETTER and (source := acks.source_of(msg)) is not None:
-            log.warning("the broker refused a result for %s [%d] @ %d (%s): dead-lettering its event",
-                        source.topic(), source.partition() or 0, source.offset() or 0, err.str())  # fmt: skip
+            log.warning(
+                "the broker refused a result for %s [%d] @ %d (%s): dead-lettering its event",
+                source.topic(),
+                source.partition() or 0,
+                source.offset() or 0,
+                err.str(),
+            )
             error = f"the broker refused the result ({len(msg.value() or b'')} bytes): {err.str()}"
             if not self._requeue:
                 # exactly-once: the transaction aborts; when the batch is scored again, this event is dead-lettered
@@ -236,8 +256,9 @@ class BatchPublisher:
             return  # exactly-once: the transaction's commit fails and the batch is scored again
         if verdict is not Verdict.RETRY:
             what = "dead letter" if is_dead_letter else "result"
-            self._stop = PublishError(f"cannot publish a {what} to topic {msg.topic()!r}: {err.str()}; "
-                                      "stopping with its offsets uncommitted")  # fmt: skip
+            self._stop = PublishError(
+                f"cannot publish a {what} to topic {msg.topic()!r}: {err.str()}; stopping with its offsets uncommitted"
+            )
             return
         self._retries.append((msg.topic() or "", msg.value(), msg.key(), msg.headers(), acks))
         if err.fatal() or err.code() in _PRODUCER_GONE:
@@ -266,8 +287,10 @@ class BatchPublisher:
                 if exc.args[0].code() not in _MISSING_TOPIC:
                     raise
                 what = "dead letter" if topic == self._dlq else "result"
-                raise PublishError(f"cannot publish a {what} to topic {topic!r}: {exc.args[0].str()}; "
-                                   "stopping with its offsets uncommitted") from exc  # fmt: skip
+                raise PublishError(
+                    f"cannot publish a {what} to topic {topic!r}: {exc.args[0].str()}; "
+                    "stopping with its offsets uncommitted"
+                ) from exc
 
 
 # what to produce again: topic, value, key, headers, and the delivery callback of its batch

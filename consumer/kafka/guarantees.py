@@ -319,8 +319,9 @@ class ExactlyOnce:
                     raise
                 self._stalled(True)
                 if time.monotonic() - started > self._wedged_after_s:
-                    raise _Wedged(f"transaction {what} still not confirmed after {self._wedged_after_s:.0f} s "
-                                  f"({error.str()})") from exc  # fmt: skip
+                    raise _Wedged(
+                        f"transaction {what} still not confirmed after {self._wedged_after_s:.0f} s ({error.str()})"
+                    ) from exc
                 if attempt % 6 == 0:
                     log.warning("transaction %s not confirmed (%s); retrying", what, error.str())
                 time.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
@@ -358,11 +359,16 @@ class ExactlyOnce:
         if len(self._fenced_at) >= _FENCED_LIMIT:
             # A zombie is fenced once (and a replacement racing an intruder's retried init can be fenced again);
             # fenced again and again, another live instance shares our transactional id.
-            raise PublishError(f"fenced {_FENCED_LIMIT} times within {_FENCED_WINDOW_S:.0f} s ({error.str()}): "
-                               "another live replica uses this worker's transactional id; give each replica its "
-                               "own consumer.instance_id")  # fmt: skip
-        log.warning("the transactional producer was fenced or failed fatally (%s): replacing it and rewinding "
-                    "to the committed offsets", error.str())  # fmt: skip
+            raise PublishError(
+                f"fenced {_FENCED_LIMIT} times within {_FENCED_WINDOW_S:.0f} s ({error.str()}): "
+                "another live replica uses this worker's transactional id; give each replica its "
+                "own consumer.instance_id"
+            )
+        log.warning(
+            "the transactional producer was fenced or failed fatally (%s): replacing it and rewinding "
+            "to the committed offsets",
+            error.str(),
+        )
         self._start_over(consumer)
 
     def _start_over(self, consumer: Source) -> None:

@@ -173,24 +173,31 @@ class ScorerMetrics:
 
         self.consumed = counter("crm_scorer_events_consumed_total", "Messages consumed from the input topic")
         self.published = counter("crm_scorer_results_published_total", "Score results acknowledged by the broker")
-        self.dead_letters = counter("crm_scorer_dead_letters_total", "Messages sent to the dead-letter topic",
-                                    ["reason"])  # fmt: skip
+        self.dead_letters = counter(
+            "crm_scorer_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"]
+        )
         self.duplicates = counter("crm_scorer_duplicates_total", "Events answered from recent identical applications")
-        self.anomalies = counter("crm_scorer_feature_anomalies_total", "Soft anomalies scored as missing",
-                                 ["feature", "kind"])  # fmt: skip
-        self.bank_scored = counter("crm_scorer_bank_scored_total", "Applications scored afresh by a bank's model",
-                                   ["bank"])  # fmt: skip
+        self.anomalies = counter(
+            "crm_scorer_feature_anomalies_total", "Soft anomalies scored as missing", ["feature", "kind"]
+        )
+        self.bank_scored = counter(
+            "crm_scorer_bank_scored_total", "Applications scored afresh by a bank's model", ["bank"]
+        )
         self.approvals = counter("crm_scorer_approvals_total", "Applications a bank's model approved", ["bank"])
-        self.latency = histogram("crm_scorer_end_to_end_latency_seconds",
-                                 "Event time to result acknowledged", LATENCY_BUCKETS)  # fmt: skip
-        self.stage = histogram("crm_scorer_stage_seconds", "Per-event cost of a stage (its batch's mean)",
-                               STAGE_BUCKETS, ["stage"])  # fmt: skip
+        self.latency = histogram(
+            "crm_scorer_end_to_end_latency_seconds", "Event time to result acknowledged", LATENCY_BUCKETS
+        )
+        self.stage = histogram(
+            "crm_scorer_stage_seconds", "Per-event cost of a stage (its batch's mean)", STAGE_BUCKETS, ["stage"]
+        )
         self.batch_size = histogram("crm_scorer_batch_size", "Messages per consumed batch", BATCH_BUCKETS)
         self.score = histogram("crm_scorer_prediction_score", "Probabilities a model gave", SCORE_BUCKETS, ["model"])
-        self.model_info = Gauge("crm_scorer_model_info", "Model versions served (value 1)", ["model", "version"],
-                                registry=registry)  # fmt: skip
-        self.config_info = Gauge("crm_scorer_config_info", "Hash of the scoring config (value 1)", ["config_hash"],
-                                 registry=registry)  # fmt: skip
+        self.model_info = Gauge(
+            "crm_scorer_model_info", "Model versions served (value 1)", ["model", "version"], registry=registry
+        )
+        self.config_info = Gauge(
+            "crm_scorer_config_info", "Hash of the scoring config (value 1)", ["config_hash"], registry=registry
+        )
         self.dropped = counter("crm_scorer_telemetry_dropped_total", "Worker reports lost (the queue was full)")
         self.contract_violations = Gauge(
             "crm_scorer_schema_contract_violations",
@@ -280,8 +287,11 @@ class ConsumerLag(Collector):
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily("crm_scorer_consumer_lag", "Log-end (last stable) offset minus the group's "
-                                 "committed offset", labels=["topic", "partition"])  # fmt: skip
+        return GaugeMetricFamily(
+            "crm_scorer_consumer_lag",
+            "Log-end (last stable) offset minus the group's committed offset",
+            labels=["topic", "partition"],
+        )
 
 
 def summarise_batch(

@@ -35,8 +35,19 @@ HEADLINE_KEYS = (
 @pytest.mark.timeout(600)
 def test_quick_bench_reports_every_measure(kafka_bootstrap: str, tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "consumer.commands.cli", "bench", "--quick", "--bootstrap-servers",
-               kafka_bootstrap, "--json", str(report), "--workdir", str(tmp_path / "logs")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "consumer.commands.cli",
+        "bench",
+        "--quick",
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--json",
+        str(report),
+        "--workdir",
+        str(tmp_path / "logs"),
+    ]
     done = subprocess.run(
         command,
         capture_output=True,

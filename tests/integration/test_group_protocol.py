@@ -39,8 +39,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def lanes(kafka_bootstrap: str, make_topic: Callable[..., str], unique_group: Callable[[], str]) -> Lanes:
-    return Lanes(kafka_bootstrap, make_topic(INPUT_PARTITIONS, "in"), make_topic(3, "out"), make_topic(1, "dlq"),
-                 unique_group())  # fmt: skip
+    return Lanes(
+        kafka_bootstrap, make_topic(INPUT_PARTITIONS, "in"), make_topic(3, "out"), make_topic(1, "dlq"), unique_group()
+    )
 
 
 def group_assignment(admin: AdminClient, group: str) -> tuple[ConsumerGroupType, list[int]]:
@@ -83,7 +84,11 @@ def test_two_scorers_on_the_consumer_protocol_share_the_partitions_and_lose_noth
     assert kind == ConsumerGroupType.CONSUMER, f"the broker runs the group as {kind}, not a KIP-848 group"
     assert first.log.count("assigned") >= 2, f"the first member never took the partitions back:\n{first.log}"
     outcomes = read_outcomes(lanes)
-    row = conservation("KIP-848 consumer protocol: 1 -> 2 -> 1 scorers under load",
-                       Expected(frozenset(m[2] for m in messages)), outcomes, time.monotonic() - started,
-                       "group.protocol=consumer")  # fmt: skip
+    row = conservation(
+        "KIP-848 consumer protocol: 1 -> 2 -> 1 scorers under load",
+        Expected(frozenset(m[2] for m in messages)),
+        outcomes,
+        time.monotonic() - started,
+        "group.protocol=consumer",
+    )
     assert row.lost == 0

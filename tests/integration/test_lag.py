@@ -68,10 +68,14 @@ def admin_lag(admin: AdminClient, lanes: Lanes) -> dict[int, int]:
     request = [ConsumerGroupTopicPartitions(lanes.group, tps)]
     listed = admin.list_consumer_group_offsets(request, request_timeout=10)[lanes.group].result()
     committed = {tp.partition: tp.offset for tp in listed.topic_partitions if tp.offset >= 0}
-    ends = admin.list_offsets({tp: OffsetSpec.latest() for tp in tps}, isolation_level=IsolationLevel.READ_COMMITTED,
-                              request_timeout=10)  # fmt: skip
-    return {tp.partition: future.result().offset - committed[tp.partition]
-            for tp, future in ends.items() if tp.partition in committed}  # fmt: skip
+    ends = admin.list_offsets(
+        {tp: OffsetSpec.latest() for tp in tps}, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=10
+    )
+    return {
+        tp.partition: future.result().offset - committed[tp.partition]
+        for tp, future in ends.items()
+        if tp.partition in committed
+    }
 
 
 def gauge(url: str, topic: str) -> dict[int, int]:
@@ -120,8 +124,10 @@ def summary(guarantee: str, samples: list[Sample]) -> tuple[str, int]:
     many settled readings they hold."""
     settled = [(s.gauge.get(p), lag) for s in samples for p, lag in s.settled().items()]
     worst = max((abs(seen - lag) for seen, lag in settled if seen is not None), default=None)
-    head = (f"{guarantee}: {len(samples)} samples, {len(settled)} settled readings, largest settled difference "
-            f"{worst}; per partition: Admin lag before / gauge / Admin lag after ('=': settled)")  # fmt: skip
+    head = (
+        f"{guarantee}: {len(samples)} samples, {len(settled)} settled readings, largest settled difference "
+        f"{worst}; per partition: Admin lag before / gauge / Admin lag after ('=': settled)"
+    )
     return "\n".join([head, *(s.describe() for s in samples)]), len(settled)
 
 
@@ -141,8 +147,13 @@ def test_lag_gauge_agrees_with_the_admin_api_while_a_backlog_drains(
     tmp_path: Path,
     guarantee: str,
 ) -> None:
-    lanes = Lanes(kafka_bootstrap, make_topic(PARTITIONS, "in"), make_topic(PARTITIONS, "out"), make_topic(1, "dlq"),
-                  unique_group())  # fmt: skip
+    lanes = Lanes(
+        kafka_bootstrap,
+        make_topic(PARTITIONS, "in"),
+        make_topic(PARTITIONS, "out"),
+        make_topic(1, "dlq"),
+        unique_group(),
+    )
     produce(kafka_bootstrap, lanes.input, pairs(valid_messages(BACKLOG, seed=61)))
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
 

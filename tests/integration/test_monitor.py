@@ -104,21 +104,34 @@ def _max_feature_psi(url: str, timeout: float = 30.0) -> float:
 
 def _outcome_args(bootstrap: str, scores: str, topic: str, policy: PolicyChange | None) -> argparse.Namespace:
     return argparse.Namespace(
-        bootstrap_servers=bootstrap, scores_topic=scores, topic=topic, count=EVENTS, seed=SEED,
-        scenario="baseline", schema_version="v1", time_scale=0.0, missing=0.03, duplicates=0.01,
-        policy_change=policy, idle_exit=30.0, max_scores=EVENTS,
-    )  # fmt: skip
+        bootstrap_servers=bootstrap,
+        scores_topic=scores,
+        topic=topic,
+        count=EVENTS,
+        seed=SEED,
+        scenario="baseline",
+        schema_version="v1",
+        time_scale=0.0,
+        missing=0.03,
+        duplicates=0.01,
+        policy_change=policy,
+        idle_exit=30.0,
+        max_scores=EVENTS,
+    )
 
 
 def _settings(loop: Loop, outcomes: str, store: Path, **quality: Any) -> MonitorSettings:
     return MonitorSettings(
-        kafka={"bootstrap_servers": loop.bootstrap, "group_id": f"monitor-{uuid.uuid4().hex[:8]}",
-               "session_timeout_ms": 6000},
+        kafka={
+            "bootstrap_servers": loop.bootstrap,
+            "group_id": f"monitor-{uuid.uuid4().hex[:8]}",
+            "session_timeout_ms": 6000,
+        },
         topics={"scores": loop.scores, "outcomes": outcomes},
         store={"path": store},
         quality={"count_window": 100_000, "evaluate_every_s": 60.0, **quality},
         metrics_port=0,
-    )  # fmt: skip
+    )
 
 
 def _monitor(settings: MonitorSettings) -> MonitorState:
@@ -262,9 +275,23 @@ def test_a_monitor_killed_mid_stream_recovers_to_the_figures_of_an_undisturbed_r
 ) -> None:
     undisturbed = baseline.state
     settings = _settings(loop, loop.outcomes, tmp_path / "killed")
-    args = [*MONITOR, "--bootstrap-servers", loop.bootstrap, "--group-id", settings.kafka.group_id,
-            "--scores-topic", loop.scores, "--outcomes-topic", loop.outcomes, "--store-path",
-            str(settings.store.path), "--metrics-port", "0", "--until-idle", "2"]  # fmt: skip
+    args = [
+        *MONITOR,
+        "--bootstrap-servers",
+        loop.bootstrap,
+        "--group-id",
+        settings.kafka.group_id,
+        "--scores-topic",
+        loop.scores,
+        "--outcomes-topic",
+        loop.outcomes,
+        "--store-path",
+        str(settings.store.path),
+        "--metrics-port",
+        "0",
+        "--until-idle",
+        "2",
+    ]
     env = os.environ | {"CRM_MONITOR_QUALITY__COUNT_WINDOW": "100000", "CRM_MONITOR_KAFKA__SESSION_TIMEOUT_MS": "6000"}
     log = tmp_path / "monitor.log"
     with log.open("wb") as out:

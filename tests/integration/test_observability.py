@@ -95,10 +95,28 @@ def start_scorer(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[...,
             "CRM_SCORER_METRICS__DRIFT_INTERVAL_S": "1",
             "CRM_SCORER_METRICS__HOST": "127.0.0.1",
         }
-        command = [sys.executable, "-m", "consumer.commands.cli", "run", "--config", str(CONFIGS / "scorer.yaml"),
-                   "--bootstrap-servers", kafka_bootstrap, "--input-topic", input_topic, "--output-topic", output_topic,
-                   "--dlq-topic", dlq_topic, "--group-id", group, "--metrics-port", str(port),
-                   "--workers", str(workers)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "consumer.commands.cli",
+            "run",
+            "--config",
+            str(CONFIGS / "scorer.yaml"),
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--input-topic",
+            input_topic,
+            "--output-topic",
+            output_topic,
+            "--dlq-topic",
+            dlq_topic,
+            "--group-id",
+            group,
+            "--metrics-port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
         with log_path.open("wb") as log:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         scorer = Scorer(process, port, log_path)
@@ -141,8 +159,12 @@ def wait_until_settled(scorer: Scorer, messages: int) -> None:
 
 def wait_for_fresh_drift(scorer: Scorer) -> None:
     since = time.time()
-    wait_until(lambda: (scorer.value("crm_scorer_drift_evaluated_timestamp_seconds") or 0) > since + 0.5, 15,
-               "a drift evaluation after the last batch", scorer)  # fmt: skip
+    wait_until(
+        lambda: (scorer.value("crm_scorer_drift_evaluated_timestamp_seconds") or 0) > since + 0.5,
+        15,
+        "a drift evaluation after the last batch",
+        scorer,
+    )
 
 
 def test_drift_scenario_crosses_the_thresholds_and_counters_balance(
@@ -235,13 +257,21 @@ def start_prometheus(prometheus_bin: Path, tmp_path: Path) -> Iterator[Callable[
         path = tmp_path / "prometheus.yml"
         path.write_text(yaml.safe_dump(local_prometheus_config([f"127.0.0.1:{scorer_port}"], "1s")))
         port = free_port()
-        command = [str(prometheus_bin), f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                   f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]  # fmt: skip
+        command = [
+            str(prometheus_bin),
+            f"--config.file={path}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ]
         with (tmp_path / "prometheus.log").open("wb") as log:
             processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
         prometheus = Prometheus(port)
-        wait_until(lambda: urllib.request.urlopen(f"{prometheus.base}/-/ready", timeout=2).status == 200, 30,
-                   "Prometheus to be ready")  # fmt: skip
+        wait_until(
+            lambda: urllib.request.urlopen(f"{prometheus.base}/-/ready", timeout=2).status == 200,
+            30,
+            "Prometheus to be ready",
+        )
         return prometheus
 
     yield start
@@ -263,10 +293,19 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 
 MAIN_PANELS = {
-    "Throughput", "End-to-end latency", "Consumer lag", "Dead letters by reason", "Cost per event by stage",
-    "Approval rate per bank", "Score distribution: $model", "Feature drift ($window window)",
-    "Prediction drift ($window window)", "Model versions", "Ready", "Assigned partitions",
-}  # fmt: skip
+    "Throughput",
+    "End-to-end latency",
+    "Consumer lag",
+    "Dead letters by reason",
+    "Cost per event by stage",
+    "Approval rate per bank",
+    "Score distribution: $model",
+    "Feature drift ($window window)",
+    "Prediction drift ($window window)",
+    "Model versions",
+    "Ready",
+    "Assigned partitions",
+}
 
 
 def test_prometheus_evaluates_every_dashboard_query_and_alert_rule(
@@ -284,8 +323,12 @@ def test_prometheus_evaluates_every_dashboard_query_and_alert_rule(
     baseline = produce(kafka_bootstrap, source, 1500, seed=41, scenario="baseline", bad_ratio=0.05)
     drift = produce(kafka_bootstrap, source, 1200, seed=42, scenario="drift")
     wait_until_settled(scorer, baseline.sent + baseline.bad + drift.sent)
-    wait_until(lambda: scorer.value("crm_scorer_consumer_lag", topic=source, partition="0") is not None, 30,
-               "consumer lag from librdkafka statistics", scorer)  # fmt: skip
+    wait_until(
+        lambda: scorer.value("crm_scorer_consumer_lag", topic=source, partition="0") is not None,
+        30,
+        "consumer lag from librdkafka statistics",
+        scorer,
+    )
     wait_until(lambda: prometheus.query("crm_scorer_consumer_lag")["data"]["result"], 15, "lag in Prometheus")
 
     failures, empty = [], []

@@ -118,9 +118,12 @@ def test_apicurio_defaults_to_no_compatibility_check_and_our_evolution_passes_ba
     with urllib.request.urlopen(f"{base}/config", timeout=10) as response:
         assert json.load(response)["compatibilityLevel"] == "NONE"
     subject = value_subject(lanes.input)
-    request = urllib.request.Request(f"{base}/config/{subject}", method="PUT",
-                                     data=json.dumps({"compatibility": "BACKWARD"}).encode(),
-                                     headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})  # fmt: skip
+    request = urllib.request.Request(
+        f"{base}/config/{subject}",
+        method="PUT",
+        data=json.dumps({"compatibility": "BACKWARD"}).encode(),
+        headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert json.load(response)["compatibility"] == "BACKWARD"
     v1_id = source.register_schema(subject, V1.schema_str)

@@ -108,20 +108,38 @@ def reference_scores(
             _reference_reasons(b.features, xs[j][row], contribs[j][row], approved[j], top_k)
             for j, b in enumerate(models.banks)
         ]
-        lead_reasons = _reference_reasons(models.lead.features, lead_x[row], lead_contribs[row],
-                                          lead >= models.lead.threshold, top_k)  # fmt: skip
+        lead_reasons = _reference_reasons(
+            models.lead.features, lead_x[row], lead_contribs[row], lead >= models.lead.threshold, top_k
+        )
         offers = _reference_offers(book, frame, row, p, approved)
-        explained = models.banks.index(next(b for b in models.banks if b.name == offers[0]["bank"])) if offers else (
-            int(np.argmax(bank_p[row])))  # fmt: skip
-        out.append({
-            "lead": {"score": round(1000 * lead), "probability": lead, "model_version": models.lead.version,
-                     "reasons": lead_reasons},
-            "banks": [{"bank": b.name, "probability": p[j], "approved": approved[j], "model_version": b.version,
-                       "reasons": bank_reasons[j]} for j, b in enumerate(models.banks)],
-            "best_offer": offers[0]["bank"] if offers else None,
-            "offers": offers,
-            "reasons": bank_reasons[explained],
-        })  # fmt: skip
+        explained = (
+            models.banks.index(next(b for b in models.banks if b.name == offers[0]["bank"]))
+            if offers
+            else (int(np.argmax(bank_p[row])))
+        )
+        out.append(
+            {
+                "lead": {
+                    "score": round(1000 * lead),
+                    "probability": lead,
+                    "model_version": models.lead.version,
+                    "reasons": lead_reasons,
+                },
+                "banks": [
+                    {
+                        "bank": b.name,
+                        "probability": p[j],
+                        "approved": approved[j],
+                        "model_version": b.version,
+                        "reasons": bank_reasons[j],
+                    }
+                    for j, b in enumerate(models.banks)
+                ],
+                "best_offer": offers[0]["bank"] if offers else None,
+                "offers": offers,
+                "reasons": bank_reasons[explained],
+            }
+        )
     return out
 
 
@@ -147,8 +165,14 @@ def _reference_reasons(
         kind = "missing" if missing.get(name, False) else ("up" if up else "down")
         statement = table[name].statement(kind)
         value = float(np.float32(by_name[name]))
-        reasons.append({"feature": name, "contribution": value, "code": statement.code,
-                        "statement": {"ru": statement.ru, "en": statement.en}})  # fmt: skip
+        reasons.append(
+            {
+                "feature": name,
+                "contribution": value,
+                "code": statement.code,
+                "statement": {"ru": statement.ru, "en": statement.en},
+            }
+        )
     return reasons
 
 
@@ -177,9 +201,17 @@ def _reference_offers(
         offers.sort(key=lambda o: (o[2] is None, o[2] or 0.0, -p[o[0].bank], o[1]))
     else:
         offers.sort(key=lambda o: (-p[o[0].bank], o[2] is None, o[2] or 0.0, o[1]))
-    return [{"bank": book.banks[o[0].bank], "product": o[0].name, "approval_probability": p[o[0].bank],
-             "annual_rate": o[0].annual_rate, "monthly_payment": o[2], "rank": rank}
-            for rank, o in enumerate(offers, start=1)]  # fmt: skip
+    return [
+        {
+            "bank": book.banks[o[0].bank],
+            "product": o[0].name,
+            "approval_probability": p[o[0].bank],
+            "annual_rate": o[0].annual_rate,
+            "monthly_payment": o[2],
+            "rank": rank,
+        }
+        for rank, o in enumerate(offers, start=1)
+    ]
 
 
 def reference_value(event: dict[str, Any], scores: dict[str, Any]) -> bytes:
@@ -197,8 +229,16 @@ def reference_value(event: dict[str, Any], scores: dict[str, Any]) -> bytes:
 
 
 def fast_engine(models: ModelSet, top_k: int = 3, book: OfferBook | None = None) -> ScoringEngine:
-    return ScoringEngine(models, EventDecoder(CATALOG), RESULT_ENCODER.header, config_hash=CONFIG_HASH,
-                         reasons=top_k, recent=RecentScores(100_000), clock=lambda: CLOCK, offers=book)  # fmt: skip
+    return ScoringEngine(
+        models,
+        EventDecoder(CATALOG),
+        RESULT_ENCODER.header,
+        config_hash=CONFIG_HASH,
+        reasons=top_k,
+        recent=RecentScores(100_000),
+        clock=lambda: CLOCK,
+        offers=book,
+    )
 
 
 def reference_events(payloads: list[bytes | None]) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[str, str]]]:
@@ -269,15 +309,25 @@ def test_offers_of_configured_products_write_the_same_bytes(model_set: ModelSet,
     """Products on some banks (one overlapping another's range, one at a zero rate), none on the others; both
     ranking policies; four reasons, the most a result gives."""
     products = {
-        "bank_a": [ProductConfig(name="small", amount_min=5_000, amount_max=150_000, term_min=3, term_max=24,
-                                 annual_rate=0.249),
-                   ProductConfig(name="large", amount_min=100_000, amount_max=2_000_000, term_min=6, term_max=60,
-                                 annual_rate=0.189)],
-        "bank_c": [ProductConfig(name="instalment", amount_min=10_000, amount_max=300_000, term_min=3, term_max=12,
-                                 annual_rate=0.0)],
-        "bank_d": [ProductConfig(name="standard", amount_min=20_000, amount_max=1_000_000, term_min=6, term_max=36,
-                                 annual_rate=0.219)],
-    }  # fmt: skip
+        "bank_a": [
+            ProductConfig(
+                name="small", amount_min=5_000, amount_max=150_000, term_min=3, term_max=24, annual_rate=0.249
+            ),
+            ProductConfig(
+                name="large", amount_min=100_000, amount_max=2_000_000, term_min=6, term_max=60, annual_rate=0.189
+            ),
+        ],
+        "bank_c": [
+            ProductConfig(
+                name="instalment", amount_min=10_000, amount_max=300_000, term_min=3, term_max=12, annual_rate=0.0
+            )
+        ],
+        "bank_d": [
+            ProductConfig(
+                name="standard", amount_min=20_000, amount_max=1_000_000, term_min=6, term_max=36, annual_rate=0.219
+            )
+        ],
+    }
     batch = payloads[:600]
     events, _ = reference_events(batch)
     for policy in ("customer_cost", "approval_probability"):

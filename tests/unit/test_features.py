@@ -29,8 +29,14 @@ def event(**applicant: object) -> dict:
         "gender": 0,
         "snils": 1,
     }
-    activity = {"lead_origin": "Lead Add Form", "lead_source": "Olark Chat", "total_time_spent_on_website": 600,
-                "total_visits": 3, "page_views_per_visit": 2.5, "do_not_email": False}  # fmt: skip
+    activity = {
+        "lead_origin": "Lead Add Form",
+        "lead_source": "Olark Chat",
+        "total_time_spent_on_website": 600,
+        "total_visits": 3,
+        "page_views_per_visit": 2.5,
+        "do_not_email": False,
+    }
     return {"occurred_at": OCCURRED, "applicant": base | applicant, "activity": activity}
 
 

@@ -295,8 +295,11 @@ class FlakyRegistry:
     def __init__(self) -> None:
         self.down = False
         self.requests: list[int] = []
-        self.schemas = {1: CATALOG.get("application_event.v1"), 2: CATALOG.get("application_event.v2"),
-                        3: CATALOG.score_result}  # fmt: skip
+        self.schemas = {
+            1: CATALOG.get("application_event.v1"),
+            2: CATALOG.get("application_event.v2"),
+            3: CATALOG.score_result,
+        }
 
     def get_schema_str(self, schema_id: int) -> str:
         self.requests.append(schema_id)
@@ -396,8 +399,13 @@ def test_a_held_partition_resumed_by_someone_else_is_paused_and_rewound_again_an
         registry.down = False
 
     results = ResultDecoder(CATALOG, FlakyRegistry())
-    run(broker, settings_for("at_least_once"), engine, {4: someone_resumes, 8: heal},
-        until=scored_all(broker, 30, results))  # fmt: skip
+    run(
+        broker,
+        settings_for("at_least_once"),
+        engine,
+        {4: someone_resumes, 8: heal},
+        until=scored_all(broker, 30, results),
+    )
     ids = event_ids(broker.records(OUTPUT), results)
     assert len(ids) == len(set(ids)) == 30 and not broker.records(DLQ)
     assert positions == [10], "paused and rewound to the first waiting event again"

@@ -22,8 +22,9 @@ BANKS = ["bank_a", "bank_b", "bank_c"]
 
 
 def product(name: str, amount: tuple[float, float], term: tuple[int, int], rate: float) -> ProductConfig:
-    return ProductConfig(name=name, amount_min=amount[0], amount_max=amount[1], term_min=term[0], term_max=term[1],
-                         annual_rate=rate)  # fmt: skip
+    return ProductConfig(
+        name=name, amount_min=amount[0], amount_max=amount[1], term_min=term[0], term_max=term[1], annual_rate=rate
+    )
 
 
 PRODUCTS = {
@@ -46,14 +47,21 @@ def test_the_annuity_is_the_textbook_payment() -> None:
 def test_eligible_offers_fit_amount_and_term_of_approved_banks_and_rank_cheapest_first() -> None:
     book = OfferBook(BANKS, PRODUCTS)
     offers = offers_of(book, 80_000, 12, [0.6, 0.9, 0.7], [True, True, True])
-    assert [(bank, name) for bank, name, _ in offers] == [("bank_a", "big"), ("bank_b", "classic"),
-                                                          ("bank_a", "small"), ("bank_c", None)]  # fmt: skip
+    assert [(bank, name) for bank, name, _ in offers] == [
+        ("bank_a", "big"),
+        ("bank_b", "classic"),
+        ("bank_a", "small"),
+        ("bank_c", None),
+    ]
     payments = [payment for _, _, payment in offers]
     assert payments[:3] == sorted(payments[:3]) and np.isnan(payments[3])  # the unpriced offer comes last
     assert payments[0] == pytest.approx(7_410.76, abs=0.01)  # 80,000 over 12 months at 20% a year
     # a declined bank offers nothing; a request outside every range of a bank leaves only the others
     assert [o[:2] for o in offers_of(book, 80_000, 12, [0.6, 0.2, 0.7], [True, False, True])] == [
-        ("bank_a", "big"), ("bank_a", "small"), ("bank_c", None)]  # fmt: skip
+        ("bank_a", "big"),
+        ("bank_a", "small"),
+        ("bank_c", None),
+    ]
     assert [o[:2] for o in offers_of(book, 2_000_000, 12, [0.6, 0.9, 0.7], [True, True, True])] == [("bank_c", None)]
     assert [o[:2] for o in offers_of(book, 80_000, 48, [0.6, 0.9, 0.7], [True, True, True])] == [("bank_c", None)]
 
@@ -70,11 +78,18 @@ def test_equal_payments_go_to_the_likelier_approval_and_the_probability_policy_r
         "bank_b": [product("q", (1_000, 10**6), (1, 60), 0.2)],
     }
     assert [o[0] for o in offers_of(OfferBook(BANKS, same), 50_000, 10, [0.5, 0.8, 0.9], [True] * 3)] == [
-        "bank_b", "bank_a", "bank_c"]  # fmt: skip
+        "bank_b",
+        "bank_a",
+        "bank_c",
+    ]
     book = OfferBook(BANKS, PRODUCTS, "approval_probability")
     offers = offers_of(book, 80_000, 12, [0.6, 0.9, 0.7], [True, True, True])
-    assert [(bank, name) for bank, name, _ in offers] == [("bank_b", "classic"), ("bank_c", None),
-                                                          ("bank_a", "big"), ("bank_a", "small")]  # fmt: skip
+    assert [(bank, name) for bank, name, _ in offers] == [
+        ("bank_b", "classic"),
+        ("bank_c", None),
+        ("bank_a", "big"),
+        ("bank_a", "small"),
+    ]
     with pytest.raises(ValueError, match="offer ranking"):
         OfferBook(BANKS, PRODUCTS, "marketplace_commission")
 

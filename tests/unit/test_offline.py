@@ -66,10 +66,15 @@ def test_the_output_is_the_json_view_of_the_streaming_bytes(tmp_path: Path) -> N
     scored_at = dt.datetime.fromisoformat(json.loads(lines[0])["scored_at"])  # one batch: one scoring time
     settings = load_settings(None)
     streaming = ScoringEngine(
-        load_models(settings.models), EventDecoder(CATALOG), result_header(settings, None),
-        config_hash=settings.config_hash(), reasons=settings.models.reasons, clock=scored_at.timestamp,
-        offers=OfferBook.of(settings.models), reason_codes=settings.models.reason_codes,
-    )  # fmt: skip
+        load_models(settings.models),
+        EventDecoder(CATALOG),
+        result_header(settings, None),
+        config_hash=settings.config_hash(),
+        reasons=settings.models.reasons,
+        clock=scored_at.timestamp,
+        offers=OfferBook.of(settings.models),
+        reason_codes=settings.models.reason_codes,
+    )
     outcome = streaming.score_batch([SingleObjectEncoder(CATALOG.application_event_latest)(e) for e in events])
     assert len(outcome.scored) == len(events)
     assert lines == [result_line(ResultDecoder(CATALOG).decode(s.value)) for s in outcome.scored]

@@ -52,8 +52,11 @@ def test_a_tree_table_sums_a_hand_checked_tree() -> None:
     import xgboost as xgb
 
     x = np.array([[0.0], [0.0], [0.0], [1.0]], dtype=np.float32)
-    booster = xgb.train({"max_depth": 1, "eta": 1.0, "lambda": 0.0, "base_score": 0.5, "nthread": 1},
-                        xgb.DMatrix(x, label=[0.0, 0.0, 0.0, 1.0]), 1)  # fmt: skip
+    booster = xgb.train(
+        {"max_depth": 1, "eta": 1.0, "lambda": 0.0, "base_score": 0.5, "nthread": 1},
+        xgb.DMatrix(x, label=[0.0, 0.0, 0.0, 1.0]),
+        1,
+    )
     table = LeafTable.of(booster)
     out = table.margin_and_contributions(booster.predict(xgb.DMatrix(x), pred_leaf=True))
     mean = 0.75 * out[0, 1] + 0.25 * out[3, 1] - 0.5  # root mean: leaves weighted by cover (hessian 1 each)
@@ -83,8 +86,11 @@ def _bank_without_income() -> BankModel:
     frame = build_features(generate(2000, seed=43).events)
     x = frame.columns(features)
     y = (np.nan_to_num(x[:, 0], nan=40) > 30) & (np.nan_to_num(x[:, 1], nan=1e5) < 2e5)
-    booster = xgb.train({"max_depth": 3, "nthread": 1, "objective": "binary:logistic"},
-                        xgb.DMatrix(x, label=y.astype(float), missing=np.nan), 20)  # fmt: skip
+    booster = xgb.train(
+        {"max_depth": 3, "nthread": 1, "objective": "binary:logistic"},
+        xgb.DMatrix(x, label=y.astype(float), missing=np.nan),
+        20,
+    )
     return BankModel("bank_y", "bank_y-1", features, 0.99, booster, (1.0, 0.0))
 
 
@@ -122,8 +128,11 @@ def test_missing_income_is_its_own_code_and_an_approvals_reasons_pushed_it_up(en
         for entry in RESULTS.decode(scored.value)["banks"]:
             for reason in entry["reasons"]:
                 statements = table[reason["feature"]]
-                kinds = {"up": statements.up, "missing": statements.statement("missing")} if entry["approved"] else {
-                    "down": statements.down, "missing": statements.statement("missing")}  # fmt: skip
+                kinds = (
+                    {"up": statements.up, "missing": statements.statement("missing")}
+                    if entry["approved"]
+                    else {"down": statements.down, "missing": statements.statement("missing")}
+                )
                 assert reason["code"] in {s.code for s in kinds.values()}
                 assert (reason["contribution"] > 0) == entry["approved"]
                 match = next(s for s in kinds.values() if s.code == reason["code"])
@@ -158,8 +167,10 @@ def test_every_explained_feature_needs_a_code_and_overrides_replace_one_feature(
     with pytest.raises(ValidationError, match=r"reason_codes has no entry for \['income'\]"):
         ModelsConfig()
     monkeypatch.undo()
-    custom = {"down": {"code": "INCOME_BELOW_POLICY", "ru": "Доход ниже политики", "en": "Income below policy"},
-              "up": {"code": "INCOME_OK", "ru": "Доход в норме", "en": "Income fine"}}  # fmt: skip
+    custom = {
+        "down": {"code": "INCOME_BELOW_POLICY", "ru": "Доход ниже политики", "en": "Income below policy"},
+        "up": {"code": "INCOME_OK", "ru": "Доход в норме", "en": "Income fine"},
+    }
     config = ModelsConfig(reason_codes={"income": custom})
     assert config.reason_codes["income"].down.code == "INCOME_BELOW_POLICY"
     assert config.reason_codes["income"].statement("missing").code == "INCOME_BELOW_POLICY"  # no missing: down

@@ -79,12 +79,18 @@ def test_a_v1_reader_decodes_v2_results(framing: str) -> None:
 
 def test_a_v2_reader_fills_the_new_fields_of_v1_results_with_their_defaults() -> None:
     old = {
-        "event_id": "6f1c7d0e-3a55-4c1b-9a0e-2b7d5e8f9a10", "application_id": "a", "lead_id": "l",
-        "application_hash": "h", "event_time": 1, "scored_at": 2,
+        "event_id": "6f1c7d0e-3a55-4c1b-9a0e-2b7d5e8f9a10",
+        "application_id": "a",
+        "lead_id": "l",
+        "application_hash": "h",
+        "event_time": 1,
+        "scored_at": 2,
         "lead": {"score": 500, "probability": 0.5, "model_version": "lead-1"},
         "banks": [{"bank": "bank_a", "probability": 0.7, "approved": True, "model_version": "a-1"}],
-        "best_offer": "bank_a", "reasons": [{"feature": "income", "contribution": 0.3}], "config_hash": "c",
-    }  # fmt: skip
+        "best_offer": "bank_a",
+        "reasons": [{"feature": "income", "contribution": 0.3}],
+        "config_hash": "c",
+    }
     result = ResultDecoder(CATALOG).decode(SingleObjectEncoder(V1)(old))
     assert result["offers"] == [] and result["lead"]["reasons"] == [] and result["banks"][0]["reasons"] == []
     assert result["reasons"] == [{"feature": "income", "contribution": 0.3, "code": "", "statement": {}}]

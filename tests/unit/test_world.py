@@ -188,8 +188,12 @@ def test_soft_anomalies_appear_in_about_one_percent_of_events() -> None:
     kinds = [_anomaly_kinds(e) for e in events]
     assert 0.006 < np.mean([bool(k) for k in kinds]) < 0.015
     assert set().union(*kinds) == {
-        "negative_income", "future_birthdate", "job_before_birth", "absurd_loan_term", "negative_visits"
-    }  # fmt: skip
+        "negative_income",
+        "future_birthdate",
+        "job_before_birth",
+        "absurd_loan_term",
+        "negative_visits",
+    }
 
 
 def test_oracle_is_a_pure_function_of_the_observed_event() -> None:

@@ -45,8 +45,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture
 def lanes(kafka_bootstrap: str, make_topic: Callable[..., str], unique_group: Callable[[], str]) -> Lanes:
     """Fresh topics for one scenario: 6 input partitions (room for a rebalance), 3 output, 1 dead-letter."""
-    return Lanes(kafka_bootstrap, make_topic(INPUT_PARTITIONS, "in"), make_topic(3, "out"), make_topic(1, "dlq"),
-                 unique_group())  # fmt: skip
+    return Lanes(
+        kafka_bootstrap, make_topic(INPUT_PARTITIONS, "in"), make_topic(3, "out"), make_topic(1, "dlq"), unique_group()
+    )
 
 
 @pytest.fixture(params=["at_least_once", "exactly_once"])

@@ -28,8 +28,11 @@ from tests.integration.harness import ENCODE_V2, Lanes, ScorerProcess
 SINGLE_OBJECT_HEADER = 10
 CONFLUENT_HEADER = 5
 INPUT_PARTITIONS = 6
-_COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                       KafkaError.COORDINATOR_NOT_AVAILABLE}  # fmt: skip
+_COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
 _LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp
 
 
@@ -137,8 +140,15 @@ def produce_tracked(
 
     Delivery must survive a paused broker, so the message timeout is longer than any outage a scenario makes.
     """
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 10,
-                         "message.timeout.ms": 180_000, "queue.buffering.max.messages": 200_000})  # fmt: skip
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 10,
+            "message.timeout.ms": 180_000,
+            "queue.buffering.max.messages": 200_000,
+        }
+    )
     delivered = Delivered()
 
     def on_delivery(index: int) -> Callable[[KafkaError | None, Message], None]:
@@ -289,8 +299,10 @@ def conservation(
         guarantee=guarantee,
     )
     TABLE.append(row)
-    print(f"\n[{scenario}, {guarantee}] produced={row.produced} scored={row.scored} dead-lettered={row.dead_lettered} "
-          f"duplicates={row.duplicates} lost={row.lost} in {seconds:.0f} s {note}")  # fmt: skip
+    print(
+        f"\n[{scenario}, {guarantee}] produced={row.produced} scored={row.scored} dead-lettered={row.dead_lettered} "
+        f"duplicates={row.duplicates} lost={row.lost} in {seconds:.0f} s {note}"
+    )
     if guarantee == "exactly_once":
         assert row.duplicates == 0, f"{scenario}: {row.duplicates} duplicates visible to a read_committed reader"
     assert row.lost == 0, (
@@ -300,8 +312,11 @@ def conservation(
     assert not stray, f"{scenario}: results for events nobody produced (or that should be dead letters): {stray}"
     stray_dead = outcomes.dead.keys() - expected.dead.keys()
     assert not stray_dead, f"{scenario}: dead letters for positions that should be scored: {sorted(stray_dead)[:5]}"
-    wrong = {pos: (want, outcomes.reasons[pos].reason) for pos, want in expected.dead.items()
-             if outcomes.reasons[pos].reason != want}  # fmt: skip
+    wrong = {
+        pos: (want, outcomes.reasons[pos].reason)
+        for pos, want in expected.dead.items()
+        if outcomes.reasons[pos].reason != want
+    }
     assert not wrong, f"{scenario}: dead letters with the wrong reason (expected, got): {wrong}"
     return row
 

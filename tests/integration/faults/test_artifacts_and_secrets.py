@@ -119,8 +119,13 @@ def test_a_bank_added_in_config_with_its_artifact_is_scored_without_code_changes
     results = [decoder.decode(m.value) for m in read_all(lanes.bootstrap, lanes.output, idle=1.0)]
     assert results and all([b["bank"] for b in r["banks"]] == [f"bank_{c}" for c in "abcdef"] for r in results)
     assert all(r["banks"][5]["model_version"].startswith("bank_f-") for r in results)
-    conservation("8. a sixth bank added in config", Expected(frozenset(m[2] for m in messages)), read_outcomes(lanes),
-                 time.monotonic() - started, "every result has 6 banks")  # fmt: skip
+    conservation(
+        "8. a sixth bank added in config",
+        Expected(frozenset(m[2] for m in messages)),
+        read_outcomes(lanes),
+        time.monotonic() - started,
+        "every result has 6 banks",
+    )
 
 
 def test_credentials_never_reach_logs_or_metrics_and_metrics_bind_where_configured(
@@ -131,19 +136,29 @@ def test_credentials_never_reach_logs_or_metrics_and_metrics_bind_where_configur
     secret_file.write_text(file_password + "\n")
     events = generate(300, seed=209).events
     produce_tracked(lanes.bootstrap, lanes.input, [*encoded(events), (b"bad", b"\x42not avro")])
-    sasl = {"CRM_SCORER_KAFKA__SASL_MECHANISM": "PLAIN", "CRM_SCORER_KAFKA__SASL_USERNAME": "scorer",
-            "CRM_SCORER_LOG__LEVEL": "DEBUG", "CRM_SCORER_METRICS__HOST": "127.0.0.1"}  # fmt: skip
+    sasl = {
+        "CRM_SCORER_KAFKA__SASL_MECHANISM": "PLAIN",
+        "CRM_SCORER_KAFKA__SASL_USERNAME": "scorer",
+        "CRM_SCORER_LOG__LEVEL": "DEBUG",
+        "CRM_SCORER_METRICS__HOST": "127.0.0.1",
+    }
     seen = []
-    for secret_env in ({"CRM_SCORER_KAFKA__SASL_PASSWORD": password},
-                       {"CRM_SCORER_KAFKA__SASL_PASSWORD_FILE": str(secret_file)}):  # fmt: skip
+    for secret_env in (
+        {"CRM_SCORER_KAFKA__SASL_PASSWORD": password},
+        {"CRM_SCORER_KAFKA__SASL_PASSWORD_FILE": str(secret_file)},
+    ):
         with ScorerProcess(lanes, tmp_path, "--log-json", env=sasl | secret_env) as scorer:
             url = telemetry_url(scorer)
             assert url.startswith("http://127.0.0.1:")
             assert _listening_addresses(int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}
             scorer.wait_for_log("assigned")
             if not seen:
-                wait_until(lambda: len(scored_event_ids(lanes.bootstrap, lanes.output)) >= len(events), 60,
-                           "every event scored", scorer)  # fmt: skip
+                wait_until(
+                    lambda: len(scored_event_ids(lanes.bootstrap, lanes.output)) >= len(events),
+                    60,
+                    "every event scored",
+                    scorer,
+                )
             status, metrics = http_get(url + "/metrics")
             assert status == 200
             scorer.stop()

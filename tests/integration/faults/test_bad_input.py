@@ -41,8 +41,11 @@ FUZZ_COUNT = 100_000
 def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     status, body = http_get(url + "/metrics")
     assert status == 200
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(body) for s in family.samples}  # fmt: skip
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
 
 
 def test_every_poison_kind_gets_its_expected_outcome_and_the_scorer_keeps_running(
@@ -72,9 +75,14 @@ def test_every_poison_kind_gets_its_expected_outcome_and_the_scorer_keeps_runnin
         assert scorer.process is not None and scorer.process.poll() is None, "the scorer exited on poison"
         scorer.stop()
     name = f"5. poison catalogue ({len(kinds)} kinds x {PER_KIND})"
-    row = conservation(name, Expected(scored, dead), read_outcomes(lanes),
-                       time.monotonic() - started, f"{len(kinds)} kinds, each with its declared outcome",
-                       guarantee)  # fmt: skip
+    row = conservation(
+        name,
+        Expected(scored, dead),
+        read_outcomes(lanes),
+        time.monotonic() - started,
+        f"{len(kinds)} kinds, each with its declared outcome",
+        guarantee,
+    )
     assert row.duplicates == 0
     reasons = collections.Counter(dead.values())
     for reason, count in reasons.items():
@@ -135,5 +143,11 @@ def test_fuzz_of_bit_flipped_and_truncated_events_crashes_nothing_and_conserves(
         wait_until(lambda: committed_total(lanes) >= FUZZ_COUNT, 180, "every offset committed", scorer)
         scorer.stop()
     assert "Traceback" not in scorer.log
-    conservation("6. fuzz: 100k bit-flipped / truncated events", Expected(scored, dead), read_outcomes(lanes),
-                 time.monotonic() - started, f"{len(scored):,} still decodable and scored", guarantee)  # fmt: skip
+    conservation(
+        "6. fuzz: 100k bit-flipped / truncated events",
+        Expected(scored, dead),
+        read_outcomes(lanes),
+        time.monotonic() - started,
+        f"{len(scored):,} still decodable and scored",
+        guarantee,
+    )

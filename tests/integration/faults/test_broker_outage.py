@@ -68,6 +68,11 @@ def test_broker_paused_for_30_s_mid_stream_loses_nothing(
     # The path each guarantee takes through the outage: re-produce after the delivery timeout, or abort and rescore.
     path = "producing it again" if guarantee == "at_least_once" else "transaction aborted"
     assert path in scorer.log, f"{path!r} never logged: the outage path was not exercised\n{scorer.log[-3000:]}"
-    conservation("2. broker paused 30 s mid-stream", Expected(frozenset(m[2] for m in messages)),
-                 read_outcomes(lanes), time.monotonic() - started,
-                 f"/readyz 503 for {not_ready} of {len(readiness)} s of the outage", guarantee)  # fmt: skip
+    conservation(
+        "2. broker paused 30 s mid-stream",
+        Expected(frozenset(m[2] for m in messages)),
+        read_outcomes(lanes),
+        time.monotonic() - started,
+        f"/readyz 503 for {not_ready} of {len(readiness)} s of the outage",
+        guarantee,
+    )

@@ -199,8 +199,12 @@ def progressed(lanes: Lanes, beyond: int, by: int) -> Callable[[], bool]:
 def under_replicated(bootstrap: str) -> list[str]:
     """Partitions of every topic (the internal ones too) whose in-sync replicas are fewer than their replicas."""
     metadata = AdminClient(probe(bootstrap)).list_topics(timeout=10)
-    return [f"{name}[{p.id}]" for name, topic in metadata.topics.items() for p in topic.partitions.values()
-            if p.leader < 0 or len(p.isrs) < len(p.replicas)]  # fmt: skip
+    return [
+        f"{name}[{p.id}]"
+        for name, topic in metadata.topics.items()
+        for p in topic.partitions.values()
+        if p.leader < 0 or len(p.isrs) < len(p.replicas)
+    ]
 
 
 def fully_replicated(bootstrap: str) -> bool:
@@ -249,8 +253,7 @@ class Run:
         within = f"{self.reassignments} re-assignment(s), all within the fault's {window:,}-event window"
         allowed = "none allowed (read_committed)" if self.guarantee == "exactly_once" else within
         note = f"{self.note}; output stalled {self.stall_s:.0f} s at most; duplicates: {allowed}"
-        row = conservation(scenario, self.expected, outcomes, time.monotonic() - self.started, note,
-                           self.guarantee)  # fmt: skip
+        row = conservation(scenario, self.expected, outcomes, time.monotonic() - self.started, note, self.guarantee)
         again = {self.where[event_id]: n - 1 for event_id, n in outcomes.scored.items() if n > 1}
         outside = sorted((p, o) for p, o in again if not self.before[p] <= o < self.after[p])
         assert not outside, f"{scenario}: {len(outside):,} scored twice outside the fault's window: {outside[:5]}"
@@ -287,8 +290,18 @@ def scored_through(
     assert "starting a replacement" not in scorer.log, f"a worker died on a broker fault:\n{scorer.log[-5000:]}"
     where = {stream.event_ids[index]: position for position, index in delivered.positions.items()}
     reassignments = len(ASSIGNED.findall(scorer.log)) - 1
-    return Run(lanes, guarantee, Expected(frozenset(stream.event_ids)), where, before, after,
-               progress.longest_stall_s, reassignments, note, started)  # fmt: skip
+    return Run(
+        lanes,
+        guarantee,
+        Expected(frozenset(stream.event_ids)),
+        where,
+        before,
+        after,
+        progress.longest_stall_s,
+        reassignments,
+        note,
+        started,
+    )
 
 
 def alive_for(seconds: float, scorer: ScorerProcess, lanes: Lanes) -> int | None:

@@ -47,9 +47,14 @@ def test_results_the_broker_refuses_as_too_large_become_dead_letters(
     assert "the broker refused a result" in scorer.log
     dead = dict.fromkeys(delivered.positions, "result_rejected")
     outcomes = read_outcomes(lanes)
-    row = conservation("11. every result refused by the broker (max.message.bytes 200)", Expected(frozenset(), dead),
-                       outcomes, time.monotonic() - started, "each event dead-lettered as result_rejected",
-                       guarantee)  # fmt: skip
+    row = conservation(
+        "11. every result refused by the broker (max.message.bytes 200)",
+        Expected(frozenset(), dead),
+        outcomes,
+        time.monotonic() - started,
+        "each event dead-lettered as result_rejected",
+        guarantee,
+    )
     assert row.dead_lettered == len(messages)
     errors = {info.error.split("): ", 1)[1] for info in outcomes.reasons.values()}
     assert errors == {"Broker: Message size too large"}, errors
@@ -59,8 +64,10 @@ def test_a_missing_output_topic_stops_the_worker_naming_it_with_nothing_committe
     lanes = Lanes(lanes.bootstrap, lanes.input, f"no-such-topic-{uuid.uuid4().hex[:8]}", lanes.dlq, lanes.group)
     produce_tracked(lanes.bootstrap, lanes.input, pairs(valid_messages(50, seed=402)))
     # librdkafka waits topic.metadata.propagation.max.ms (30 s) for a topic to appear before calling it missing
-    env = {"CRM_SCORER_PRODUCER__DELIVERY_TIMEOUT_MS": "5000",
-           "CRM_SCORER_KAFKA__EXTRA": '{"topic.metadata.propagation.max.ms": 3000}'}  # fmt: skip
+    env = {
+        "CRM_SCORER_PRODUCER__DELIVERY_TIMEOUT_MS": "5000",
+        "CRM_SCORER_KAFKA__EXTRA": '{"topic.metadata.propagation.max.ms": 3000}',
+    }
     with ScorerProcess(lanes, tmp_path, env=env) as scorer:
         assert scorer.process is not None
         code = scorer.process.wait(60)

@@ -68,9 +68,14 @@ def test_fenced_by_a_second_producer_with_its_transactional_id_the_scorer_recove
         wait_until(lambda: committed_total(lanes) >= len(messages), 120, "every offset committed", scorer)
         scorer.stop()
     expected = Expected(frozenset(m[2] for m in messages))
-    row = conservation("10a. fenced by a second producer with its transactional id", expected, read_outcomes(lanes),
-                       time.monotonic() - started, "the scorer's open transaction aborted; it re-initialised and "
-                       "rescored", "exactly_once")  # fmt: skip
+    row = conservation(
+        "10a. fenced by a second producer with its transactional id",
+        expected,
+        read_outcomes(lanes),
+        time.monotonic() - started,
+        "the scorer's open transaction aborted; it re-initialised and rescored",
+        "exactly_once",
+    )
     assert row.duplicates == 0
 
 
@@ -99,8 +104,12 @@ def test_broker_paused_past_the_transaction_timeout_aborts_and_rescores(
     aborted = "transaction aborted" in scorer.log or "was fenced" in scorer.log
     assert aborted, f"no transaction aborted: nothing was tested\n{scorer.log[-3000:]}"
     assert "starting a replacement" not in scorer.log, "the abort cost a worker"
-    row = conservation("10b. broker paused 25 s, past the transaction timeout",
-                       Expected(frozenset(m[2] for m in messages)), read_outcomes(lanes), time.monotonic() - started,
-                       "open transaction aborted by the coordinator; the batch rescored in a new one",
-                       "exactly_once")  # fmt: skip
+    row = conservation(
+        "10b. broker paused 25 s, past the transaction timeout",
+        Expected(frozenset(m[2] for m in messages)),
+        read_outcomes(lanes),
+        time.monotonic() - started,
+        "open transaction aborted by the coordinator; the batch rescored in a new one",
+        "exactly_once",
+    )
     assert row.duplicates == 0

@@ -62,9 +62,14 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_a_replacement_starts(
         scorer.stop()
     assert scorer.log.count("assigned") >= 3, "the replacement never got partitions"
     outcomes = read_outcomes(lanes)
-    row = conservation("1. kill -9 of one of two workers", Expected(frozenset(m[2] for m in messages)), outcomes,
-                       time.monotonic() - started, f"published-not-committed at the kill: {in_flight:,}",
-                       guarantee)  # fmt: skip
+    row = conservation(
+        "1. kill -9 of one of two workers",
+        Expected(frozenset(m[2] for m in messages)),
+        outcomes,
+        time.monotonic() - started,
+        f"published-not-committed at the kill: {in_flight:,}",
+        guarantee,
+    )
     # at_least_once: bounded by what was published and not committed; exactly_once: none (conservation checks it)
     assert row.duplicates <= in_flight
 
@@ -89,9 +94,14 @@ def test_rebalance_one_two_one_workers_under_load_loses_nothing(lanes: Lanes, tm
         first.stop()
     assert first.log.count("assigned") >= 3, f"the first member did not rebalance twice:\n{first.log}"
     outcomes = read_outcomes(lanes)
-    row = conservation("3. rebalance 1 -> 2 -> 1 workers under load", Expected(frozenset(m[2] for m in messages)),
-                       outcomes, time.monotonic() - started, "members leave gracefully: commit on revoke",
-                       guarantee)  # fmt: skip
+    row = conservation(
+        "3. rebalance 1 -> 2 -> 1 workers under load",
+        Expected(frozenset(m[2] for m in messages)),
+        outcomes,
+        time.monotonic() - started,
+        "members leave gracefully: commit on revoke",
+        guarantee,
+    )
     assert row.duplicates == 0
 
 
@@ -117,8 +127,14 @@ def test_sigterm_during_a_large_backlog_exits_in_time_and_restart_loses_nothing(
     assert took_again < 10, f"SIGTERM to two workers took {took_again:.1f} s"
     outcomes = read_outcomes(lanes)
     note = f"stopped in {took:.1f} s with {partial:,} scored"
-    row = conservation("4. SIGTERM during a 100k backlog, restart", Expected(frozenset(m[2] for m in messages)),
-                       outcomes, time.monotonic() - started, note, guarantee)  # fmt: skip
+    row = conservation(
+        "4. SIGTERM during a 100k backlog, restart",
+        Expected(frozenset(m[2] for m in messages)),
+        outcomes,
+        time.monotonic() - started,
+        note,
+        guarantee,
+    )
     assert row.duplicates == 0
 
 

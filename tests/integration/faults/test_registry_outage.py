@@ -43,8 +43,9 @@ OUTAGE_S = 30.0
 NEW_WRITER_KEY = b"new-writer"  # every event of the schema the scorer has not seen yet goes to one partition
 
 
-def framed(source: RegistrySchemaSource, lanes: Lanes, version: str, count: int, seed: int,
-           key: bytes | None = None) -> list[tuple[bytes, bytes, str]]:  # fmt: skip
+def framed(
+    source: RegistrySchemaSource, lanes: Lanes, version: str, count: int, seed: int, key: bytes | None = None
+) -> list[tuple[bytes, bytes, str]]:
     """(key, value, event_id) of ``count`` events, Confluent-framed with the id the registry gave ``version``."""
     schema = V1 if version == "v1" else V2
     encode = ConfluentEncoder(source.register_schema(value_subject(lanes.input), schema.schema_str), schema)
@@ -92,9 +93,14 @@ def test_registry_down_when_the_scorer_starts_it_waits_alive_and_not_ready_then_
         wait_until(lambda: http_get(url + "/readyz")[0] == 200, 30, "/readyz 200 after the registry", scorer)
         no_restart(scorer)
         scorer.stop()
-    conservation("12a. schema registry down at start", Expected(frozenset(m[2] for m in messages)),
-                 read_outcomes(lanes), time.monotonic() - started,
-                 f"waited {down_for:.0f} s alive and not ready; worker never restarted", "at_least_once")  # fmt: skip
+    conservation(
+        "12a. schema registry down at start",
+        Expected(frozenset(m[2] for m in messages)),
+        read_outcomes(lanes),
+        time.monotonic() - started,
+        f"waited {down_for:.0f} s alive and not ready; worker never restarted",
+        "at_least_once",
+    )
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
@@ -132,10 +138,14 @@ def test_registry_killed_30_s_while_a_new_writer_schema_arrives_holds_only_its_p
     assert during > 5000, f"the partitions without the new writer kept scoring: only {during} results in the outage"
     assert 503 in readiness, f"/readyz stayed ready while a partition waited: {readiness}"
     paused = held_seconds(scorer.log)
-    conservation("12b. schema registry killed 30 s, new writer id arriving",
-                 Expected(frozenset(m[2] for m in known + new)), read_outcomes(lanes), time.monotonic() - started,
-                 f"1 partition held {paused:.0f} s; {during:,} results from the others meanwhile",
-                 guarantee)  # fmt: skip
+    conservation(
+        "12b. schema registry killed 30 s, new writer id arriving",
+        Expected(frozenset(m[2] for m in known + new)),
+        read_outcomes(lanes),
+        time.monotonic() - started,
+        f"1 partition held {paused:.0f} s; {during:,} results from the others meanwhile",
+        guarantee,
+    )
 
 
 class SlowProxy:
@@ -205,6 +215,11 @@ def test_a_registry_answering_2_s_late_slows_only_the_first_message_of_each_new_
         scorer.stop()
     requests = slow_registry.requests
     assert 3 <= requests <= 6, f"{requests} registry requests: the result schema and one per writer id expected"
-    conservation("12c. schema registry answering 2 s late", Expected(frozenset(m[2] for m in messages)),
-                 read_outcomes(lanes), time.monotonic() - started,
-                 f"{requests} requests, 2 s each; ids cached after the first", "at_least_once")  # fmt: skip
+    conservation(
+        "12c. schema registry answering 2 s late",
+        Expected(frozenset(m[2] for m in messages)),
+        read_outcomes(lanes),
+        time.monotonic() - started,
+        f"{requests} requests, 2 s each; ids cached after the first",
+        "at_least_once",
+    )

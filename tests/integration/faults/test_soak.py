@@ -62,8 +62,14 @@ def test_a_million_events_through_one_worker_with_flat_memory(lanes: Lanes, tmp_
     assert growth < MAX_GROWTH, f"RSS grew {growth:.1%} after the warm-up"
     rate = SOAK_EVENTS / (curve[-1][0] - produced_s)
     note = f"RSS {growth:+.1%} after warm-up; ~{rate:,.0f} events/s; backlog produced in {produced_s:.0f} s"
-    conservation("7. soak: 1M events, one worker", Expected(frozenset(produced_ids)), read_outcomes(lanes),
-                 time.monotonic() - started, note, guarantee)  # fmt: skip
+    conservation(
+        "7. soak: 1M events, one worker",
+        Expected(frozenset(produced_ids)),
+        read_outcomes(lanes),
+        time.monotonic() - started,
+        note,
+        guarantee,
+    )
 
 
 def _report(curve: list[tuple[float, int, int]]) -> float:
@@ -79,6 +85,8 @@ def _report(curve: list[tuple[float, int, int]]) -> float:
     early = [rss for _, done, rss in curve if SOAK_EVENTS * WARM_UP <= done < SOAK_EVENTS * (WARM_UP + 0.2)]
     late = [rss for _, done, rss in curve if done >= SOAK_EVENTS * 0.8]
     baseline, final = statistics.median(early), statistics.median(late)
-    print(f"  median RSS at 20-40%: {baseline / MiB:.1f} MiB, at 80-100%: {final / MiB:.1f} MiB "
-          f"({final / baseline - 1.0:+.1%}); peak {max(r for _, _, r in curve) / MiB:.1f} MiB")  # fmt: skip
+    print(
+        f"  median RSS at 20-40%: {baseline / MiB:.1f} MiB, at 80-100%: {final / MiB:.1f} MiB "
+        f"({final / baseline - 1.0:+.1%}); peak {max(r for _, _, r in curve) / MiB:.1f} MiB"
+    )
     return final / baseline - 1.0

@@ -31,14 +31,19 @@ from producer_tools.servers.apache_kafka import ApacheKafka
 from tests.integration.faults.support import Row, http_get, pairs, read_event_id, valid_messages
 from tests.integration.harness import Lanes
 
-_RESOURCE = {"TOPIC": ResourceType.TOPIC, "GROUP": ResourceType.GROUP, "CLUSTER": ResourceType.BROKER,
-             "TRANSACTIONAL_ID": ResourceType.TRANSACTIONAL_ID}  # fmt: skip
+_RESOURCE = {
+    "TOPIC": ResourceType.TOPIC,
+    "GROUP": ResourceType.GROUP,
+    "CLUSTER": ResourceType.BROKER,
+    "TRANSACTIONAL_ID": ResourceType.TRANSACTIONAL_ID,
+}
 # `make test` keeps the security suite near two minutes; `make test-security` (CRM_SECURITY_FULL=1) adds these.
 FULL = os.environ.get("CRM_SECURITY_FULL") == "1"
 full_only = pytest.mark.skipif(not FULL, reason="run by make test-security (CRM_SECURITY_FULL=1)")
 ROWS: list[Row] = []  # the security rows of the reliability table, printed at the end of the session
-_ANY = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
-                        AclPermissionType.ANY)  # fmt: skip
+_ANY = AclBindingFilter(
+    ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY
+)
 
 
 def create_topics(admin: AdminClient, topics: dict[str, int]) -> None:
@@ -51,8 +56,15 @@ def binding(acl: Acl) -> AclBinding:
     """The Admin API's form of one ACL ``crm-scorer acls`` prints."""
     pattern = ResourcePatternType.PREFIXED if acl.pattern_type == "PREFIXED" else ResourcePatternType.LITERAL
     name = "kafka-cluster" if acl.resource_type == "CLUSTER" else acl.resource_name
-    return AclBinding(_RESOURCE[acl.resource_type], name, pattern, acl.principal, acl.host,
-                      AclOperation[acl.operation], AclPermissionType.ALLOW)  # fmt: skip
+    return AclBinding(
+        _RESOURCE[acl.resource_type],
+        name,
+        pattern,
+        acl.principal,
+        acl.host,
+        AclOperation[acl.operation],
+        AclPermissionType.ALLOW,
+    )
 
 
 @dataclass
@@ -67,8 +79,12 @@ class SecureLanes:
     def settings(self, guarantee: str = "at_least_once") -> Settings:
         """The scorer's settings for these lanes (what ``crm-scorer acls`` would be given)."""
         lanes = self.lanes
-        return load_settings(None, topics={"input": lanes.input, "output": lanes.output, "dlq": lanes.dlq},
-                             consumer={"group_id": lanes.group}, guarantee=guarantee)  # fmt: skip
+        return load_settings(
+            None,
+            topics={"input": lanes.input, "output": lanes.output, "dlq": lanes.dlq},
+            consumer={"group_id": lanes.group},
+            guarantee=guarantee,
+        )
 
     def scorer_acls(self, guarantee: str) -> list[Acl]:
         return scorer_acls(self.settings(guarantee))
@@ -96,8 +112,9 @@ class SecureLanes:
             assert time.monotonic() < deadline, f"the broker's authorizer did not apply {bindings} within 20 s"
             time.sleep(0.1)
 
-    def scorer_env(self, user: str = "crm-scorer", password: str | None = None, ca: Path | None = None,
-                   **more: str) -> dict[str, str]:  # fmt: skip
+    def scorer_env(
+        self, user: str = "crm-scorer", password: str | None = None, ca: Path | None = None, **more: str
+    ) -> dict[str, str]:
         """``CRM_SCORER_KAFKA__*`` for a scorer authenticating as ``user``; the password in a 0600 file."""
         assert self.kafka.security is not None
         secret = self.folder / f"{user}-{uuid.uuid4().hex[:6]}.password"
@@ -121,8 +138,9 @@ class SecureLanes:
         producer = Producer(conf)
         failed: list[KafkaError] = []
         for key, value in pairs(messages):
-            producer.produce(self.lanes.input, value, key,
-                             on_delivery=lambda err, _m: failed.append(err) if err else None)  # fmt: skip
+            producer.produce(
+                self.lanes.input, value, key, on_delivery=lambda err, _m: failed.append(err) if err else None
+            )
             producer.poll(0)
         assert producer.flush(30) == 0 and not failed, f"the producer tools' principal could not deliver: {failed[:1]}"
         return {event_id for _key, _value, event_id in messages}
@@ -135,9 +153,16 @@ class SecureLanes:
         return self.read(self.lanes.dlq)
 
     def read(self, topic: str) -> list[Message]:
-        conf = self.kafka.client_config(**{"group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                                           "enable.partition.eof": True, "auto.offset.reset": "earliest",
-                                           "isolation.level": "read_committed", "fetch.wait.max.ms": 50})  # fmt: skip
+        conf = self.kafka.client_config(
+            **{
+                "group.id": f"reader-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 50,
+            }
+        )
         consumer = Consumer(conf)
         try:
             partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)

@@ -58,10 +58,20 @@ def test_a_wrong_password_is_refused_clearly_and_the_right_one_scores_everything
         scorer.stop()
     scored = secure_lanes.scored()
     assert set(scored) == events
-    ROWS.append(Row("S3. wrong SCRAM password, then the right one", EVENTS, len(scored), 0,
-                    sum(scored.values()) - len(scored), len(events - set(scored)), time.monotonic() - started,
-                    "SASL authentication error in the log, /readyz 503, 0 committed; restarted with the right one",
-                    guarantee, "Apache Kafka 4.1.1 SASL_SSL"))  # fmt: skip
+    ROWS.append(
+        Row(
+            "S3. wrong SCRAM password, then the right one",
+            EVENTS,
+            len(scored),
+            0,
+            sum(scored.values()) - len(scored),
+            len(events - set(scored)),
+            time.monotonic() - started,
+            "SASL authentication error in the log, /readyz 503, 0 committed; restarted with the right one",
+            guarantee,
+            "Apache Kafka 4.1.1 SASL_SSL",
+        )
+    )
 
 
 def test_a_broker_certificate_from_an_untrusted_ca_is_refused(secure_lanes: SecureLanes, tmp_path: Path) -> None:
@@ -74,9 +84,20 @@ def test_a_broker_certificate_from_an_untrusted_ca_is_refused(secure_lanes: Secu
         _refused(scorer, secure_lanes, _UNTRUSTED)
     assert secure_lanes.kafka.security is not None
     assert secure_lanes.kafka.security.password("crm-scorer") not in scorer.log
-    ROWS.append(Row("S4. broker certificate from an untrusted CA", 0, 0, 0, 0, 0, time.monotonic() - started,
-                    "certificate verify failed, /readyz 503, retrying, 0 committed", "at_least_once",
-                    "Apache Kafka 4.1.1 SASL_SSL"))  # fmt: skip
+    ROWS.append(
+        Row(
+            "S4. broker certificate from an untrusted CA",
+            0,
+            0,
+            0,
+            0,
+            0,
+            time.monotonic() - started,
+            "certificate verify failed, /readyz 503, retrying, 0 committed",
+            "at_least_once",
+            "Apache Kafka 4.1.1 SASL_SSL",
+        )
+    )
 
 
 @pytest.fixture
@@ -85,8 +106,9 @@ def expired_tls_endpoint(secure_lanes: SecureLanes, tmp_path: Path) -> Iterator[
     certificate was not renewed; the handshake fails before any Kafka request)."""
     assert secure_lanes.kafka.security is not None
     now = dt.datetime.now(dt.UTC)
-    key, cert = secure_lanes.kafka.security.ca.issue("broker", valid_from=now - dt.timedelta(days=30),
-                                                     valid_until=now - dt.timedelta(days=1))  # fmt: skip
+    key, cert = secure_lanes.kafka.security.ca.issue(
+        "broker", valid_from=now - dt.timedelta(days=30), valid_until=now - dt.timedelta(days=1)
+    )
     pem = tmp_path / "expired.pem"
     pem.write_bytes(key + cert)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -116,9 +138,20 @@ def test_an_expired_broker_certificate_is_refused(secure_lanes: SecureLanes, exp
     pointed = Lanes(expired_tls_endpoint, lanes.input, lanes.output, lanes.dlq, lanes.group)
     with ScorerProcess(pointed, secure_lanes.folder, env=secure_lanes.scorer_env()) as scorer:
         _refused(scorer, secure_lanes, _UNTRUSTED)
-    ROWS.append(Row("S5. expired broker certificate", 0, 0, 0, 0, 0, time.monotonic() - started,
-                    "certificate verify failed, /readyz 503, retrying, 0 committed", "at_least_once",
-                    "TLS endpoint, expired certificate"))  # fmt: skip
+    ROWS.append(
+        Row(
+            "S5. expired broker certificate",
+            0,
+            0,
+            0,
+            0,
+            0,
+            time.monotonic() - started,
+            "certificate verify failed, /readyz 503, retrying, 0 committed",
+            "at_least_once",
+            "TLS endpoint, expired certificate",
+        )
+    )
 
 
 @full_only

@@ -48,9 +48,18 @@ def _refused_then_granted(
     if guarantee == "exactly_once":
         assert duplicates == 0
     assert "authorised again" in scorer.log
-    row = Row(scenario, EVENTS, len(set(scored)), 0, duplicates, lost, time.monotonic() - started,
-              "one line naming the ACL, /readyz 503, 0 committed while refused; resumed by itself after the grant",
-              guarantee, "Apache Kafka 4.1.1 SASL_SSL")  # fmt: skip
+    row = Row(
+        scenario,
+        EVENTS,
+        len(set(scored)),
+        0,
+        duplicates,
+        lost,
+        time.monotonic() - started,
+        "one line naming the ACL, /readyz 503, 0 committed while refused; resumed by itself after the grant",
+        guarantee,
+        "Apache Kafka 4.1.1 SASL_SSL",
+    )
     ROWS.append(row)
     return row
 
@@ -61,14 +70,22 @@ def test_a_missing_write_acl_on_the_output_holds_everything_until_it_is_granted(
 ) -> None:
     output = secure_lanes.lanes.output
     missing = [a for a in secure_lanes.scorer_acls(guarantee) if a.resource_name == output and a.operation == "WRITE"]
-    _refused_then_granted(secure_lanes, guarantee, missing, f"the broker refuses Write on Topic:{output} ",
-                          "S1. no Write ACL on the output topic, then granted")  # fmt: skip
+    _refused_then_granted(
+        secure_lanes,
+        guarantee,
+        missing,
+        f"the broker refuses Write on Topic:{output} ",
+        "S1. no Write ACL on the output topic, then granted",
+    )
 
 
 def test_a_missing_transactional_id_acl_holds_the_worker_until_it_is_granted(secure_lanes: SecureLanes) -> None:
     prefix = secure_lanes.settings("exactly_once").transactional_id_prefix()
-    missing = [a for a in secure_lanes.scorer_acls("exactly_once")
-               if a.resource_type == "TRANSACTIONAL_ID" and a.operation == "WRITE"]  # fmt: skip
+    missing = [
+        a
+        for a in secure_lanes.scorer_acls("exactly_once")
+        if a.resource_type == "TRANSACTIONAL_ID" and a.operation == "WRITE"
+    ]
     line = f"the broker refuses Write on TransactionalId:{prefix}"
     _refused_then_granted(
         secure_lanes, "exactly_once", missing, line, "S2. no Write ACL on the transactional ids, then granted"

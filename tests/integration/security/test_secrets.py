@@ -46,8 +46,11 @@ def test_no_secret_in_the_report_of_a_worker_that_stops(secure_lanes: SecureLane
     )
     secure_lanes.feed(20, seed=1605)
     secret = _password(secure_lanes)
-    env = secure_lanes.scorer_env(kafka__sasl_password=secret, producer__delivery_timeout_ms="5000",
-                                  kafka__extra=json.dumps({"topic.metadata.propagation.max.ms": 2000}))  # fmt: skip
+    env = secure_lanes.scorer_env(
+        kafka__sasl_password=secret,
+        producer__delivery_timeout_ms="5000",
+        kafka__extra=json.dumps({"topic.metadata.propagation.max.ms": 2000}),
+    )
     env.pop("CRM_SCORER_KAFKA__SASL_PASSWORD_FILE")  # the password from the environment this time
     started = time.monotonic()
     with ScorerProcess(gone, secure_lanes.folder, env=env) as scorer:
