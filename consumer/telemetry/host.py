@@ -83,7 +83,9 @@ class Telemetry:
         else:
             self.health.apply(report)
             if report.models is not None:
-                self.metrics.record_models(report.models, report.banks)
+                self.metrics.record_models(report.models, report.banks, report.worker)
+            if report.refused is not None:
+                self.metrics.model_set_refused.labels(report.refused).inc()
             if report.lags is not None:
                 self.metrics.lag.update(report.worker, report.lags)
             if report.partitions == 0:  # revoked or lost: its partitions' lag is another member's to report

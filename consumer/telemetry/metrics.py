@@ -28,6 +28,7 @@ from consumer.core.engine import BatchOutcome
 from consumer.telemetry.drift import DriftCounter
 from consumer.telemetry.lag import LagBook, Partition, PartitionOffsets, stats_offsets
 from models.artifacts import ModelSet
+from models.store import REFUSAL_REASONS
 from models.schema_contract import FAILURE, check_contract
 from schemas.catalog import SchemaVersion
 from schemas.dead_letter import RESULT_REJECTED
@@ -140,6 +141,7 @@ class WorkerStateReport:
     banks: tuple[str, ...] = ()
     lags: dict[tuple[str, int], int] | None = None
     dropped: int = 0
+    refused: str | None = None  # an activated model set refused, by reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +201,12 @@ class ScorerMetrics:
             "crm_scorer_config_info", "Hash of the scoring config (value 1)", ["config_hash"], registry=registry
         )
         self.dropped = counter("crm_scorer_telemetry_dropped_total", "Worker reports lost (the queue was full)")
+        self.model_set_refused = counter(
+            "crm_scorer_model_set_refused_total",
+            "Activated model sets a worker refused (failed verification or loading); the running set kept scoring",
+            ["reason"],
+        )
+        self._served: dict[int, dict[str, str]] = {}  # per worker: model -> version, for model_info
         self.contract_violations = Gauge(
             "crm_scorer_schema_contract_violations",
             "Features of a model that a writer schema seen since start breaks (docs/schema-contract.md)",
@@ -212,6 +220,8 @@ class ScorerMetrics:
         # rate() and increase() need a sample before the first increment, or the first one is never counted.
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
+        for reason in REFUSAL_REASONS:
+            self.model_set_refused.labels(reason)
         for hist in (self.latency, self.batch_size):
             hist.touch()
         for stage in STAGES:
@@ -251,7 +261,14 @@ class ScorerMetrics:
             self.contract_violations.labels(model, problem).set(count)
         return bool(new)
 
-    def record_models(self, versions: dict[str, str], banks: Sequence[str]) -> None:
+    def record_models(self, versions: dict[str, str], banks: Sequence[str], worker: int = 0) -> None:
+        """``worker`` now scores with ``versions``: ``model_info`` holds the versions some worker of the host
+        scores with (during a swap, briefly both sets'), and no longer those none does."""
+        before = {(m, v) for served in self._served.values() for m, v in served.items()}
+        self._served[worker] = dict(versions)
+        now = {(m, v) for served in self._served.values() for m, v in served.items()}
+        for model, version in before - now:
+            self.model_info.remove(model, version)
         for model, version in versions.items():
             self.model_info.labels(model, version).set(1)
             self.score.touch((model,))
@@ -363,6 +380,9 @@ class WorkerObserver:
         self._features = {**{bank.name: bank.features for bank in models.banks}, "lead": models.lead.features}
         banks = tuple(bank.name for bank in models.banks)
         self.sink(WorkerStateReport(self.worker, models=models.versions(), banks=banks))
+
+    def model_set_refused(self, reason: str) -> None:
+        self.sink(WorkerStateReport(self.worker, refused=reason))
 
     def batch_scored(self, outcome: BatchOutcome, consumed: int) -> None:
         self.sink(summarise_batch(outcome, consumed, self.worker, self._thresholds, self.drift))

@@ -27,6 +27,11 @@ class LoopObserver(Protocol):
     def models_loaded(self, models: ModelSet) -> None:
         """The worker's models are verified and loaded (versions, thresholds), before it joins the group."""
 
+    def model_set_refused(self, reason: str) -> None:
+        """An activated model set failed verification or loading (``reason``: a label of
+        ``models.store.REFUSAL_REASONS``); the running set keeps scoring. Called from the
+        thread that follows activations."""
+
     def batch_scored(self, outcome: BatchOutcome, consumed: int) -> None:
         """A batch was consumed, scored and handed to the producer (before its results are acknowledged);
         ``outcome.stage_seconds["publish"]`` is the time handing it over took."""
@@ -60,6 +65,9 @@ class LoopObserver(Protocol):
 
 class NullObserver:
     def models_loaded(self, models: ModelSet) -> None:
+        pass
+
+    def model_set_refused(self, reason: str) -> None:
         pass
 
     def batch_scored(self, outcome: BatchOutcome, consumed: int) -> None:
