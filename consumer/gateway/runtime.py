@@ -1,0 +1,146 @@
+"""Assembling the gateway from the scorer's settings and its own, and serving it with uvicorn.
+
+The broker, credentials, topics and models are the scorer's (``consumer.settings.Settings``): the producer and
+the view's consumer take the scorer's librdkafka properties, and the lead scorer is the stream's engine
+(``consumer.service``) on the same verified model set. Nothing here connects before ``serve`` starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from consumer.gateway.app import create_app
+from consumer.gateway.lead import LeadScorer
+from consumer.gateway.middleware import GatewayMetrics
+from consumer.gateway.publisher import KafkaPublisher, producer_config
+from consumer.gateway.routes import Gateway
+from consumer.gateway.settings import GatewaySettings
+from consumer.gateway.store import TaskStore, ViewBatch
+from consumer.gateway.view import ScoresView, view_consumer_config
+from consumer.service import build_offline_engine, registry_source
+from consumer.settings import Settings
+from schemas import ResultDecoder, SingleObjectEncoder, load_catalog
+
+log = logging.getLogger(__name__)
+
+
+class StoreOpener:
+    """Opens the state store, retrying every second while it cannot (another process holds its lock)."""
+
+    def __init__(self, path: Path, on_open: Callable[[TaskStore], None]) -> None:
+        self._path = path
+        self._on_open = on_open
+        self._store: TaskStore | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._open, name="gateway-store-opener", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def get(self) -> TaskStore | None:
+        return self._store
+
+    def _open(self) -> None:
+        while not self._stop.is_set():
+            try:
+                store = TaskStore(self._path)
+            except OSError as exc:
+                log.warning("%s; retrying", exc)
+                self._stop.wait(1.0)
+                continue
+            self._on_open(store)
+            self._store = store
+            return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+class _ViewSlot:
+    """The scores view once the store is open (not ready before)."""
+
+    view: ScoresView | None = None
+
+    def ready(self) -> bool:
+        return self.view is not None and self.view.ready()
+
+
+def build_gateway(scorer: Settings, settings: GatewaySettings, registry: CollectorRegistry) -> tuple[Gateway, Any]:
+    """The gateway's edges, not started: returns it and a callable that starts them (and returns a stopper)."""
+    catalog = load_catalog()
+    metrics = GatewayMetrics(registry)
+    encode = SingleObjectEncoder(catalog.application_event_latest)
+    results = ResultDecoder(catalog, registry_source(scorer))
+    leads = LeadScorer(build_offline_engine(scorer), encode, ResultDecoder(catalog).decode)
+    publisher = KafkaPublisher(
+        producer_config(scorer.librdkafka("producer"), settings.publish_timeout_s),
+        scorer.topics.input,
+        settings.readiness_interval_s,
+    )
+    slot = _ViewSlot()
+
+    def count(batch: ViewBatch, skipped: int) -> None:
+        metrics.view_records.labels("result").inc(len(batch.results))
+        metrics.view_records.labels("dead_letter").inc(len(batch.dead_letters))
+        metrics.view_records.labels("skipped").inc(skipped)
+
+    def start_view(store: TaskStore) -> None:
+        conf = view_consumer_config(scorer.librdkafka("consumer"), settings.view_group_id)
+        slot.view = ScoresView(conf, (scorer.topics.output, scorer.topics.dlq), store, results.decode, count)
+        slot.view.start()
+
+    opener = StoreOpener(settings.store_path, start_view)
+    gw = Gateway(publisher, opener.get, slot, leads, encode, metrics)
+
+    def start() -> Callable[[], None]:
+        opener.start()
+
+        def stop() -> None:
+            if slot.view is not None:
+                slot.view.close()
+            opener.close()
+            publisher.close()
+
+        return stop
+
+    return gw, start
+
+
+def serve(scorer: Settings, settings: GatewaySettings) -> None:
+    """Serve until SIGTERM/SIGINT (uvicorn's own handling): requests in flight finish, then the edges close.
+
+    The socket is bound first, so the line naming the port (``port`` 0 picks a free one) is printed before the
+    first request can arrive."""
+    gw, start = build_gateway(scorer, settings, CollectorRegistry())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = start()
+        try:
+            yield
+        finally:
+            stop()
+
+    app = create_app(gw, settings)
+    app.router.lifespan_context = lifespan
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    print(f"gateway: listening on http://{settings.host}:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run(sockets=[sock])
