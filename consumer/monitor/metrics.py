@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from consumer.monitor.quality import Quality
+from consumer.monitor.trigger import Decision
 
 # Label delay: a bank decides in minutes to hours, a lead converts (or its horizon closes) in days.
 DELAY_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0, 172800.0, 345600.0, 604800.0)
@@ -43,6 +44,8 @@ class MonitorState:
     counters: dict[str, int] = field(default_factory=dict)
     figures: dict[tuple[str, str], Quality] = field(default_factory=dict)
     drift_detected: dict[str, bool] = field(default_factory=dict)
+    decisions: dict[str, Decision] = field(default_factory=dict)  # the retraining trigger's, per model
+    retrain_since: dict[str, int] = field(default_factory=dict)  # outcomes since the trigger fired, per model
 
 
 class MonitorCollector(Collector):
@@ -75,6 +78,41 @@ class MonitorCollector(Collector):
         for model, detected in sorted(state.drift_detected.items()):
             drift.add_metric([model], 1.0 if detected else 0.0)
         yield drift
+        yield from _trigger(state)
+
+
+def _trigger(state: MonitorState) -> Iterator[Metric]:
+    """The retraining trigger's decision and signals; a model below ``quality.min_outcomes`` has no series."""
+    recommended = GaugeMetricFamily(
+        "crm_monitor_retrain_recommended",
+        "1 while the retraining trigger recommends retraining the model (docs/retraining-trigger.md)",
+        labels=["model"],
+    )
+    signals = GaugeMetricFamily(
+        "crm_monitor_trigger_signal",
+        "The trigger's signals over its window: cusum, auc_gap, ece_excess, detector",
+        labels=["model", "signal"],
+    )
+    began = GaugeMetricFamily(
+        "crm_monitor_outcomes_since_change_began",
+        "Outcomes since the CUSUM's estimate of where the change began (0: no change seen)",
+        labels=["model"],
+    )
+    since = GaugeMetricFamily(
+        "crm_monitor_outcomes_since_change_detected",
+        "Outcomes joined since the trigger fired, while it recommends retraining",
+        labels=["model"],
+    )
+    for model, decision in sorted(state.decisions.items()):
+        if not decision.signals:
+            continue
+        recommended.add_metric([model], 1.0 if decision.retrain else 0.0)
+        began.add_metric([model], float(decision.since_change))
+        for name, value in decision.signals.items():
+            signals.add_metric([model, name], value)
+    for model, outcomes in sorted(state.retrain_since.items()):
+        since.add_metric([model], float(outcomes))
+    yield from (recommended, signals, began, since)
 
 
 def _counters(counters: Mapping[str, int]) -> Iterator[Metric]:

@@ -17,7 +17,8 @@ from consumer.monitor.join import LEAD, JoinedRow, PartitionJoin, outcome_fields
 from consumer.monitor.metrics import MonitorState
 from consumer.monitor.settings import MonitorSettings
 from consumer.monitor.store import StateStore, partition_prefix
-from consumer.monitor.windows import GLOBAL, WINDOWS, Detectors, window_quality, window_rows
+from consumer.monitor.trigger import Decision, TriggerBounds, decide, retrain_line
+from consumer.monitor.windows import GLOBAL, WINDOWS, Detectors, detector_recent, window_quality, window_rows
 from schemas import EventDecoder, RecordDecoder, ResultDecoder, SchemaSource, load_catalog
 from schemas.errors import InvalidEventError
 
@@ -56,6 +57,7 @@ class MonitorCore:
         self._events = EventDecoder(catalog, registry)
         d = settings.detector
         self._detectors = Detectors(d.min_instances, d.delta)
+        self._bounds = TriggerBounds.of(settings)
         self.partitions: set[int] = set()
         self.models: set[str] = set()
 
@@ -120,17 +122,43 @@ class MonitorCore:
                 counters[name] = counters.get(name, 0) + int(value)
         self.models.update(k.partition("/")[2] for k in counters if k.startswith("joined/"))
         q = self._settings.quality
-        figures = {}
+        drift = {
+            m: detector_recent(
+                counters.get(f"fed/{m}", 0), self._drift_at(m), counters.get(f"drift/{m}", 0), q.count_window
+            )
+            for m in self.models
+        }
+        figures, decisions = {}, {}
         for model in sorted(self.models):
             horizon = q.lead_horizon_s * 1000 if model == LEAD else 0.0
             windows = window_rows(self._store, self.partitions, model, q.count_window, q.time_window_s * 1000, horizon)
             for window in WINDOWS:
-                figures[(model, window)] = window_quality(windows[window], q.calibration_bins)
-        drift = {
-            m: counters.get(f"fed/{m}", 0) - self._drift_at(m) < q.count_window and counters.get(f"drift/{m}", 0) > 0
-            for m in self.models
-        }
-        return MonitorState(counters, figures, drift)
+                if windows[window].probability.size >= q.min_outcomes:  # fewer: no figure yet
+                    figures[(model, window)] = window_quality(windows[window], q.calibration_bins)
+            rows = windows["count"]
+            decisions[model] = decide(
+                rows.probability, rows.positive, rows.probability.size, drift[model], self._bounds, q.min_outcomes
+            )
+        return MonitorState(counters, figures, drift, decisions, self._retrain_since(counters, decisions))
+
+    def _retrain_since(self, counters: dict[str, int], decisions: dict[str, Decision]) -> dict[str, int]:
+        """Each recommending model's outcomes since its trigger fired. The joined count at the firing is kept in
+        the store, so a restart neither forgets the firing nor logs it again; it is dropped when the decision
+        goes back to no."""
+        tx, since = self._store.transaction(), {}
+        for model, decision in sorted(decisions.items()):
+            key, joined = GLOBAL + f"retrain_at/{model}".encode(), counters.get(f"joined/{model}", 0)
+            fired_at = self._store.get(key)
+            if decision.retrain and fired_at is None:
+                tx.put(key, b"%d" % joined)
+                line = retrain_line(model, decision, self._bounds, self._settings.capture_dir)
+                log.warning("retraining recommended for %s: %s", model, line)
+            elif not decision.retrain and fired_at is not None:
+                tx.delete(key)
+            if decision.retrain:
+                since[model] = joined - int(fired_at or joined)
+        tx.commit()
+        return since
 
     def _drift_at(self, model: str) -> int:
         raw = self._store.get(GLOBAL + f"drift_at/{model}".encode())

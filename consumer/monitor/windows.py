@@ -84,6 +84,12 @@ def _arrays(rows: list[dict[str, Any]]) -> WindowRows:
     )
 
 
+def detector_recent(fed: int, fired_at: int, firings: int, count_window: int) -> bool:
+    """Whether a model's detector fired (``firings`` > 0, the last when ``fired_at`` outcomes had been fed)
+    within its last ``count_window`` of the ``fed`` outcomes."""
+    return firings > 0 and fed - fired_at < count_window
+
+
 class Detectors:
     """An ADWIN detector (river) per model over its squared errors, in join order, kept in the store.
 

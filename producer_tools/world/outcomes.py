@@ -14,12 +14,14 @@ same outcomes, whichever order scores are read in and however often one is read 
   with the same ``event_id``.
 - **Policy change** (``PolicyChange``): from a given event of the world on, one bank tightens its policy: its
   approval probability follows ``tightened_logit`` (the young and the newly employed are turned down), the
-  applicants do not change.
+  applicants do not change. Its ``size`` scales how far the bank tightens (1: the full change, 0.5: half the
+  penalty on the log-odds).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,22 +47,33 @@ AMOUNT_CUT = 0.8
 
 @dataclass(frozen=True)
 class PolicyChange:
-    """``bank`` tightens its policy for the world's events from index ``from_event`` on."""
+    """``bank`` tightens its policy for the world's events from index ``from_event`` on, by ``size`` (1: the
+    full change of ``tightened_logit``)."""
 
     bank: str
     from_event: int
+    size: float = 1.0
 
     @classmethod
     def parse(cls, text: str) -> PolicyChange:
-        """``"bank_c@5000"``.
+        """``"bank_c@5000"``, or ``"bank_c@5000:0.5"`` for half the change.
 
         Raises:
-            ValueError: not ``BANK@INDEX`` with a bank of the world and a non-negative index.
+            ValueError: not ``BANK@INDEX[:SIZE]`` with a bank of the world, a non-negative index and a size
+                above 0.
         """
-        bank, sep, index = text.partition("@")
+        bank, sep, rest = text.partition("@")
+        index, colon, size = rest.partition(":")
+        expected = f"expected BANK@EVENT_INDEX[:SIZE], BANK one of {sorted(BANK_LOGITS)}, SIZE above 0"
         if not sep or bank not in BANK_LOGITS or not index.isdigit():
-            raise ValueError(f"policy change {text!r}: expected BANK@EVENT_INDEX, BANK one of {sorted(BANK_LOGITS)}")
-        return cls(bank, int(index))
+            raise ValueError(f"policy change {text!r}: {expected}")
+        try:
+            scale = float(size) if colon else 1.0
+        except ValueError:
+            raise ValueError(f"policy change {text!r}: {expected}") from None
+        if not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"policy change {text!r}: {expected}")
+        return cls(bank, int(index), scale)
 
 
 @dataclass(frozen=True)
@@ -98,8 +111,9 @@ def route(banks: Sequence[Mapping[str, Any]]) -> list[str]:
     return sent
 
 
-def tightened_logit(bank: str, obs: Observed) -> np.ndarray:
-    """``bank``'s log-odds after it tightens: it now also turns down the young and the newly employed.
+def tightened_logit(bank: str, obs: Observed, size: float = 1.0) -> np.ndarray:
+    """``bank``'s log-odds after it tightens: it now also turns down the young and the newly employed (the
+    penalty times ``size``).
 
     Age and job tenure are terms the old policy gave no weight (for most banks), so the change does not only
     lower the approval rate: it reorders applicants in a way the old model cannot see, and its ranking degrades.
@@ -108,7 +122,7 @@ def tightened_logit(bank: str, obs: Observed) -> np.ndarray:
         young = np.where(np.isnan(obs["age_years"]), 0.5, 1.0 / (1.0 + np.exp((obs["age_years"] - 30.0) / 3.0)))
         tenure = obs["job_tenure_years"]
         new_job = np.where(np.isnan(tenure), 0.7, 1.0 / (1.0 + np.exp((tenure - 1.0) / 0.3)))
-    return BANK_LOGITS[bank](obs) - 0.3 - 2.5 * young - 1.5 * new_job
+    return BANK_LOGITS[bank](obs) - size * (0.3 + 2.5 * young + 1.5 * new_job)
 
 
 def plan_outcomes(
@@ -151,7 +165,7 @@ def _approved(bank: str, truth: Truth, rng: np.random.Generator, policy: PolicyC
     u = rng.random()  # drawn whatever the policy, so a policy change moves no other draw
     if policy is None or policy.bank != bank or truth.index < policy.from_event:
         return bool(truth.truth["banks"][bank]["approved"])
-    p = 1.0 / (1.0 + np.exp(-tightened_logit(bank, observe([dict(truth.event)]))[0]))
+    p = 1.0 / (1.0 + np.exp(-tightened_logit(bank, observe([dict(truth.event)]), policy.size)[0]))
     return bool(u < p)
 
 
