@@ -28,8 +28,8 @@ from consumer.core.engine import BatchOutcome
 from consumer.telemetry.drift import DriftCounter
 from consumer.telemetry.lag import LagBook, Partition, PartitionOffsets, stats_offsets
 from models.artifacts import ModelSet
-from models.store import REFUSAL_REASONS
 from models.schema_contract import FAILURE, check_contract
+from models.store import REFUSAL_REASONS
 from schemas.catalog import SchemaVersion
 from schemas.dead_letter import RESULT_REJECTED
 from schemas.errors import InvalidEventError
@@ -373,11 +373,11 @@ class WorkerObserver:
         self._thresholds: dict[str, float] = {}
         self._last_beat = -math.inf
         self._lag = LagBook()
-        self._features: dict[str, tuple[str, ...]] = {}
+        self._models: ModelSet | None = None
 
     def models_loaded(self, models: ModelSet) -> None:
         self._thresholds = {bank.name: bank.threshold for bank in models.banks}
-        self._features = {**{bank.name: bank.features for bank in models.banks}, "lead": models.lead.features}
+        self._models = models  # the schema contract checks writer schemas against the models of the moment
         banks = tuple(bank.name for bank in models.banks)
         self.sink(WorkerStateReport(self.worker, models=models.versions(), banks=banks))
 
@@ -394,8 +394,12 @@ class WorkerObserver:
 
     def writer_schema_seen(self, writer: SchemaVersion, reader: SchemaVersion) -> None:
         """Check a writer schema met for the first time against this worker's models (once per schema)."""
+        models = self._models
+        if models is None:
+            return
         try:
-            rows = check_contract(writer, reader, self._features)
+            features = {**{bank.name: bank.features for bank in models.banks}, "lead": models.lead.features}
+            rows = check_contract(writer, reader, features)
         except Exception:  # the check must never cost a message: it runs inside that message's decoding
             log.exception("schema contract check of %s failed; scoring goes on", writer.label)
             return
