@@ -99,6 +99,10 @@ def read_capture(directory: Path, since_ms: int | None = None) -> CapturedRows:
 def _files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise CaptureError(f"capture directory {directory} does not exist")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        raise CaptureError("reading a capture needs pyarrow: pip install 'crm-scorer[capture]'") from exc
     files = sorted(directory.glob(PARTITIONS))
     if not files:
         raise CaptureError(f"capture directory {directory} holds no date=YYYY-MM-DD/*.parquet file")
