@@ -104,7 +104,7 @@ def test_registry_down_when_the_scorer_starts_it_waits_alive_and_not_ready_then_
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
-@pytest.mark.matrix  # make test-faults: 60 s each; the gate's holds are unit-tested (tests/unit/loop/test_registry_gate.py)
+@pytest.mark.matrix  # make test-faults: 60 s each; the gate's holds: tests/unit/loop/test_registry_gate.py
 def test_registry_killed_30_s_while_a_new_writer_schema_arrives_holds_only_its_partition(
     lanes: Lanes, apicurio: ApicurioRegistry, tmp_path: Path, guarantee: str
 ) -> None:
