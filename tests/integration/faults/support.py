@@ -8,21 +8,19 @@ fail the scenario; duplicates (at-least-once re-deliveries) are counted and boun
 from __future__ import annotations
 
 import collections
-import contextlib
-import os
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from producer_tools.publishing.topics import scan_topic
 from producer_tools.world import generate
 from schemas.dead_letter import DeadLetterInfo
+from tests.integration.faults.processes import listening_port
 from tests.integration.harness import ENCODE_V2, Lanes, ScorerProcess
 
 SINGLE_OBJECT_HEADER = 10
@@ -33,7 +31,6 @@ _COORDINATOR_MOVING = {
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
 }
-_LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp
 
 
 @dataclass(frozen=True)
@@ -321,44 +318,6 @@ def conservation(
     return row
 
 
-# --- processes ------------------------------------------------------------------------------------------------
-
-
-def child_pids(pid: int) -> list[int]:
-    """Direct children of ``pid`` (read from /proc, no psutil needed)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended while we looked
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return children
-
-
-def worker_pids(scorer: ScorerProcess) -> list[int]:
-    """The scorer's worker processes (spawned interpreters), leaving out multiprocessing's helpers."""
-    assert scorer.process is not None
-    pids = []
-    for pid in child_pids(scorer.process.pid):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"spawn_main" in cmdline:
-            pids.append(pid)
-    return sorted(pids)
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of ``pid`` (VmRSS in /proc/<pid>/status)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
-
-
 def telemetry_url(scorer: ScorerProcess, timeout: float = 30.0) -> str:
     """``http://127.0.0.1:port`` of the scorer's metrics and health endpoints, once the scorer listens.
 
@@ -376,26 +335,6 @@ def telemetry_url(scorer: ScorerProcess, timeout: float = 30.0) -> str:
 
     wait_until(listening, timeout, "the telemetry endpoint listening", scorer)
     return f"http://127.0.0.1:{found[-1]}"
-
-
-def listening_port(pid: int) -> int | None:
-    """The TCP port ``pid`` listens on (the scorer's only listener is its telemetry endpoint), from /proc."""
-    try:
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-        tables = [table.read_text() for table in Path(f"/proc/{pid}/net").glob("tcp*")]  # tcp, and tcp6 if any
-    except OSError:  # not listening yet, or gone (wait_until then reports the exit)
-        return None
-    links = []
-    for fd in fds:
-        with contextlib.suppress(OSError):  # a descriptor closed since the listing (the process is busy)
-            links.append(os.readlink(fd))
-    sockets = {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
-    for table in tables:
-        for row in table.splitlines()[1:]:
-            fields = row.split()
-            if fields[3] == _LISTEN and fields[9] in sockets:
-                return int(fields[1].rsplit(":", 1)[1], 16)
-    return None
 
 
 def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:

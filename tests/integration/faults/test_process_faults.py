@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.faults.processes import worker_pids
 from tests.integration.faults.support import (
     Expected,
     Feeder,
@@ -26,7 +27,6 @@ from tests.integration.faults.support import (
     record,
     valid_messages,
     wait_until,
-    worker_pids,
 )
 from tests.integration.harness import Lanes, ScorerProcess
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.faults.processes import rss_bytes
 from tests.integration.faults.support import (
     Expected,
     committed_total,
     conservation,
     produce_tracked,
     read_outcomes,
-    rss_bytes,
     stream_messages,
 )
 from tests.integration.harness import Lanes, ScorerProcess
