@@ -3,8 +3,8 @@
 - progress: the consumer group's committed offsets on the input topic (cheap to poll, no rebalance);
 - output: every result's and dead letter's broker timestamp (CreateTime: set when the scorer handed the
   message to its producer; the local broker does not offer LogAppendTime), read back after the run;
-- processes: ``crm-scorer run`` as a subprocess (the way operators run it), its worker processes, and their
-  resident memory from ``/proc`` (current ``VmRSS`` and peak ``VmHWM``).
+- processes: ``crm-scorer run`` as a subprocess (the way operators run it), its worker processes (psutil), and
+  their resident memory: current from psutil, peak from the kernel's ``VmHWM`` (psutil reports no peak on Linux).
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from producer_tools.servers.broker import BrokerError
 
 _MIB_PER_KIB = 1 / 1024
+_BYTES_PER_MIB = 1024 * 1024
 _READ_BATCH = 2000
 
 
@@ -87,9 +89,15 @@ def read_back(
     Raises:
         BrokerError: a fetch failed.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"crm-bench-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "fetch.wait.max.ms": 50})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"crm-bench-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 50,
+        }
+    )
     out = Readback()
     try:
         assignment = []
@@ -122,32 +130,36 @@ def worker_pids(pid: int, workers: int) -> list[int]:
     children started by multiprocessing (``spawn_main``)."""
     if workers == 1:
         return [pid]
-    children = []
-    for tid in _listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError):
-            children += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
-    return [c for c in children if b"spawn_main" in _cmdline(c)]
-
-
-def _listdir(path: str) -> list[str]:
     try:
-        return os.listdir(path)
-    except OSError:
+        children = psutil.Process(pid).children()
+    except psutil.Error:
+        return []
+    return [child.pid for child in children if "spawn_main" in " ".join(_cmdline(child))]
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
         return []
 
 
-def _cmdline(pid: int) -> bytes:
+def rss_mb(pid: int) -> float | None:
+    """The resident memory of ``pid`` in MiB, None when the process is gone."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+        return psutil.Process(pid).memory_info().rss / _BYTES_PER_MIB
+    except psutil.Error:
+        return None
 
 
-def memory_mb(pid: int, key: str) -> float | None:
-    """``VmRSS`` or ``VmHWM`` of ``pid`` in MiB, None when the process is gone."""
+def peak_rss_mb(pid: int) -> float | None:
+    """The peak resident memory (``VmHWM``) of ``pid`` in MiB, None when the process is gone.
+
+    psutil exposes no peak on Linux and ``getrusage`` only sees this process and its reaped children, so this
+    one value is read from the kernel's status file."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
+            if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * _MIB_PER_KIB
     except OSError:
         return None
@@ -163,9 +175,26 @@ class ScorerProcess:
         self.workers = workers
         self.log_path = log_path
         self.metrics_port = metrics_port
-        args = [sys.executable, "-m", "consumer.commands.cli", "run", "--bootstrap-servers", bootstrap,
-                "--input-topic", lanes.input, "--output-topic", lanes.output, "--dlq-topic", lanes.dlq,
-                "--group-id", lanes.group, "--workers", str(workers), "--metrics-port", str(metrics_port)]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "consumer.commands.cli",
+            "run",
+            "--bootstrap-servers",
+            bootstrap,
+            "--input-topic",
+            lanes.input,
+            "--output-topic",
+            lanes.output,
+            "--dlq-topic",
+            lanes.dlq,
+            "--group-id",
+            lanes.group,
+            "--workers",
+            str(workers),
+            "--metrics-port",
+            str(metrics_port),
+        ]
         if config is not None:
             args += ["--config", str(config)]
         # The local broker makes a join wait about half the session timeout: keep it short (as the tests do).
@@ -180,7 +209,7 @@ class ScorerProcess:
     def sample_peaks(self) -> None:
         """Remember every worker's peak resident memory (read while the workers are alive)."""
         for pid in self.pids():
-            peak = memory_mb(pid, "VmHWM")
+            peak = peak_rss_mb(pid)
             if peak is not None:
                 self.peak_rss[pid] = max(peak, self.peak_rss.get(pid, 0.0))
 
@@ -215,7 +244,7 @@ class CpuWatch:
     def __init__(self, interval_s: float = 1.0) -> None:
         self.interval_s = interval_s
         self.other_percent = 0.0
-        self._other_ticks = 0
+        self._other_s = 0.0
         self._seconds = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-watch", daemon=True)
@@ -228,51 +257,40 @@ class CpuWatch:
         self._stop.set()
         self._thread.join(5)
         if self._seconds > 0:
-            self.other_percent = 100.0 * self._other_ticks / _TICKS_PER_S / self._seconds
+            self.other_percent = 100.0 * self._other_s / self._seconds
 
     def _run(self) -> None:
-        system, own, started = _system_busy(), _tree_ticks(os.getpid()), time.monotonic()
+        system, own, started = _system_busy_s(), _tree_cpu_s(os.getpid()), time.monotonic()
         while not self._stop.wait(self.interval_s):
-            system2, own2, now = _system_busy(), _tree_ticks(os.getpid()), time.monotonic()
+            system2, own2, now = _system_busy_s(), _tree_cpu_s(os.getpid()), time.monotonic()
             shared = own.keys() & own2.keys()
-            mine = sum(max(0, own2[p] - own[p]) for p in shared) + sum(own2[p] for p in own2.keys() - own.keys())
-            self._other_ticks += max(0, system2 - system - mine)
+            mine = sum(max(0.0, own2[p] - own[p]) for p in shared) + sum(own2[p] for p in own2.keys() - own.keys())
+            self._other_s += max(0.0, system2 - system - mine)
             self._seconds += now - started
             system, own, started = system2, own2, now
 
 
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+def _system_busy_s() -> float:
+    """Busy CPU seconds of all CPUs since boot (user, nice, system, irq, softirq, steal)."""
+    times = psutil.cpu_times()
+    return float(times.user + times.nice + times.system + times.irq + times.softirq + times.steal)
 
 
-def _system_busy() -> int:
-    """Busy jiffies of all CPUs since boot (user, nice, system, irq, softirq, steal)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return user + nice + system + irq + softirq + steal
-
-
-def _tree_ticks(root: int) -> dict[int, int]:
-    """utime + stime of ``root`` and every live descendant, by pid."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in _listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def _tree_cpu_s(root: int) -> dict[int, float]:
+    """user + system CPU seconds of ``root`` and every live descendant, by pid."""
+    try:
+        top = psutil.Process(root)
+        tree = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    seconds = {}
+    for process in tree:
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            times = process.cpu_times()
+        except psutil.Error:  # exited since the listing
             continue
-        pid = int(entry)
-        parents[pid] = int(stat[1])
-        ticks[pid] = int(stat[11]) + int(stat[12])
-    mine = {}
-    for pid, value in ticks.items():
-        p, hops = pid, 0
-        while p > 1 and p != root and hops < 64:
-            p, hops = parents.get(p, 0), hops + 1
-        if p == root:
-            mine[pid] = value
-    return mine
+        seconds[process.pid] = times.user + times.system
+    return seconds
 
 
 class RelayProcess(ScorerProcess):
@@ -282,8 +300,19 @@ class RelayProcess(ScorerProcess):
         self.workers = 1
         self.log_path = log_path
         self.metrics_port = 0
-        args = [sys.executable, "-m", "producer_tools.bench.relay", "--bootstrap-servers", bootstrap, "--input-topic",
-                lanes.input, "--output-topic", lanes.output, "--group-id", lanes.group]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "producer_tools.bench.relay",
+            "--bootstrap-servers",
+            bootstrap,
+            "--input-topic",
+            lanes.input,
+            "--output-topic",
+            lanes.output,
+            "--group-id",
+            lanes.group,
+        ]
         if config is not None:
             args += ["--config", str(config)]
         env = os.environ | {"CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000"}
@@ -298,9 +327,16 @@ class Subscriber:
     is small, as a latency-minded subscriber sets it."""
 
     def __init__(self, bootstrap: str, topic: str, decode: Callable[[bytes], int], fetch_wait_ms: int = 5) -> None:
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"crm-bench-sub-{uuid.uuid4().hex}",
-                                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                                   "fetch.wait.max.ms": fetch_wait_ms, "fetch.min.bytes": 1})  # fmt: skip
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"crm-bench-sub-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": fetch_wait_ms,
+                "fetch.min.bytes": 1,
+            }
+        )
         metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
         self._consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
         self._decode = decode

@@ -97,9 +97,26 @@ class Worker:
     """One ``crm-scorer run`` process (one worker) in the probe's group, on ``protocol``."""
 
     def __init__(self, bootstrap: str, lanes: Lanes, protocol: str, log_path: Path, config: Path | None) -> None:
-        args = [sys.executable, "-m", "consumer.commands.cli", "run", "--bootstrap-servers", bootstrap,
-                "--input-topic", lanes.input, "--output-topic", lanes.output, "--dlq-topic", lanes.dlq,
-                "--group-id", lanes.group, "--workers", "1", "--metrics-port", "0"]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "consumer.commands.cli",
+            "run",
+            "--bootstrap-servers",
+            bootstrap,
+            "--input-topic",
+            lanes.input,
+            "--output-topic",
+            lanes.output,
+            "--dlq-topic",
+            lanes.dlq,
+            "--group-id",
+            lanes.group,
+            "--workers",
+            "1",
+            "--metrics-port",
+            "0",
+        ]
         if config is not None:
             args += ["--config", str(config)]
         env = os.environ | {"CRM_SCORER_CONSUMER__GROUP_PROTOCOL": protocol}
@@ -167,8 +184,15 @@ def group_members(admin: AdminClient, group: str) -> list[int]:
     return [len(m.assignment.topic_partitions) for m in description.members]
 
 
-def watch_assignment(admin: AdminClient, group: str, window: StepWindow, members: int, plan: ProbePlan,
-                     worker: Worker, timeout: float = 60.0) -> None:  # fmt: skip
+def watch_assignment(
+    admin: AdminClient,
+    group: str,
+    window: StepWindow,
+    members: int,
+    plan: ProbePlan,
+    worker: Worker,
+    timeout: float = 60.0,
+) -> None:
     """Poll until ``members`` members hold every partition between them; notes when they joined and held."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -268,8 +292,9 @@ def step_result(protocol: str, round_no: int, window: StepWindow, timeline: Time
     if window.joined is not None and window.assigned is not None:
         join_ms = round((window.assigned - window.joined) * 1000)
     start_s = round(window.assigned - window.started, 2) if window.assigned is not None else None
-    return StepResult(protocol, round_no, window.step, longest_gap(timeline.merged, start_ms, end_ms), stall,
-                      join_ms, start_s)  # fmt: skip
+    return StepResult(
+        protocol, round_no, window.step, longest_gap(timeline.merged, start_ms, end_ms), stall, join_ms, start_s
+    )
 
 
 def run_probe(plan: ProbePlan, bootstrap: str, workdir: Path, say: Callable[[str], None]) -> list[StepResult]:
@@ -285,11 +310,15 @@ def run_probe(plan: ProbePlan, bootstrap: str, workdir: Path, say: Callable[[str
 
 def format_table(results: Sequence[StepResult]) -> list[str]:
     """The results as a Markdown table."""
-    lines = ["| protocol | round | step | output pause ms | partition stall ms | join -> assigned ms | "
-             "start -> assigned s |", "|---|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| protocol | round | step | output pause ms | partition stall ms | join -> assigned ms | "
+        "start -> assigned s |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
     for r in results:
         join = "-" if r.join_to_assigned_ms is None else f"{r.join_to_assigned_ms:,}"
         start = "-" if r.start_to_assigned_s is None else f"{r.start_to_assigned_s:.2f}"
-        lines.append(f"| {r.protocol} | {r.round} | {r.step} | {r.pause_ms:,} | {r.partition_stall_ms:,} | "
-                     f"{join} | {start} |")  # fmt: skip
+        lines.append(
+            f"| {r.protocol} | {r.round} | {r.step} | {r.pause_ms:,} | {r.partition_stall_ms:,} | {join} | {start} |"
+        )
     return lines

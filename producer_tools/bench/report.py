@@ -20,8 +20,13 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "system": platform.platform(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def table(d: dict[str, Any]) -> str:
@@ -49,10 +54,17 @@ def table(d: dict[str, Any]) -> str:
         f"{'peak RSS per worker':<30} {d['peak_rss_mb']:>10.0f} MiB",
     ]
     if d.get("curve"):
-        lines += ["", "latency curve (one worker, subscriber-side):", "| share | offered events/s | p50 ms | p99 ms |",
-                  "|---:|---:|---:|---:|"]  # fmt: skip
-        lines += [f"| {p['share']:.0%} | {p['offered_events_per_s']:,.0f} | {p['subscriber_p50_ms']:.1f} | "
-                  f"{p['subscriber_p99_ms']:.1f} |" for p in d["curve"]]  # fmt: skip
+        lines += [
+            "",
+            "latency curve (one worker, subscriber-side):",
+            "| share | offered events/s | p50 ms | p99 ms |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {p['share']:.0%} | {p['offered_events_per_s']:,.0f} | {p['subscriber_p50_ms']:.1f} | "
+            f"{p['subscriber_p99_ms']:.1f} |"
+            for p in d["curve"]
+        ]
     soak = d.get("soak")
     if soak:
         lines.append(

@@ -44,8 +44,8 @@ from producer_tools.bench.probe import (
     Subscriber,
     committed_total,
     group_reader,
-    memory_mb,
     read_back,
+    rss_mb,
 )
 from producer_tools.bench.relay import relayed_time_ms
 from producer_tools.publishing.poison import poison_kinds
@@ -104,8 +104,9 @@ def world_events(count: int, seed: int) -> Iterator[dict[str, Any]]:
 
 def workload(count: int, seed: int, bad_ratio: float) -> Iterator[OutboundMessage]:
     """The benchmark's messages: v1 and v2 writers in turn, ``bad_ratio`` of them malformed."""
-    return event_messages(world_events(count, seed), event_encoders("mixed"), bad_ratio=bad_ratio, seed=seed,
-                          kinds=BENCH_POISON)  # fmt: skip
+    return event_messages(
+        world_events(count, seed), event_encoders("mixed"), bad_ratio=bad_ratio, seed=seed, kinds=BENCH_POISON
+    )
 
 
 def fresh_lanes(run_id: str, phase: str, input_topic: str | None = None) -> Lanes:
@@ -254,8 +255,7 @@ def run_latency(
     warmup = 1000
     templates = list(workload(max(1, int(rate * plan.latency_seconds)), plan.seed + 104729, plan.bad_ratio))
     decoder = ResultDecoder()
-    event_ms: Callable[[bytes], int] = (relayed_time_ms if relay
-                                         else lambda v: _millis(decoder.decode(v)["event_time"]))  # fmt: skip
+    event_ms: Callable[[bytes], int] = relayed_time_ms if relay else lambda v: _millis(decoder.decode(v)["event_time"])
     try:
         preload(bootstrap, lanes.input, list(workload(warmup, plan.seed + 7919, 0.0)))
         wait_until_done(bootstrap, lanes, warmup, plan.partitions, scorer)  # joined, models warm
@@ -281,8 +281,9 @@ def run_latency(
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99]).tolist()
     s50, s95, s99 = np.percentile(received, [50, 95, 99]).tolist()
     offered = (len(pairs) - 1) / span_s if span_s > 0 else 0.0
-    return LatencyResult(offered, len(pairs), p50, p95, p99, float(latencies.max()), s50, s95, s99,
-                         float(received.max()))  # fmt: skip
+    return LatencyResult(
+        offered, len(pairs), p50, p95, p99, float(latencies.max()), s50, s95, s99, float(received.max())
+    )
 
 
 def _millis(when: dt.datetime) -> int:
@@ -311,15 +312,16 @@ def run_soak(bootstrap: str, run_id: str, plan: BenchPlan, workdir: Path) -> Soa
     lanes = fresh_lanes(run_id, "soak")
     total = plan.soak_events
     ensure_topics(bootstrap, {lanes.input: plan.partitions, lanes.output: plan.partitions, lanes.dlq: 1})
-    summary = publish_messages(bootstrap, lanes.input, workload(total, plan.seed + 15485863, plan.bad_ratio),
-                               flush_timeout_s=300)  # fmt: skip
+    summary = publish_messages(
+        bootstrap, lanes.input, workload(total, plan.seed + 15485863, plan.bad_ratio), flush_timeout_s=300
+    )
     if summary.failed:
         raise BrokerError(f"preloading {lanes.input}: {summary.failed} messages not delivered")
     scorer = ScorerProcess(bootstrap, lanes, 1, workdir / f"{lanes.group}.log", plan.config, free_port())
     samples: list[tuple[int, float]] = []
 
     def sample(done: int) -> None:
-        rss = memory_mb(scorer.process.pid, "VmRSS")
+        rss = rss_mb(scorer.process.pid)
         if rss is not None and done > 0:
             samples.append((done, rss))
 
@@ -360,8 +362,9 @@ def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[
     outside["two_workers"] = watch.other_percent
     say("relay baseline: the same topic, the scorer's Kafka settings, no scoring")
     with CpuWatch() as watch:
-        relay = run_phase(bootstrap, fresh_lanes(run_id, "relay", shared.input), 1, plan.events, plan, workdir,
-                          relay=True)  # fmt: skip
+        relay = run_phase(
+            bootstrap, fresh_lanes(run_id, "relay", shared.input), 1, plan.events, plan, workdir, relay=True
+        )
     outside["relay"] = watch.other_percent
     rate = round(one.events_per_s / 2)
     say(f"latency: offering {rate:,} events/s for {plan.latency_seconds:.0f} s, to the scorer and to the relay")
@@ -377,9 +380,16 @@ def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[
             point_rate = max(1, round(one.events_per_s * share))
             say(f"curve: {share:.0%} of one worker, {point_rate:,} events/s")
             point = latency if share == 0.5 else run_latency(bootstrap, run_id, point_rate, plan, workdir)
-            curve.append({"share": share, "offered_events_per_s": point.offered_events_per_s,
-                          "subscriber_p50_ms": point.subscriber_p50_ms, "subscriber_p99_ms": point.subscriber_p99_ms,
-                          "p50_ms": point.p50_ms, "p99_ms": point.p99_ms})  # fmt: skip
+            curve.append(
+                {
+                    "share": share,
+                    "offered_events_per_s": point.offered_events_per_s,
+                    "subscriber_p50_ms": point.subscriber_p50_ms,
+                    "subscriber_p99_ms": point.subscriber_p99_ms,
+                    "p50_ms": point.p50_ms,
+                    "p99_ms": point.p99_ms,
+                }
+            )
     soak = None
     if plan.soak_events:
         say(f"soak: {plan.soak_events:,} events through one worker")

@@ -23,10 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add = parser.add_argument
     add("--events", type=int, default=None, help="events preloaded (default 200,000; --quick 10,000)")
     add("--quick", action="store_true", help="a small run for CI smoke (timings are printed, never checked)")
-    add("--bootstrap-servers", default=None, help="use this Kafka cluster (default: $KAFKA_BOOTSTRAP_SERVERS, "
-        "else a local broker started for the run)")  # fmt: skip
-    add("--broker", choices=("kafka", "tansu"), default=None, help="the local broker: Apache Kafka (default when "
-        "java and mvn are there) or Tansu")  # fmt: skip
+    add(
+        "--bootstrap-servers",
+        default=None,
+        help="use this Kafka cluster (default: $KAFKA_BOOTSTRAP_SERVERS, else a local broker started for the run)",
+    )
+    add(
+        "--broker",
+        choices=("kafka", "tansu"),
+        default=None,
+        help="the local broker: Apache Kafka (default when java and mvn are there) or Tansu",
+    )
     add("--partitions", type=int, default=6, help="partitions of the input topic")
     add("--bad-ratio", type=float, default=0.01, help="share of malformed messages")
     add("--latency-seconds", type=float, default=None, help="length of the paced latency run (default 20 s)")
@@ -61,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     )
     # the benchmarks are judged on Apache Kafka; Tansu only where it cannot start
     default: BrokerKind = "tansu" if kafka_unavailable_reason() else "kafka"
-    broker = (ExternalBroker(args.bootstrap_servers) if args.bootstrap_servers
-              else broker_from_env(kind=args.broker, default=default))  # fmt: skip
+    broker = (
+        ExternalBroker(args.bootstrap_servers)
+        if args.bootstrap_servers
+        else broker_from_env(kind=args.broker, default=default)
+    )
     try:
         with broker, tempfile.TemporaryDirectory(prefix="crm-bench-") as tmp:
             workdir = args.workdir or Path(tmp)

@@ -17,14 +17,22 @@ from producer_tools.servers.broker import BOOTSTRAP_ENV, KINDS
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="broker + synthetic traffic + scorer, with live output")
-    parser.add_argument("--events", type=int, default=int(os.environ.get("EVENTS", "20000")),
-                        help="stop once this many are scored or dead-lettered (0: run until Ctrl-C)")  # fmt: skip
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=int(os.environ.get("EVENTS", "20000")),
+        help="stop once this many are scored or dead-lettered (0: run until Ctrl-C)",
+    )
     parser.add_argument("--rate", type=float, default=5000.0, help="events/s offered by the synthetic CRM")
     parser.add_argument("--bad-ratio", type=float, default=0.01, help="share of malformed messages")
     parser.add_argument("--metrics-port", type=int, default=9400)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--broker", choices=KINDS, default=None,
-                        help="local broker: tansu (default, no Java) or kafka (Apache Kafka; needs java and mvn); "
-                        f"$CRM_BROKER sets the default; ${BOOTSTRAP_ENV} names a running cluster")  # fmt: skip
+    parser.add_argument(
+        "--broker",
+        choices=KINDS,
+        default=None,
+        help="local broker: tansu (default, no Java) or kafka (Apache Kafka; needs java and mvn); "
+        f"$CRM_BROKER sets the default; ${BOOTSTRAP_ENV} names a running cluster",
+    )
     parser.set_defaults(handler=run_demo)

@@ -37,8 +37,11 @@ from producer_tools.servers.broker import Broker, ExternalBroker
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("rebalance-probe", help="measure the pause of scaling 1 -> 2 -> 3 scorer "
-                                   "workers with the classic and the KIP-848 consumer group protocol")  # fmt: skip
+    parser = subparsers.add_parser(
+        "rebalance-probe",
+        help="measure the pause of scaling 1 -> 2 -> 3 scorer "
+        "workers with the classic and the KIP-848 consumer group protocol",
+    )
     add = parser.add_argument
     add("--rate", type=float, default=1000.0, help="events per second offered throughout (default 1000)")
     add("--workers", type=int, default=3, help="scale up to this many worker processes (default 3)")
@@ -55,9 +58,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = ProbePlan(rate=args.rate, partitions=args.partitions, workers=args.workers, baseline_s=args.baseline,
-                     settle_s=args.settle, rounds=args.rounds, protocols=tuple(args.protocol or PROTOCOLS),
-                     config=args.config)  # fmt: skip
+    plan = ProbePlan(
+        rate=args.rate,
+        partitions=args.partitions,
+        workers=args.workers,
+        baseline_s=args.baseline,
+        settle_s=args.settle,
+        rounds=args.rounds,
+        protocols=tuple(args.protocol or PROTOCOLS),
+        config=args.config,
+    )
     broker: Broker = ExternalBroker(args.bootstrap_servers) if args.bootstrap_servers else ApacheKafka()
     started = time.monotonic()
     try:
@@ -71,14 +81,20 @@ def run(args: argparse.Namespace) -> int:
         return 2
     seconds = time.monotonic() - started
     command = "crm-producer " + (shlex.join(sys.argv[1:]) or "rebalance-probe")
-    print(f"{command}: {broker.kind} {broker.version}, {plan.partitions} partitions, {plan.rate:,.0f} events/s, "
-          f"{os.cpu_count()} CPUs, {seconds:.0f} s")  # fmt: skip
+    print(
+        f"{command}: {broker.kind} {broker.version}, {plan.partitions} partitions, {plan.rate:,.0f} events/s, "
+        f"{os.cpu_count()} CPUs, {seconds:.0f} s"
+    )
     print("\n".join(format_table(results)))
     print(f"CPU taken by other processes during the run: {cpu.other_percent:.0f}% of one CPU (average)")
     if args.json_path is not None:
-        data = {"plan": {**asdict(plan), "config": str(plan.config) if plan.config else None},
-                "broker": {"kind": broker.kind, "version": broker.version}, "seconds": seconds,
-                "outside_cpu_percent": cpu.other_percent, "results": [asdict(r) for r in results]}  # fmt: skip
+        data = {
+            "plan": {**asdict(plan), "config": str(plan.config) if plan.config else None},
+            "broker": {"kind": broker.kind, "version": broker.version},
+            "seconds": seconds,
+            "outside_cpu_percent": cpu.other_percent,
+            "results": [asdict(r) for r in results],
+        }
         args.json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return 0
 

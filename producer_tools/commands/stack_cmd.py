@@ -38,14 +38,18 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     print("starting Apache Kafka, Apicurio Registry, two scorers, the producer and Prometheus...", flush=True)
     try:
-        with Stack(args.folder, ports=StackPorts(), rate=args.rate, bad_ratio=args.bad_ratio,
-                   prometheus=not args.no_prometheus) as stack:  # fmt: skip
+        with Stack(
+            args.folder, ports=StackPorts(), rate=args.rate, bad_ratio=args.bad_ratio, prometheus=not args.no_prometheus
+        ) as stack:
             width = max(map(len, stack.urls()))
             for name, url in stack.urls().items():
                 print(f"  {name:<{width}}  {url}", flush=True)
             print(f"  {'topics':<{width}}  {TOPICS['input']} -> {TOPICS['output']}, dead letters {TOPICS['dlq']}")
-            print(f"watch the scores: crm-producer tail --bootstrap-servers {stack.kafka.bootstrap_servers} "
-                  f"--schema-registry-url {stack.registry.url}", flush=True)  # fmt: skip
+            print(
+                f"watch the scores: crm-producer tail --bootstrap-servers {stack.kafka.bootstrap_servers} "
+                f"--schema-registry-url {stack.registry.url}",
+                flush=True,
+            )
             print("Ctrl-C stops everything", flush=True)
             while not stop.wait(1.0):
                 if problems := stack.problems():

@@ -45,10 +45,17 @@ def run_outcomes_demo(args: argparse.Namespace) -> int:
         ensure_topics(bootstrap, TOPICS)
         scorer = _service(["run", "--bootstrap-servers", bootstrap, "--metrics-port", "0"], {})
         monitor = _service(
-            ["monitor", "--bootstrap-servers", bootstrap, "--store-path", str(Path(store) / "state"),
-             "--metrics-port", str(MONITOR_PORT)],
+            [
+                "monitor",
+                "--bootstrap-servers",
+                bootstrap,
+                "--store-path",
+                str(Path(store) / "state"),
+                "--metrics-port",
+                str(MONITOR_PORT),
+            ],
             {"CRM_MONITOR_QUALITY__EVALUATE_EVERY_S": "1", "CRM_MONITOR_QUALITY__MIN_OUTCOMES": "50"},
-        )  # fmt: skip
+        )
         print(f"monitor   http://127.0.0.1:{MONITOR_PORT}/metrics", flush=True)
         tally: list[OutcomeTally] = []
         stop = threading.Event()
@@ -57,8 +64,9 @@ def run_outcomes_demo(args: argparse.Namespace) -> int:
         )
         try:
             answering.start()  # answering while the events flow, so a policy change happens in time, as in life
-            sent = publish_events(bootstrap, "crm.applications", iter(batch.events), encoders=event_encoders("v1"),
-                                  rate=args.rate)  # fmt: skip
+            sent = publish_events(
+                bootstrap, "crm.applications", iter(batch.events), encoders=event_encoders("v1"), rate=args.rate
+            )
             print(f"producer  {sent.line()}", flush=True)
             _watch(answering, monitor)
         except KeyboardInterrupt:
@@ -75,16 +83,26 @@ def run_outcomes_demo(args: argparse.Namespace) -> int:
 
 def _outcome_args(args: argparse.Namespace, bootstrap: str) -> argparse.Namespace:
     return argparse.Namespace(
-        bootstrap_servers=bootstrap, scores_topic="crm.scores", topic="crm.outcomes", time_scale=args.time_scale,
+        bootstrap_servers=bootstrap,
+        scores_topic="crm.scores",
+        topic="crm.outcomes",
+        time_scale=args.time_scale,
         banks_only=True,
-        missing=OutcomeDraws.missing, duplicates=OutcomeDraws.duplicates, policy_change=args.policy_change,
-        idle_exit=5.0, max_scores=None, seed=args.seed,
-    )  # fmt: skip
+        missing=OutcomeDraws.missing,
+        duplicates=OutcomeDraws.duplicates,
+        policy_change=args.policy_change,
+        idle_exit=5.0,
+        max_scores=None,
+        seed=args.seed,
+    )
 
 
 def _service(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    environment = os.environ | {"CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000",
-                                "CRM_MONITOR_KAFKA__SESSION_TIMEOUT_MS": "6000"} | env  # fmt: skip
+    environment = (
+        os.environ
+        | {"CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000", "CRM_MONITOR_KAFKA__SESSION_TIMEOUT_MS": "6000"}
+        | env
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "consumer.commands.cli", *command],
         env=environment,

@@ -70,8 +70,14 @@ def _world(limit: int, seed: int, stop: threading.Event) -> Iterator[dict[str, A
 def _count(bootstrap: str, topic: str, tally: Tally, stop: threading.Event, dead: bool) -> None:
     """Count (and sample) what the scorer writes to ``topic`` until ``stop``; closes its consumer."""
     decoder = ResultDecoder()
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"crm-demo-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 100})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"crm-demo-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 100,
+        }
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
@@ -93,8 +99,18 @@ def _count(bootstrap: str, topic: str, tally: Tally, stop: threading.Event, dead
 
 
 def _start_scorer(bootstrap: str, metrics_port: int, workers: int) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "consumer.commands.cli", "run", "--bootstrap-servers", bootstrap,
-            "--metrics-port", str(metrics_port), "--workers", str(workers)]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "consumer.commands.cli",
+        "run",
+        "--bootstrap-servers",
+        bootstrap,
+        "--metrics-port",
+        str(metrics_port),
+        "--workers",
+        str(workers),
+    ]
     env = os.environ | {"CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000"}
     return subprocess.Popen(args, env=env, stderr=subprocess.DEVNULL if workers == 0 else None)
 
@@ -133,8 +149,16 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _publish(bootstrap: str, args: argparse.Namespace, stop: threading.Event) -> PublishSummary:
     events = _world(args.events, args.seed, stop)
-    return publish_events(bootstrap, INPUT, events, encoders=event_encoders("mixed"), rate=args.rate,
-                          bad_ratio=args.bad_ratio, seed=args.seed, live_timestamps=True)  # fmt: skip
+    return publish_events(
+        bootstrap,
+        INPUT,
+        events,
+        encoders=event_encoders("mixed"),
+        rate=args.rate,
+        bad_ratio=args.bad_ratio,
+        seed=args.seed,
+        live_timestamps=True,
+    )
 
 
 def _watch(args: argparse.Namespace, tally: Tally, scorer: subprocess.Popen[bytes], started: float) -> None:
@@ -147,8 +171,10 @@ def _watch(args: argparse.Namespace, tally: Tally, scorer: subprocess.Popen[byte
         while shown < len(tally.samples):
             print(json.dumps(tally.samples[shown], ensure_ascii=False, indent=1), flush=True)
             shown += 1
-        line = (f"scored {tally.scored:>9,}  dead-lettered {tally.dead:>6,}  {tally.rate():>8,.0f} events/s  "
-                f"({time.monotonic() - started:5.1f} s)")  # fmt: skip
+        line = (
+            f"scored {tally.scored:>9,}  dead-lettered {tally.dead:>6,}  {tally.rate():>8,.0f} events/s  "
+            f"({time.monotonic() - started:5.1f} s)"
+        )
         if live:
             print(f"\r{line}", end="", flush=True)
         elif time.monotonic() - last_line >= 2:
@@ -167,6 +193,9 @@ def _finish(scorer: subprocess.Popen[bytes], tally: Tally, published: list[Publi
         code = -9
     sent = published[0].line() if published else "producer still running"
     print(f"producer  {sent}")
-    print(f"summary   consumed={tally.done} scored={tally.scored} dead-lettered={tally.dead} "
-          f"events/s={tally.rate():,.0f} (scorer exit {code})", flush=True)  # fmt: skip
+    print(
+        f"summary   consumed={tally.done} scored={tally.scored} dead-lettered={tally.dead} "
+        f"events/s={tally.rate():,.0f} (scorer exit {code})",
+        flush=True,
+    )
     return 0 if code == 0 else 1

@@ -145,16 +145,34 @@ class Stack:
         self.stop()
 
     def _scorer(self, replica: int, port: int) -> ServerProcess:
-        command = [sys.executable, "-m", "consumer.commands.cli", "run", "--bootstrap-servers",
-                   self.kafka.bootstrap_servers, "--schema-registry-url", self.registry.url,
-                   "--input-topic", TOPICS["input"], "--output-topic", TOPICS["output"],
-                   "--dlq-topic", TOPICS["dlq"], "--group-id", GROUP, "--metrics-port", str(port)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "consumer.commands.cli",
+            "run",
+            "--bootstrap-servers",
+            self.kafka.bootstrap_servers,
+            "--schema-registry-url",
+            self.registry.url,
+            "--input-topic",
+            TOPICS["input"],
+            "--output-topic",
+            TOPICS["output"],
+            "--dlq-topic",
+            TOPICS["dlq"],
+            "--group-id",
+            GROUP,
+            "--metrics-port",
+            str(port),
+        ]
         env = {"CRM_SCORER_CONSUMER__INSTANCE_ID": f"stack-replica-{replica + 1}", "CRM_SCORER_METRICS__HOST": HOST}
-        server = ServerProcess(f"scorer replica {replica + 1}", command, self.folder / f"scorer-{replica + 1}.log",
-                               env=env)  # fmt: skip
+        server = ServerProcess(
+            f"scorer replica {replica + 1}", command, self.folder / f"scorer-{replica + 1}.log", env=env
+        )
         server.start()
-        server.wait_until(lambda: _http_status(f"http://{HOST}:{port}/healthz") == 200, 90,
-                          f"serve /healthz on port {port}")  # fmt: skip
+        server.wait_until(
+            lambda: _http_status(f"http://{HOST}:{port}/healthz") == 200, 90, f"serve /healthz on port {port}"
+        )
         return server
 
     def _produce_forever(self) -> None:
@@ -162,11 +180,31 @@ class Stack:
         seed = 1
         with (self.folder / "producer.log").open("ab") as log:
             while not self._stopping.is_set():
-                command = [sys.executable, "-m", "producer_tools.commands.cli", "produce", "--bootstrap-servers",
-                           self.kafka.bootstrap_servers, "--topic", TOPICS["input"], "--rate", str(self._rate),
-                           "--count", str(_BATCH), "--seed", str(seed), "--schema-version", "mixed",
-                           "--framing", "confluent", "--schema-registry-url", self.registry.url,
-                           "--bad-ratio", str(self._bad_ratio), "--live-timestamps"]  # fmt: skip
+                command = [
+                    sys.executable,
+                    "-m",
+                    "producer_tools.commands.cli",
+                    "produce",
+                    "--bootstrap-servers",
+                    self.kafka.bootstrap_servers,
+                    "--topic",
+                    TOPICS["input"],
+                    "--rate",
+                    str(self._rate),
+                    "--count",
+                    str(_BATCH),
+                    "--seed",
+                    str(seed),
+                    "--schema-version",
+                    "mixed",
+                    "--framing",
+                    "confluent",
+                    "--schema-registry-url",
+                    self.registry.url,
+                    "--bad-ratio",
+                    str(self._bad_ratio),
+                    "--live-timestamps",
+                ]
                 self._producer = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
                 self._producer.wait()
                 seed += 1
@@ -177,8 +215,13 @@ class Stack:
         binary = prometheus_binary()
         path = self.folder / "prometheus.yml"
         path.write_text(yaml.safe_dump(local_prometheus_config([f"{HOST}:{p}" for p in self.scorer_ports], "5s")))
-        command = [binary, f"--config.file={path}", f"--storage.tsdb.path={self.folder / 'prometheus-data'}",
-                   f"--web.listen-address={HOST}:{port}", "--log.level=warn"]  # fmt: skip
+        command = [
+            binary,
+            f"--config.file={path}",
+            f"--storage.tsdb.path={self.folder / 'prometheus-data'}",
+            f"--web.listen-address={HOST}:{port}",
+            "--log.level=warn",
+        ]
         server = ServerProcess("Prometheus", command, self.folder / "prometheus.log")
         server.start()
         server.wait_until(lambda: _http_status(f"http://{HOST}:{port}/-/ready") == 200, 60, f"be ready on {port}")

@@ -176,20 +176,29 @@ _KINDS = (
     PoisonKind("unsafe_id", "invalid_field", "application_id with spaces, a newline or 200 characters", _unsafe_id),
     PoisonKind("ancient_event_time", "invalid_field", "occurred_at in 1971, outside 2000..2100", _ancient_event_time),
     PoisonKind(
-        "nan_and_infinities", SCORED, "monthprofit NaN (missing), loan_amount +inf", _nan_and_infinities,
+        "nan_and_infinities",
+        SCORED,
+        "monthprofit NaN (missing), loan_amount +inf",
+        _nan_and_infinities,
         anomalies=(("loan_amount", "out_of_range"),),
     ),
     PoisonKind(
-        "absurd_dates", SCORED, "birthdate in 1800, job start in 2090", _absurd_dates,
+        "absurd_dates",
+        SCORED,
+        "birthdate in 1800, job start in 2090",
+        _absurd_dates,
         anomalies=(("age_years", "out_of_range"), ("job_tenure_years", "out_of_range")),
     ),
     PoisonKind("huge_string", SCORED, f"a {HUGE_STRING_CHARS:,}-character position", _huge_string),
     PoisonKind(
-        "unknown_category", SCORED, "goods_category 'Crypto'", _unknown_category,
+        "unknown_category",
+        SCORED,
+        "goods_category 'Crypto'",
+        _unknown_category,
         anomalies=(("goods_category", "unknown_category"),),
     ),
     PoisonKind("null_key", SCORED, "a valid event with no message key", _null_key),
-)  # fmt: skip
+)
 CATALOGUE: dict[str, PoisonKind] = {kind.name: kind for kind in _KINDS}
 DEAD_LETTER_REASONS = frozenset(kind.outcome for kind in _KINDS if not kind.scored)
 

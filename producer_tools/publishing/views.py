@@ -116,8 +116,10 @@ def _reasons(reasons: list[dict[str, Any]]) -> str:
 def _offer(offer: dict[str, Any]) -> str:
     if offer["monthly_payment"] is None:
         return f"{offer['rank']}. {offer['bank']} (requested loan, unpriced)"
-    return (f"{offer['rank']}. {offer['bank']} {offer['product']} {offer['monthly_payment']:,.2f}/month "
-            f"at {100 * offer['annual_rate']:.1f}%")  # fmt: skip
+    return (
+        f"{offer['rank']}. {offer['bank']} {offer['product']} {offer['monthly_payment']:,.2f}/month "
+        f"at {100 * offer['annual_rate']:.1f}%"
+    )
 
 
 def dead_letter_row(view: dict[str, Any]) -> str:

@@ -24,26 +24,36 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from producer_tools.servers.kafka_jars import LOG4J_CONFIG, kafka_libs
-from producer_tools.servers.process import HOST, BrokerError, ServerProcess, accepts_connections, free_port
+from producer_tools.servers.process import (
+    HOST,
+    BrokerError,
+    LocalServer,
+    ServerProcess,
+    accepts_connections,
+    free_port,
+)
 
 if TYPE_CHECKING:  # its certificates need the `cryptography` package, which only a secured broker needs
     from producer_tools.servers.kafka_security import KafkaSecurity
 
 KAFKA_VERSION = "4.1.1"  # the version pinned in producer_tools/servers/jvm/pom.xml
 # What Kafka's own kafka-run-class.sh passes, and an exit (not a limp) on running out of heap.
-_JVM_FLAGS = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-              "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError",
-              "-Djava.awt.headless=true"]  # fmt: skip
+_JVM_FLAGS = [
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+]
 
 
 @dataclass
@@ -90,11 +100,13 @@ def node_settings(node: KafkaNode, voters: str, replication: int) -> dict[str, s
     }
 
 
-class ApacheKafka:
+class ApacheKafka(LocalServer):
     """A local Apache Kafka of ``nodes`` brokers (1 or 3); a context manager that stops it on exit."""
 
     kind = "kafka"
     version = KAFKA_VERSION
+    name = "Apache Kafka"
+    stop_timeout = 20.0
 
     def __init__(
         self,
@@ -112,7 +124,6 @@ class ApacheKafka:
         self._heap = heap or ("1g" if nodes == 1 else "512m")
         self._folder: Path | None = None
         self._nodes: list[KafkaNode] = []
-        self._paused: set[int] = set()
 
     @property
     def nodes(self) -> list[KafkaNode]:
@@ -122,16 +133,21 @@ class ApacheKafka:
     def bootstrap_servers(self) -> str:
         """Every node's ``127.0.0.1:PORT``, comma-separated. Raises BrokerError if not started."""
         if not self._nodes:
-            raise BrokerError("Apache Kafka is not running: call start() or use it as a context manager")
+            raise BrokerError(f"{self.name} is not running: call start() or use it as a context manager")
         return ",".join(node.address for node in self._nodes)
 
     @property
     def settings(self) -> dict[str, str]:
         """The settings that matter for a reader of test and benchmark figures."""
         replication = "1" if self._size == 1 else "3"
-        return {"nodes": str(self._size), "mode": "KRaft combined", "replication.factor": replication,
-                "min.insync.replicas": str(min(2, self._size)), "heap": self._heap,
-                "listener": "SASL_SSL (SCRAM-SHA-512), ACLs" if self.security else "PLAINTEXT"}  # fmt: skip
+        return {
+            "nodes": str(self._size),
+            "mode": "KRaft combined",
+            "replication.factor": replication,
+            "min.insync.replicas": str(min(2, self._size)),
+            "heap": self._heap,
+            "listener": "SASL_SSL (SCRAM-SHA-512), ACLs" if self.security else "PLAINTEXT",
+        }
 
     def client_config(self, user: str = "admin", **overrides: Any) -> dict[str, Any]:
         """librdkafka properties of a client of this broker: the bootstrap servers and, when secured, TLS and
@@ -145,20 +161,16 @@ class ApacheKafka:
     def log_path(self) -> Path | None:
         return self._nodes[0].server.log_path if self._nodes else None
 
-    @property
-    def pid(self) -> int:
-        return self.node(1).server.pid
-
     def node(self, node_id: int) -> KafkaNode:
         for node in self._nodes:
             if node.node_id == node_id:
                 return node
         raise BrokerError(f"Apache Kafka has no node {node_id} (nodes: {[n.node_id for n in self._nodes]})")
 
-    def is_running(self) -> bool:
-        return bool(self._nodes) and all(node.server.is_running() for node in self._nodes)
+    def processes(self) -> list[ServerProcess]:
+        return [node.server for node in self._nodes]
 
-    def start(self) -> ApacheKafka:
+    def start(self) -> Self:
         """Resolve the jars, format every node's storage, start the JVMs and wait until the cluster is ready.
 
         Raises:
@@ -185,32 +197,6 @@ class ApacheKafka:
             raise
         return self
 
-    def pause(self, node_id: int | None = None) -> None:
-        """Freeze one node (or all, by default) with SIGSTOP: connections stay open, nothing answers."""
-        for node in self._chosen(node_id):
-            node.server.pause()
-            self._paused.add(node.node_id)
-
-    def resume(self, node_id: int | None = None) -> None:
-        """Thaw paused nodes (SIGCONT)."""
-        for node in self._chosen(node_id):
-            node.server.resume()
-            self._paused.discard(node.node_id)
-
-    @contextlib.contextmanager
-    def paused(self, node_id: int | None = None) -> Iterator[None]:
-        """Pause for the duration of the block and resume even if the block raises."""
-        self.pause(node_id)
-        try:
-            yield
-        finally:
-            self.resume(node_id)
-
-    def kill(self, node_id: int) -> None:
-        """kill -9 one node; its data folder stays for :meth:`restart`."""
-        self.node(node_id).server.kill()
-        self._paused.discard(node_id)
-
     def restart(self, node_id: int, *, graceful: bool = False) -> None:
         """Start a stopped or killed node again (``graceful``: SIGTERM it first) and wait until it rejoins."""
         node = self.node(node_id)
@@ -229,33 +215,17 @@ class ApacheKafka:
                 counts[partition.leader] += 1
         return counts
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """Stop every node (SIGTERM, SIGKILL after ``timeout``) and remove the data and logs. Idempotent.
-
-        Every node is asked at once: one by one, the last would wait for a quorum that has already left."""
-        for node in self._nodes:
-            node.server.request_stop()
-        for node in self._nodes:
-            node.server.stop(timeout)
+    def _stopped(self) -> None:
+        """Forget the nodes and remove their data and logs."""
         self._nodes = []
-        self._paused.clear()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
 
-    def log_tail(self) -> str:
-        return self._nodes[0].server.log_tail() if self._nodes else ""
-
-    def __enter__(self) -> ApacheKafka:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _chosen(self, node_id: int | None) -> list[KafkaNode]:
-        return list(self._nodes) if node_id is None else [self.node(node_id)]
+    def _chosen(self, node_id: int | None) -> list[ServerProcess]:
+        if node_id is None:
+            return super()._chosen(None)
+        return [self.node(node_id).server]
 
     def _plan(self, libs: Path) -> list[KafkaNode]:
         assert self._folder is not None
@@ -263,9 +233,17 @@ class ApacheKafka:
         for node_id in range(1, self._size + 1):
             folder = self._folder / f"node-{node_id}"
             folder.mkdir()
-            command = ["java", "-Xms256m", f"-Xmx{self._heap}", *_JVM_FLAGS,
-                       f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", f"{libs}/*",
-                       "kafka.Kafka", str(folder / "server.properties")]  # fmt: skip
+            command = [
+                "java",
+                "-Xms256m",
+                f"-Xmx{self._heap}",
+                *_JVM_FLAGS,
+                f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+                "-cp",
+                f"{libs}/*",
+                "kafka.Kafka",
+                str(folder / "server.properties"),
+            ]
             server = ServerProcess(f"Apache Kafka node {node_id}", command, folder / "kafka.log")
             nodes.append(KafkaNode(node_id, free_port(), free_port(), folder, server))
         voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in nodes)
@@ -282,9 +260,19 @@ class ApacheKafka:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         runs = []
         for node in self._nodes:
-            command = ["java", "-Xmx256m", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", f"{libs}/*",
-                       "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
-                       str(node.folder / "server.properties")]  # fmt: skip
+            command = [
+                "java",
+                "-Xmx256m",
+                f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+                "-cp",
+                f"{libs}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(node.folder / "server.properties"),
+            ]
             if self.security is not None:
                 command += self.security.scram_arguments()
             runs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))

@@ -25,10 +25,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from producer_tools.servers.kafka_jars import cache_root
-from producer_tools.servers.process import HOST, BrokerError, ServerProcess, free_port
+from producer_tools.servers.process import HOST, BrokerError, LocalServer, ServerProcess, free_port
 
 APICURIO_VERSION = "3.3.3"
 ARTIFACT = f"io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all"
@@ -57,8 +57,7 @@ def registry_home(cache: Path | None = None) -> Path:
     home.mkdir(parents=True)
     command = ["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}", f"-DoutputDirectory={home}"]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=_MAVEN_TIMEOUT_S, check=False,
-                              cwd=home)  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=_MAVEN_TIMEOUT_S, check=False, cwd=home)
     except subprocess.TimeoutExpired as exc:
         raise BrokerError(f"Maven did not fetch Apicurio Registry within {_MAVEN_TIMEOUT_S}s") from exc
     archives = list(home.glob("apicurio-registry-app-*.tar.gz"))
@@ -111,9 +110,11 @@ def registry_java(environ: Mapping[str, str] | None = None) -> str:
         if major is not None and major >= MIN_JAVA:
             return java
         seen.append(f"{java} ({f'Java {major}' if major else 'does not run'})")
-    raise BrokerError(f"Apicurio Registry {APICURIO_VERSION} needs Java {MIN_JAVA} or newer; found "
-                      f"{', '.join(seen) or 'no java'}. Install a JDK {MIN_JAVA}+ or point {JAVA_ENV} at its "
-                      "java")  # fmt: skip
+    raise BrokerError(
+        f"Apicurio Registry {APICURIO_VERSION} needs Java {MIN_JAVA} or newer; found "
+        f"{', '.join(seen) or 'no java'}. Install a JDK {MIN_JAVA}+ or point {JAVA_ENV} at its "
+        "java"
+    )
 
 
 def registry_unavailable_reason() -> str | None:
@@ -139,7 +140,7 @@ def answers(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-class ApicurioRegistry:
+class ApicurioRegistry(LocalServer):
     """An Apicurio Registry process on loopback; a context manager that stops it on exit.
 
     Nothing starts in ``__init__``. :meth:`start` (or ``with``) launches it and waits until the ccompat API
@@ -148,6 +149,7 @@ class ApicurioRegistry:
 
     kind = "apicurio"
     version = APICURIO_VERSION
+    name = "the registry"
 
     def __init__(self, port: int | None = None, *, data_dir: Path | None = None, heap: str = "384m") -> None:
         self._port = port
@@ -172,10 +174,10 @@ class ApicurioRegistry:
     def log_path(self) -> Path:
         return self._dir / "registry.log"
 
-    def is_running(self) -> bool:
-        return self._server is not None and self._server.is_running()
+    def processes(self) -> list[ServerProcess]:
+        return [] if self._server is None else [self._server]
 
-    def start(self, timeout: float = _START_TIMEOUT_S) -> ApicurioRegistry:
+    def start(self, timeout: float = _START_TIMEOUT_S) -> Self:
         """Start (or start again after :meth:`kill`) and wait until the API answers.
 
         Raises:
@@ -187,12 +189,21 @@ class ApicurioRegistry:
         app, java = registry_home(), registry_java()
         self._port = self._port or free_port()
         management = free_port()
-        command = [java, f"-Xmx{self._heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                   f"-Dquarkus.http.host={HOST}", f"-Dquarkus.http.port={self._port}",
-                   f"-Dquarkus.management.host={HOST}", f"-Dquarkus.management.port={management}",
-                   f"-Dapicurio.datasource.url=jdbc:h2:file:{self._dir / 'h2' / 'registry'}",
-                   "-Dapicurio.datasource.jdbc.initial-size=2", "-Dapicurio.datasource.jdbc.min-size=2",
-                   "-jar", str(app / "quarkus-run.jar")]  # fmt: skip
+        command = [
+            java,
+            f"-Xmx{self._heap}",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dquarkus.http.host={HOST}",
+            f"-Dquarkus.http.port={self._port}",
+            f"-Dquarkus.management.host={HOST}",
+            f"-Dquarkus.management.port={management}",
+            f"-Dapicurio.datasource.url=jdbc:h2:file:{self._dir / 'h2' / 'registry'}",
+            "-Dapicurio.datasource.jdbc.initial-size=2",
+            "-Dapicurio.datasource.jdbc.min-size=2",
+            "-jar",
+            str(app / "quarkus-run.jar"),
+        ]
         self._server = ServerProcess(f"Apicurio Registry {APICURIO_VERSION}", command, self.log_path)
         started = time.monotonic()
         self._server.start()
@@ -200,29 +211,8 @@ class ApicurioRegistry:
         self.start_seconds = time.monotonic() - started
         return self
 
-    def kill(self) -> None:
-        """kill -9: requests fail with connection refused until :meth:`start` again."""
-        self._running().kill()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._server is not None:
-            self._server.stop(timeout)
-            self._server = None
+    def _stopped(self) -> None:
+        """Forget the process and remove the data folder the registry was given none of."""
+        self._server = None
         if self._own_dir:
             shutil.rmtree(self._dir, ignore_errors=True)
-
-    def log_tail(self) -> str:
-        return self._server.log_tail() if self._server else ""
-
-    def __enter__(self) -> ApicurioRegistry:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _running(self) -> ServerProcess:
-        if self._server is None or not self._server.is_running():
-            raise BrokerError("the registry is not running")
-        return self._server

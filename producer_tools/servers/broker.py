@@ -23,9 +23,24 @@ from producer_tools.servers.kafka_jars import kafka_unavailable_reason
 from producer_tools.servers.process import BrokerError, free_port, port_is_free
 from producer_tools.servers.tansu import INSTALL_HINT, TansuBroker, answers_metadata
 
-__all__ = ["BOOTSTRAP_ENV", "BROKER_ENV", "INSTALL_HINT", "ApacheKafka", "Broker", "BrokerError", "BrokerKind",
-           "ExternalBroker", "LocalBroker", "TansuBroker", "answers_metadata", "broker_from_env", "free_port",
-           "kafka_unavailable_reason", "port_is_free", "resolve_kind"]  # fmt: skip
+__all__ = [
+    "BOOTSTRAP_ENV",
+    "BROKER_ENV",
+    "INSTALL_HINT",
+    "ApacheKafka",
+    "Broker",
+    "BrokerError",
+    "BrokerKind",
+    "ExternalBroker",
+    "LocalBroker",
+    "TansuBroker",
+    "answers_metadata",
+    "broker_from_env",
+    "free_port",
+    "kafka_unavailable_reason",
+    "port_is_free",
+    "resolve_kind",
+]
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 BROKER_ENV = "CRM_BROKER"

