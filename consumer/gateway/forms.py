@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from consumer.core.dedup import ACTIVITY_FIELDS, APPLICANT_FIELDS, application_hash
+from consumer.gateway.examples import PRESCORING_FORM
 
 MAX_TEXT = 200  # characters of any free-text or category field
 _INT32 = {"ge": -(2**31), "le": 2**31 - 1}  # the event's Avro int
@@ -32,26 +33,7 @@ class FeaturesStructure(BaseModel):
 
     model_config = ConfigDict(
         extra="ignore",  # as the earlier service: clients that send more columns keep working
-        json_schema_extra={
-            "example": {
-                "birthdate": "1988-07-21 00:00:00.0000000",
-                "education": "Высшее - специалист",
-                "employment_status": "Работаю по найму полный рабочий день/служу",
-                "value": "9 - 10 лет",
-                "jobstartdate": "2013-09-01 00:00:00.0000000",
-                "position": "начальник п",
-                "monthprofit": 180000.0,
-                "monthexpense": 100000.0,
-                "gender": 0,
-                "family_status": "Никогда в браке не состоял(а)",
-                "childcount": 0,
-                "snils": 0,
-                "merch_code": 77,
-                "loan_amount": 137000.0,
-                "loan_term": 18.0,
-                "goods_category": "Furniture",
-            }
-        },
+        json_schema_extra={"examples": [PRESCORING_FORM]},
     )
 
     birthdate: Annotated[str | None, Field(None, max_length=40, description="YYYY-MM-DD[ time]")]

@@ -16,11 +16,9 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-log = logging.getLogger(__name__)
+from consumer.connection import KafkaConnection
 
-# The scorer's producers may be transactional (exactly_once); the gateway's is idempotent only: one event per
-# upload, acknowledged by every in-sync replica.
-_TRANSACTIONAL = ("transactional.id", "transaction.timeout.ms")
+log = logging.getLogger(__name__)
 
 
 class EventPublisher(Protocol):
@@ -33,11 +31,17 @@ class EventPublisher(Protocol):
     def close(self) -> None: ...
 
 
-def producer_config(scorer_conf: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """The scorer's producer properties (broker, credentials, TLS) for one non-transactional producer."""
-    conf = {key: value for key, value in scorer_conf.items() if key not in _TRANSACTIONAL}
-    timeout_ms = int(timeout_s * 1000)
-    return conf | {"delivery.timeout.ms": timeout_ms, "client.id": f"{conf.get('client.id', 'crm')}-gateway"}
+def producer_config(connection: KafkaConnection, timeout_s: float) -> dict[str, Any]:
+    """The shared connection (broker, credentials, TLS) for the gateway's one idempotent producer: acks=all,
+    and a message timeout of ``timeout_s``, after which the delivery report is a failure."""
+    client_id = f"{connection.client_id or 'crm-scorer'}-gateway"
+    owned = {
+        "client.id": ("kafka.client_id", client_id),
+        "enable.idempotence": ("the gateway's delivery", True),
+        "acks": ("the gateway's delivery", "all"),
+        "delivery.timeout.ms": ("publish_timeout_s", int(timeout_s * 1000)),
+    }
+    return connection.librdkafka({"linger.ms": 1, "reconnect.backoff.max.ms": 10_000}, owned=owned)
 
 
 class KafkaPublisher:

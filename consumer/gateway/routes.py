@@ -14,10 +14,11 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from consumer.core.validation import SAFE_ID
 from consumer.gateway.activity import ActivityPayload, activity_fields
+from consumer.gateway.examples import LEAD_REQUEST
 from consumer.gateway.forms import FeaturesStructure, application_event, empty_activity, empty_applicant
 from consumer.gateway.lead import LeadScorer
 from consumer.gateway.middleware import GatewayMetrics
@@ -76,6 +77,8 @@ class PredictAnswer(BaseModel):
 
 
 class PredictRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [LEAD_REQUEST]})
+
     lead_id: str = Field(max_length=64, pattern=f"^{SAFE_ID.pattern}$", description="1-64 of [A-Za-z0-9._:-]")
     payload: ActivityPayload
 

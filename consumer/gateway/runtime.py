@@ -1,8 +1,9 @@
 """Assembling the gateway from the scorer's settings and its own, and serving it with uvicorn.
 
 The broker, credentials, topics and models are the scorer's (``consumer.settings.Settings``): the producer and
-the view's consumer take the scorer's librdkafka properties, and the lead scorer is the stream's engine
-(``consumer.service``) on the same verified model set. Nothing here connects before ``serve`` starts.
+the view's consumer connect with its shared connection model (``consumer.connection.KafkaConnection``), and
+the lead scorer is the stream's engine (``consumer.service``) on the same verified model set. Nothing here
+connects before ``serve`` starts.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def build_gateway(scorer: Settings, settings: GatewaySettings, registry: Collect
     results = ResultDecoder(catalog, registry_source(scorer))
     leads = LeadScorer(build_offline_engine(scorer), encode, ResultDecoder(catalog).decode)
     publisher = KafkaPublisher(
-        producer_config(scorer.librdkafka("producer"), settings.publish_timeout_s),
+        producer_config(scorer.kafka, settings.publish_timeout_s),
         scorer.topics.input,
         settings.readiness_interval_s,
     )
@@ -99,7 +100,7 @@ def build_gateway(scorer: Settings, settings: GatewaySettings, registry: Collect
         metrics.view_records.labels("skipped").inc(skipped)
 
     def start_view(store: TaskStore) -> None:
-        conf = view_consumer_config(scorer.librdkafka("consumer"), settings.view_group_id)
+        conf = view_consumer_config(scorer.kafka, settings.view_group_id)
         slot.view = ScoresView(conf, (scorer.topics.output, scorer.topics.dlq), store, results.decode, count)
         slot.view.start()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
+from consumer.connection import KafkaConnection
 from consumer.gateway.results import dead_letter_record, result_record, task_of_key
 from consumer.gateway.store import TaskStore, ViewBatch
 from schemas.dead_letter import DeadLetterInfo
@@ -24,15 +25,18 @@ log = logging.getLogger(__name__)
 BATCH = 500
 
 
-def view_consumer_config(scorer_conf: dict[str, Any], group_id: str) -> dict[str, Any]:
-    """The scorer's consumer properties (broker, credentials, TLS), for a consumer that commits nothing."""
-    return scorer_conf | {
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",  # an aborted exactly_once transaction's results were never scores
+def view_consumer_config(connection: KafkaConnection, group_id: str) -> dict[str, Any]:
+    """The shared connection (broker, credentials, TLS), for a consumer that assigns itself and commits nothing."""
+    owned = {
+        "client.id": ("kafka.client_id", f"{connection.client_id or 'crm-scorer'}-gateway-view"),
+        "group.id": ("view_group_id", group_id),
+        "enable.auto.commit": ("the view's offsets are in its store", False),
+        "enable.auto.offset.store": ("the view's offsets are in its store", False),
+        "auto.offset.reset": ("a view with no offsets reads the topics whole", "earliest"),
+        # an aborted exactly_once transaction's results were never scores
+        "isolation.level": ("the scorer's exactly_once", "read_committed"),
     }
+    return connection.librdkafka({"fetch.wait.max.ms": 10, "reconnect.backoff.max.ms": 10_000}, owned=owned)
 
 
 class ScoresView:

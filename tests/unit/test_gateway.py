@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from consumer.core.dedup import APPLICANT_FIELDS, application_hash
 from consumer.gateway.activity import ONE_HOT_ACTIVITY, ActivityPayload
 from consumer.gateway.app import create_app
+from consumer.gateway.examples import LEAD_REQUEST, PRESCORING_FORM
 from consumer.gateway.forms import FeaturesStructure
 from consumer.gateway.lead import LeadScorer
 from consumer.gateway.middleware import GatewayMetrics
@@ -32,46 +33,8 @@ from models.artifacts import ModelSet
 from schemas import EventDecoder, ResultDecoder, SingleObjectEncoder, load_catalog
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
-# The pre-scoring service's own example (its documentation, section 1).
-FORM: dict[str, Any] = {
-    "birthdate": "1988-07-21 00:00:00.0000000",
-    "education": "Высшее - специалист",
-    "employment_status": "Работаю по найму полный рабочий день\\/служу",
-    "value": "9 - 10 лет",
-    "jobstartdate": "2013-09-01 00:00:00.0000000",
-    "position": "начальник п",
-    "monthprofit": 180000.0,
-    "monthexpense": 100000.0,
-    "gender": 0,
-    "family_status": "Никогда в браке не состоял(а)",
-    "childcount": 0,
-    "snils": 0,
-    "merch_code": 77,
-    "loan_amount": 137000.0,
-    "loan_term": 18.0,
-    "goods_category": "Furniture",
-}
-# The lead-scoring service's own example request.
-LEAD: dict[str, Any] = {
-    "lead_id": "7927b2df-8bba-4d29-b9a2-b6e0beafe620",
-    "payload": {
-        "total_time_spent_on_website": 869.0,
-        "last_notable_activity_sms_sent": 1.0,
-        "lead_origin_lead_add_form": 0.0,
-        "what_matters_most_to_you_in_choosing_a_course_better_career_prospects": 0.0,
-        "occupation_working_professional": 0.0,
-        "what_matters_most_to_you_in_choosing_a_course_unknown": 1.0,
-        "total_visits": 9.0,
-        "last_activity_sms_sent": 1.0,
-        "page_views_per_visit": 4.5,
-        "last_activity_email_opened": 0.0,
-        "last_notable_activity_modified": 0.0,
-        "do_not_email": 0.0,
-        "specialization_unknown": 0.0,
-        "lead_source_olark_chat": 0.0,
-        "lead_source_direct_traffic": 0.0,
-    },
-}
+FORM = PRESCORING_FORM
+LEAD = LEAD_REQUEST
 KEY = "s3cret-key"
 
 
