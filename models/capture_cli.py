@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, config: ModelsConfig, out_given: bool, log: Any) -> int:
+def run(args: argparse.Namespace, config: ModelsConfig, log: Any) -> int:
     """Train from ``args.from_capture``; 0 on success, 2 with one line on stderr when the input is bad."""
     try:
         since = _since(args.since)
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, config: ModelsConfig, out_given: bool, log: An
             version = _into_store(rows, config, parent, plan, log)
             print(f"model set {version} added to the store {config.store_dir} (parent {parent.name})")
             return 0
-        if not out_given or Path(args.out).resolve() == parent.resolve():
+        if args.out is None or Path(args.out).resolve() == parent.resolve():
             raise CaptureError("--out DIR: a new directory for the set (not the parent's, which it is built from)")
         manifest = _trained(rows, config, parent, Path(args.out), plan, log)
     except (CaptureError, ArtifactError) as exc:

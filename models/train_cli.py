@@ -3,6 +3,7 @@
 The synthetic world lives in ``producer_tools``, which ``models`` must not import; the console script
 (``producer_tools.commands.train_cmd``) passes its generator in as ``synthetic``. ``--data FILE.jsonl`` trains on a file
 whose lines carry ``truth`` as ``crm-producer generate --labels`` writes it.
+``--from-capture DIR`` trains on the monitor's capture, each model on its own rows (``models.capture_cli``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from models import capture_cli
 from models.artifacts import load_models
 from models.config import DEFAULT_ARTIFACTS_DIR, ModelsConfig
 from models.config_file import config_file, read_config_file
@@ -123,20 +125,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", type=Path, default=None, help="scorer.yaml (default: the project's configs/scorer.yaml)"
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_ARTIFACTS_DIR)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where the set is written (default: models/artifacts; a new directory with --from-capture)",
+    )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--eval-count", type=int, default=50_000, help="fresh synthetic events to evaluate on")
     parser.add_argument("--eval-seed", type=int, default=2027)
     parser.add_argument("--evaluate", action="store_true", help="only evaluate the artifacts in --out")
+    capture_cli.add_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None, synthetic: SyntheticSource | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = models_config(args.config, args.out)
+        config = models_config(args.config, None if args.from_capture else (args.out or DEFAULT_ARTIFACTS_DIR))
     except ConfigError as exc:
         raise SystemExit(f"crm-train: {exc}") from exc
+    if args.from_capture:
+        return capture_cli.run(args, config, _log)
+    if args.bank or args.since or args.warm_start:
+        raise SystemExit("crm-train: --bank, --since and --warm-start go with --from-capture")
     fresh = None
     if synthetic is not None and args.eval_count > 0:
         _log(f"generating {args.eval_count} fresh evaluation events (seed {args.eval_seed})")

@@ -25,6 +25,7 @@ _COMMAND_MODULES = [
     "producer_tools.commands.demo_cmd",
     "producer_tools.commands.stack_cmd",
     "producer_tools.commands.rebalance_probe_cmd",
+    "producer_tools.commands.selection_report_cmd",
 ]
 
 

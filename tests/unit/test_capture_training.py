@@ -9,6 +9,8 @@ import pytest
 
 from consumer.monitor.capture import Capture
 from consumer.monitor.join import JoinedRow
+from models import train_cli
+from models.artifacts import load_models
 from models.capture_rows import read_capture
 from models.capture_training import CaptureTraining, selected, train_from_capture
 from models.config import DEFAULT_ARTIFACTS_DIR, ModelsConfig
@@ -156,3 +158,51 @@ def test_a_bank_without_rows_writes_nothing(capture: Path, tmp_path: Path) -> No
         )
 
     assert not out.exists()
+
+
+def test_crm_train_from_capture_names_a_bank_without_rows_in_one_line(
+    capture: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "set"
+
+    code = train_cli.main(["--from-capture", str(capture), "--bank", "bank_a", "--out", str(out)])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1] == ("crm-train: the capture holds no rows for bank_a (models with rows: bank_b, bank_c, lead)")
+    assert not out.exists()
+
+
+def test_crm_train_from_capture_names_a_corrupt_file_and_writes_nothing(
+    tmp_path: Path, world: tuple[list[JoinedRow], dict[str, bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(tmp_path / "capture", *world)
+    bad = tmp_path / "capture" / "date=2026-03-02" / "part-torn.parquet"
+    bad.write_bytes(b"\x00" * 64)
+
+    code = train_cli.main(
+        ["--from-capture", str(tmp_path / "capture"), "--bank", "bank_c", "--out", str(tmp_path / "set")]
+    )
+
+    assert code == 2
+    assert "date=2026-03-02/part-torn.parquet is not readable Parquet" in capsys.readouterr().err
+    assert not (tmp_path / "set").exists()
+
+
+def test_crm_train_from_capture_writes_a_set_that_loads(
+    capture: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "set"
+
+    code = train_cli.main(
+        ["--from-capture", str(capture), "--bank", "bank_c", "--out", str(out), "--folds", "3", "--warm-start"]
+    )
+
+    assert code == 0
+    loaded = load_models(ModelsConfig(), out)
+    assert loaded.manifest.lineage is not None
+    assert loaded.manifest.lineage["warm_start"] is True
+    assert f"model set {loaded.version} written to {out}" in capsys.readouterr().out
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "- routing rule(s) that selected the labels: top2-approved.v1" in card
+    assert "| bank_a | kept from the parent |" in card
