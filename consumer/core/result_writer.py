@@ -76,6 +76,28 @@ def _table(values: Sequence[bytes]) -> np.ndarray:
     return out
 
 
+def _packed_scores(banks: int, products: int) -> np.dtype:
+    """One row's scores as a fixed-size record, as ``pack`` / ``unpack`` keep them in the cache of recent
+    applications: every bank's and the lead's reasons, the ranked offers and their payments."""
+    explained = banks + 1  # every bank and the lead
+    return np.dtype(
+        [
+            ("bank_p", "<f8", (banks,)),
+            ("approved", "?", (banks,)),
+            ("lead_p", "<f8"),
+            ("best", "<i2"),
+            ("explained", "<i2"),
+            ("feature", "<i2", (explained, MAX_REASONS)),
+            ("value", "<f4", (explained, MAX_REASONS)),
+            ("missing", "?", (explained, MAX_REASONS)),
+            ("up", "?", (explained,)),
+            ("order", "<i2", (products,)),
+            ("count", "<i2"),
+            ("payment", "<f8", (products,)),
+        ]
+    )
+
+
 def _counts(limit: int) -> np.ndarray:
     """An array's block count for 0..limit items; nothing for 0 (the array is then its end marker alone)."""
     return _table([b""] + [zigzag_varint(c) for c in range(1, limit + 1)])[:-1]
@@ -163,23 +185,7 @@ class ResultWriter:
         self._ranks = _table([zigzag_varint(rank) for rank in range(1, len(products) + 1)])
         self._offer_counts = _counts(len(products))
         self._tail = avro_string(config_hash)
-        models_explained, width = len(banks) + 1, len(products)
-        self._packed = np.dtype(
-            [
-                ("bank_p", "<f8", (len(banks),)),
-                ("approved", "?", (len(banks),)),
-                ("lead_p", "<f8"),
-                ("best", "<i2"),
-                ("explained", "<i2"),
-                ("feature", "<i2", (models_explained, MAX_REASONS)),
-                ("value", "<f4", (models_explained, MAX_REASONS)),
-                ("missing", "?", (models_explained, MAX_REASONS)),
-                ("up", "?", (models_explained,)),
-                ("order", "<i2", (width,)),
-                ("count", "<i2"),
-                ("payment", "<f8", (width,)),
-            ]
-        )
+        self._packed = _packed_scores(len(banks), len(products))
 
     def blocks(self, columns: ScoreColumns) -> list[bytes]:
         """The scores part of each row's result: lead, banks, best offer, offers, reasons and config hash."""
