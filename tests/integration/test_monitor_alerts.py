@@ -36,7 +36,7 @@ def monitor_port(tmp_path: Path) -> Iterator[int]:
     server.server_close()
 
 
-def test_prometheus_fires_concept_drift_for_the_changed_bank_only(
+def test_prometheus_fires_concept_drift_and_the_retraining_trigger_for_the_changed_bank_only(
     monitor_port: int, start_prometheus: Callable[[int], Prometheus]
 ) -> None:
     prometheus = start_prometheus(monitor_port)
@@ -50,7 +50,11 @@ def test_prometheus_fires_concept_drift_for_the_changed_bank_only(
 
     wait_until(lambda: ("bank_c", "firing") in named("ConceptDriftDetected"), 30, "ConceptDriftDetected on bank_c")
     wait_until(lambda: ("bank_c", "pending") in named("CalibrationOff"), 15, "CalibrationOff pending on bank_c")
+    wait_until(lambda: ("bank_c", "firing") in named("RetrainRecommended"), 15, "RetrainRecommended on bank_c")
     assert named("ConceptDriftDetected") == {("bank_c", "firing")}
+    assert named("RetrainRecommended") == {("bank_c", "firing")}
+    (retrain,) = [a for a in active() if a["labels"]["alertname"] == "RetrainRecommended"]
+    assert "crm-train --from-capture CAPTURE_DIR --bank bank_c" in retrain["annotations"]["description"]
     assert {model for model, _ in named("CalibrationOff")} == {"bank_c"}
     assert named("OutcomesStoppedArriving") == set() and named("JoinCoverageLow") == set()
     rules = [r for g in prometheus.api("rules")["data"]["groups"] for r in g["rules"]]
