@@ -13,10 +13,10 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import is_tansu
+from tests.integration.faults.producing import Feeder
 from tests.integration.faults.support import (
     INPUT_PARTITIONS,
     Expected,
-    Feeder,
     committed_total,
     conservation,
     count_topic,

@@ -8,14 +8,13 @@ fail the scenario; duplicates (at-least-once re-deliveries) are counted and boun
 from __future__ import annotations
 
 import collections
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from producer_tools.publishing.topics import scan_topic
 from producer_tools.world import generate
@@ -110,114 +109,6 @@ def stream_messages(total: int, seed: int, chunk: int = 50_000) -> Iterator[tupl
         done += n
 
 
-@dataclass
-class Delivered:
-    """Where each produced message landed: (partition, offset) -> its index in the produced sequence."""
-
-    positions: dict[tuple[int, int], int] = field(default_factory=dict)
-    failed: int = 0
-    acknowledged: int = 0
-
-    @property
-    def count(self) -> int:
-        return self.acknowledged
-
-
-def produce_tracked(
-    bootstrap: str,
-    topic: str,
-    items: Iterable[tuple[bytes | None, bytes | None]],
-    *,
-    rate: float = 0.0,
-    stop: threading.Event | None = None,
-    track: bool = True,
-) -> Delivered:
-    """Produce (key, value) pairs, at most ``rate`` per second (0: unpaced), recording where each landed
-    (``track``; otherwise only counting them).
-
-    Delivery must survive a paused broker, so the message timeout is longer than any outage a scenario makes.
-    """
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "linger.ms": 10,
-            "message.timeout.ms": 180_000,
-            "queue.buffering.max.messages": 200_000,
-        }
-    )
-    delivered = Delivered()
-
-    def on_delivery(index: int) -> Callable[[KafkaError | None, Message], None]:
-        def report(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                delivered.failed += 1
-                return
-            delivered.acknowledged += 1
-            if track:
-                delivered.positions[(msg.partition() or 0, msg.offset() or 0)] = index
-
-        return report
-
-    started = time.monotonic()
-    for index, (key, value) in enumerate(items):
-        if stop is not None and stop.is_set():
-            break
-        if rate and (ahead := index / rate - (time.monotonic() - started)) > 0:
-            producer.poll(ahead)
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=on_delivery(index))
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    producer.flush(200)
-    assert delivered.failed == 0, f"the test producer could not deliver {delivered.failed} message(s)"
-    return delivered
-
-
-class Feeder:
-    """``produce_tracked`` in a background thread, so a scenario can act while events flow."""
-
-    def __init__(
-        self,
-        bootstrap: str,
-        topic: str,
-        items: Iterable[tuple[bytes | None, bytes | None]],
-        rate: float = 0.0,
-        track: bool = True,
-    ) -> None:
-        self._stop = threading.Event()
-        self._result: Delivered | None = None
-        self._error: BaseException | None = None
-        args = (bootstrap, topic, items, rate, track)
-        self._thread = threading.Thread(target=self._run, args=args, daemon=True)
-
-    def _run(
-        self, bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]], rate: float, track: bool
-    ) -> None:
-        try:
-            self._result = produce_tracked(bootstrap, topic, items, rate=rate, stop=self._stop, track=track)
-        except BaseException as exc:  # re-raised in join(), in the test's thread
-            self._error = exc
-
-    def __enter__(self) -> Feeder:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(60)
-
-    def join(self, timeout: float = 300.0) -> Delivered:
-        self._thread.join(timeout)
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None, f"the feeder did not finish within {timeout} s"
-        return self._result
-
-
 def scan(bootstrap: str, topic: str, handle: Callable[[Message], None], idle: float = 1.5) -> None:
     """Call ``handle`` on every message of ``topic`` from the beginning, until every partition is at its end."""
     scan_topic(bootstrap, topic, handle, timeout=600.0, idle=idle)
@@ -305,6 +196,12 @@ def conservation(
     assert row.lost == 0, (
         f"{scenario}: lost {sorted(missing_scores)[:5]} and dead letters at {sorted(missing_dead)[:5]}"
     )
+    _assert_nothing_stray(scenario, expected, outcomes)
+    return row
+
+
+def _assert_nothing_stray(scenario: str, expected: Expected, outcomes: Outcomes) -> None:
+    """No result or dead letter that was not expected, and every dead letter with its expected reason."""
     stray = outcomes.scored.keys() - expected.scored
     assert not stray, f"{scenario}: results for events nobody produced (or that should be dead letters): {stray}"
     stray_dead = outcomes.dead.keys() - expected.dead.keys()
@@ -315,7 +212,6 @@ def conservation(
         if outcomes.reasons[pos].reason != want
     }
     assert not wrong, f"{scenario}: dead letters with the wrong reason (expected, got): {wrong}"
-    return row
 
 
 def telemetry_url(scorer: ScorerProcess, timeout: float = 30.0) -> str:

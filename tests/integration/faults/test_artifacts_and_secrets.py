@@ -22,6 +22,7 @@ from models.config import DEFAULT_ARTIFACTS_DIR
 from producer_tools.publishing.topics import read_all
 from producer_tools.world import generate
 from schemas import ResultDecoder
+from tests.integration.faults.producing import produce_tracked
 from tests.integration.faults.support import (
     Expected,
     Row,
@@ -29,7 +30,6 @@ from tests.integration.faults.support import (
     conservation,
     http_get,
     pairs,
-    produce_tracked,
     read_outcomes,
     record,
     telemetry_url,

@@ -20,12 +20,12 @@ from producer_tools.publishing.poison import poison_kinds
 from producer_tools.world import generate
 from schemas import EventDecoder, load_catalog
 from schemas.errors import InvalidEventError
+from tests.integration.faults.producing import produce_tracked
 from tests.integration.faults.support import (
     Expected,
     committed_total,
     conservation,
     http_get,
-    produce_tracked,
     read_outcomes,
     telemetry_url,
     valid_messages,

@@ -12,15 +12,14 @@ from pathlib import Path
 import pytest
 
 from producer_tools.servers.broker import LocalBroker
+from tests.integration.faults.producing import Feeder, produce_tracked
 from tests.integration.faults.support import (
     Expected,
-    Feeder,
     committed_total,
     conservation,
     count_topic,
     http_get,
     pairs,
-    produce_tracked,
     read_outcomes,
     telemetry_url,
     valid_messages,

@@ -31,10 +31,10 @@ from confluent_kafka.admin import AdminClient
 
 from producer_tools.publishing.topics import ensure_topics
 from producer_tools.servers.apache_kafka import ApacheKafka
+from tests.integration.faults.producing import Feeder
 from tests.integration.faults.support import (
     INPUT_PARTITIONS,
     Expected,
-    Feeder,
     Row,
     committed_total,
     conservation,

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.integration.faults.producing import produce_tracked
 from tests.integration.faults.support import (
     Expected,
     committed_total,
     conservation,
     pairs,
-    produce_tracked,
     read_outcomes,
     valid_messages,
     wait_until,

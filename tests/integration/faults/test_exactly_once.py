@@ -17,14 +17,13 @@ from confluent_kafka import Producer
 
 from producer_tools.servers.broker import LocalBroker
 from tests.integration.conftest import is_tansu
+from tests.integration.faults.producing import Feeder, produce_tracked
 from tests.integration.faults.support import (
     Expected,
-    Feeder,
     committed_total,
     conservation,
     count_topic,
     pairs,
-    produce_tracked,
     read_outcomes,
     valid_messages,
     wait_until,

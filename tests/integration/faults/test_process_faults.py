@@ -14,15 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.integration.faults.processes import worker_pids
+from tests.integration.faults.producing import Feeder, produce_tracked
 from tests.integration.faults.support import (
     Expected,
-    Feeder,
     Row,
     committed_total,
     conservation,
     count_topic,
     pairs,
-    produce_tracked,
     read_outcomes,
     record,
     valid_messages,

@@ -22,14 +22,13 @@ from producer_tools.servers.apicurio import ApicurioRegistry
 from producer_tools.world import generate
 from schemas import ConfluentEncoder, load_catalog
 from schemas.registry import RegistrySchemaSource, value_subject
+from tests.integration.faults.producing import Feeder, produce_tracked
 from tests.integration.faults.support import (
     Expected,
-    Feeder,
     committed_total,
     conservation,
     count_topic,
     http_get,
-    produce_tracked,
     read_outcomes,
     telemetry_url,
     wait_until,

@@ -15,14 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.faults.processes import rss_bytes
-from tests.integration.faults.support import (
-    Expected,
-    committed_total,
-    conservation,
-    produce_tracked,
-    read_outcomes,
-    stream_messages,
-)
+from tests.integration.faults.producing import produce_tracked
+from tests.integration.faults.support import Expected, committed_total, conservation, read_outcomes, stream_messages
 from tests.integration.harness import Lanes, ScorerProcess
 
 pytestmark = [pytest.mark.faults, pytest.mark.soak, pytest.mark.timeout(1800)]
