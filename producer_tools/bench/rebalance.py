@@ -36,8 +36,8 @@ from confluent_kafka import KafkaException, Message
 from confluent_kafka.admin import AdminClient
 
 from producer_tools.bench.offer import live_stamped, offer
+from producer_tools.bench.phases import workload
 from producer_tools.bench.probe import Lanes, committed_total, group_reader
-from producer_tools.bench.run import workload
 from producer_tools.publishing.publisher import OutboundMessage
 from producer_tools.publishing.topics import ensure_topics, scan_topic
 from producer_tools.servers.broker import BrokerError

@@ -13,6 +13,10 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from producer_tools.bench.phases import BenchPlan
 
 QUICK_EVENTS = 10_000
 QUICK_LATENCY_S = 3.0
@@ -47,25 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from producer_tools.bench.report import machine, table
-    from producer_tools.bench.run import BenchPlan, plot_curve, run_bench, write_json
-    from producer_tools.servers.broker import (
-        BrokerError,
-        BrokerKind,
-        ExternalBroker,
-        broker_from_env,
-        kafka_unavailable_reason,
-    )
+    from producer_tools.bench.run import run_bench
+    from producer_tools.servers.broker import BrokerError, BrokerKind, ExternalBroker, broker_from_env
+    from producer_tools.servers.kafka_jars import kafka_unavailable_reason
 
-    plan = BenchPlan(
-        events=args.events or (QUICK_EVENTS if args.quick else 200_000),
-        partitions=args.partitions,
-        bad_ratio=args.bad_ratio,
-        seed=args.seed,
-        latency_seconds=args.latency_seconds or (QUICK_LATENCY_S if args.quick else 20.0),
-        soak_events=args.soak,
-        config=args.config,
-        curve=not args.quick,
-    )
     # the benchmarks are judged on Apache Kafka; Tansu only where it cannot start
     default: BrokerKind = "tansu" if kafka_unavailable_reason() else "kafka"
     broker = (
@@ -78,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
             say(f"broker {broker.kind} {broker.version} at {broker.bootstrap_servers} {broker.settings}")
-            data = run_bench(plan, broker.bootstrap_servers, workdir, say)
+            data = run_bench(_plan(args), broker.bootstrap_servers, workdir, say)
     except BrokerError as exc:
         print(f"crm-scorer bench: {exc}", file=sys.stderr)
         return 2
@@ -87,12 +76,34 @@ def run(args: argparse.Namespace) -> int:
     data["command"] = "crm-scorer " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "crm-scorer bench"
     print(table(data))
     if args.json_path is not None:
-        write_json(args.json_path, data)
-        if data.get("curve"):
-            png = args.json_path.with_suffix(".curve.png")
-            plotted = plot_curve(data["curve"], png)
-            print(f"latency curve: {png}" if plotted else "latency curve: no PNG (matplotlib is not installed)")
+        _write(args.json_path, data)
     return 0
+
+
+def _plan(args: argparse.Namespace) -> BenchPlan:
+    from producer_tools.bench.phases import BenchPlan
+
+    return BenchPlan(
+        events=args.events or (QUICK_EVENTS if args.quick else 200_000),
+        partitions=args.partitions,
+        bad_ratio=args.bad_ratio,
+        seed=args.seed,
+        latency_seconds=args.latency_seconds or (QUICK_LATENCY_S if args.quick else 20.0),
+        soak_events=args.soak,
+        config=args.config,
+        curve=not args.quick,
+    )
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    """The JSON report, and the latency curve's PNG beside it when there is a curve."""
+    from producer_tools.bench.report import plot_curve, write_json
+
+    write_json(path, data)
+    if data.get("curve"):
+        png = path.with_suffix(".curve.png")
+        plotted = plot_curve(data["curve"], png)
+        print(f"latency curve: {png}" if plotted else "latency curve: no PNG (matplotlib is not installed)")
 
 
 def say(text: str) -> None:

@@ -44,18 +44,7 @@ def run_outcomes_demo(args: argparse.Namespace) -> int:
         print(f"broker    {bootstrap}  ({broker.kind} {broker.version})", flush=True)
         ensure_topics(bootstrap, TOPICS)
         scorer = _service(["run", "--bootstrap-servers", bootstrap, "--metrics-port", "0"], {})
-        monitor = _service(
-            [
-                "monitor",
-                "--bootstrap-servers",
-                bootstrap,
-                "--store-path",
-                str(Path(store) / "state"),
-                "--metrics-port",
-                str(MONITOR_PORT),
-            ],
-            {"CRM_MONITOR_QUALITY__EVALUATE_EVERY_S": "1", "CRM_MONITOR_QUALITY__MIN_OUTCOMES": "50"},
-        )
+        monitor = _start_monitor(bootstrap, Path(store) / "state")
         print(f"monitor   http://127.0.0.1:{MONITOR_PORT}/metrics", flush=True)
         tally: list[OutcomeTally] = []
         stop = threading.Event()
@@ -79,6 +68,13 @@ def run_outcomes_demo(args: argparse.Namespace) -> int:
         _stop(scorer)
         print(f"monitor   {summary}", flush=True)
         return 0
+
+
+def _start_monitor(bootstrap: str, store_path: Path) -> subprocess.Popen[bytes]:
+    """``crm-scorer monitor`` evaluating every second from 50 outcomes on, so figures show within the demo."""
+    command = ["monitor", "--bootstrap-servers", bootstrap, "--store-path", str(store_path)]
+    env = {"CRM_MONITOR_QUALITY__EVALUATE_EVERY_S": "1", "CRM_MONITOR_QUALITY__MIN_OUTCOMES": "50"}
+    return _service([*command, "--metrics-port", str(MONITOR_PORT)], env)
 
 
 def _outcome_args(args: argparse.Namespace, bootstrap: str) -> argparse.Namespace:
