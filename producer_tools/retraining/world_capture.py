@@ -67,6 +67,30 @@ class _Feed:
             self.messages = []
 
 
+class _Answers:
+    """The world's outcomes of the scores, each released once the world's time passes its ``decided_at``."""
+
+    def __init__(self, seed: int, policy: PolicyChange | None, draws: OutcomeDraws) -> None:
+        catalog = load_catalog()
+        self._results, self._encode = ResultDecoder(catalog), SingleObjectEncoder(catalog.outcome)
+        self._seed, self._policy, self._draws = seed, policy, draws
+        self._heap: list[tuple[int, int, bytes]] = []
+        self.planned = 0
+
+    def answer(self, result: bytes, truth: Truth) -> None:
+        for planned in plan_outcomes(self._results.decode(result), truth, self._seed, self._draws, self._policy):
+            record = dict(planned.record)
+            record["decided_at"] = dt.datetime.fromtimestamp(record["decided_at"] / 1000, dt.UTC)
+            heapq.heappush(self._heap, (planned.record["decided_at"], self.planned, self._encode(record)))
+            self.planned += 1
+
+    def due(self, now_ms: float = float("inf")) -> list[bytes]:
+        out = []
+        while self._heap and self._heap[0][0] <= now_ms:
+            out.append(heapq.heappop(self._heap)[2])
+        return out
+
+
 def capture_world(
     directory: Path,
     world: WorldBatch,
@@ -76,50 +100,41 @@ def capture_world(
     log: Callable[[str], None] = print,
 ) -> WorldCapture:
     """Score ``world``, answer it (outcomes seeded by ``seed``), and capture the joined rows under ``directory``."""
-    catalog = load_catalog()
     world_now = [0.0]
     engine = _engine(load_settings(None), clock=lambda: world_now[0])
-    encode_event, encode_outcome = (
-        SingleObjectEncoder(catalog.application_event_latest),
-        SingleObjectEncoder(catalog.outcome),
-    )
-    results = ResultDecoder(catalog)
-    due: list[tuple[int, int, bytes]] = []
-    outcomes = 0
+    answers = _Answers(seed, policy, draws or OutcomeDraws())
     with tempfile.TemporaryDirectory() as store_dir, StateStore(Path(store_dir)) as store:
         core = MonitorCore(store, load_monitor_settings(None))
         core.assigned([0])
         capture = Capture(directory, core.event_of)
         feed = _Feed(core, capture)
         for start in range(0, len(world.events), BATCH):
-            chunk = world.events[start : start + BATCH]
-            world_now[0] = chunk[-1]["occurred_at"].timestamp()
-            payloads = [encode_event(event) for event in chunk]
-            for payload in payloads:
-                feed.add(APPLICATIONS, payload)
-            for scored in engine.score_batch(payloads).scored:
-                feed.add(SCORES, scored.value)
-                index = start + scored.index
-                truth = Truth(index, world.truth[index], world.events[index])
-                for planned in plan_outcomes(
-                    results.decode(scored.value), truth, seed, draws or OutcomeDraws(), policy
-                ):
-                    record = dict(planned.record)
-                    record["decided_at"] = dt.datetime.fromtimestamp(record["decided_at"] / 1000, dt.UTC)
-                    heapq.heappush(due, (planned.record["decided_at"], outcomes, encode_outcome(record)))
-                    outcomes += 1
-            while due and due[0][0] <= world_now[0] * 1000:
-                feed.add(OUTCOMES, heapq.heappop(due)[2])
+            world_now[0] = world.events[min(start + BATCH, len(world.events)) - 1]["occurred_at"].timestamp()
+            _score(world, start, engine, feed, answers)
+            for value in answers.due(world_now[0] * 1000):
+                feed.add(OUTCOMES, value)
             feed.apply()
             if start % (20 * BATCH) == 0:
-                log(f"  scored {start + len(chunk)} of {len(world.events)} events")
-        while due:
-            feed.add(OUTCOMES, heapq.heappop(due)[2])
+                log(f"  scored {start + BATCH} of {len(world.events)} events")
+        for value in answers.due():  # what is decided after the last score: in order, a batch at a time
+            feed.add(OUTCOMES, value)
             if len(feed.messages) >= 5 * BATCH:
                 feed.apply()
         feed.apply()
         capture.flush()
-    return WorldCapture(len(world.events), outcomes, capture.written)
+    return WorldCapture(len(world.events), answers.planned, capture.written)
+
+
+def _score(world: WorldBatch, start: int, engine: ScoringEngine, feed: _Feed, answers: _Answers) -> None:
+    """Events ``start`` to ``start + BATCH``: to the monitor, through the engine, their scores answered."""
+    encode = SingleObjectEncoder(load_catalog().application_event_latest)
+    payloads = [encode(event) for event in world.events[start : start + BATCH]]
+    for payload in payloads:
+        feed.add(APPLICATIONS, payload)
+    for scored in engine.score_batch(payloads).scored:
+        feed.add(SCORES, scored.value)
+        index = start + scored.index
+        answers.answer(scored.value, Truth(index, world.truth[index], world.events[index]))
 
 
 def _engine(settings: Settings, clock: Callable[[], float]) -> ScoringEngine:
