@@ -35,26 +35,9 @@ HEADLINE_KEYS = (
 @pytest.mark.timeout(600)
 def test_quick_bench_reports_every_measure(kafka_bootstrap: str, tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
-    command = [
-        sys.executable,
-        "-m",
-        "consumer.commands.cli",
-        "bench",
-        "--quick",
-        "--bootstrap-servers",
-        kafka_bootstrap,
-        "--json",
-        str(report),
-        "--workdir",
-        str(tmp_path / "logs"),
-    ]
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
-    )
+    command = [sys.executable, "-m", "consumer.commands.cli", "bench", "--quick"]
+    command += ["--bootstrap-servers", kafka_bootstrap, "--json", str(report), "--workdir", str(tmp_path / "logs")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=540, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "ceiling" in done.stdout and "two workers" in done.stdout and "us/event" in done.stdout
 

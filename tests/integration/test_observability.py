@@ -4,6 +4,7 @@ evaluating every dashboard query and alert rule against it."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -95,28 +96,17 @@ def start_scorer(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[...,
             "CRM_SCORER_METRICS__DRIFT_INTERVAL_S": "1",
             "CRM_SCORER_METRICS__HOST": "127.0.0.1",
         }
-        command = [
-            sys.executable,
-            "-m",
-            "consumer.commands.cli",
-            "run",
-            "--config",
-            str(CONFIGS / "scorer.yaml"),
-            "--bootstrap-servers",
-            kafka_bootstrap,
-            "--input-topic",
-            input_topic,
-            "--output-topic",
-            output_topic,
-            "--dlq-topic",
-            dlq_topic,
-            "--group-id",
-            group,
-            "--metrics-port",
-            str(port),
-            "--workers",
-            str(workers),
-        ]
+        flags = {
+            "--config": str(CONFIGS / "scorer.yaml"),
+            "--bootstrap-servers": kafka_bootstrap,
+            "--input-topic": input_topic,
+            "--output-topic": output_topic,
+            "--dlq-topic": dlq_topic,
+            "--group-id": group,
+            "--metrics-port": str(port),
+            "--workers": str(workers),
+        }
+        command = [sys.executable, "-m", "consumer.commands.cli", "run", *itertools.chain(*flags.items())]
         with log_path.open("wb") as log:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         scorer = Scorer(process, port, log_path)
@@ -331,6 +321,22 @@ def test_prometheus_evaluates_every_dashboard_query_and_alert_rule(
     )
     wait_until(lambda: prometheus.query("crm_scorer_consumer_lag")["data"]["result"], 15, "lag in Prometheus")
 
+    _assert_every_dashboard_query_answers(prometheus)
+    _assert_every_alert_rule_evaluates(prometheus)
+
+    def critical_drift_alert() -> bool:
+        alerts = prometheus.api("alerts")["data"]["alerts"]
+        wanted = {"alertname": "FeatureDriftCritical", "feature": "goods_category"}
+        return any(wanted.items() <= a["labels"].items() for a in alerts)
+
+    psi = prometheus.query('crm_scorer_feature_psi{window="short", feature="goods_category"}')["data"]["result"]
+    wait_until(critical_drift_alert, 20, f"FeatureDriftCritical pending for goods_category (PSI now {psi})")
+    up = prometheus.query('up{job="crm-scorer"}')["data"]["result"]
+    assert [r["value"][1] for r in up] == ["1"]
+
+
+def _assert_every_dashboard_query_answers(prometheus: Prometheus) -> None:
+    """Prometheus accepts every panel's query, and each main panel shows a number."""
     failures, empty = [], []
     for title, expr in dashboard_queries():
         answer = prometheus.query(expr)
@@ -342,6 +348,9 @@ def test_prometheus_evaluates_every_dashboard_query_and_alert_rule(
     assert not empty, "main panels without data:\n" + "\n".join(empty)
     assert {title for title, _ in dashboard_queries()} >= MAIN_PANELS
 
+
+def _assert_every_alert_rule_evaluates(prometheus: Prometheus) -> None:
+    """Prometheus loaded every rule of alerts.yml and evaluates each without an error."""
     rules = wait_until(lambda: _evaluated_rules(prometheus), 20, "every alert rule evaluated")
     alerting = yaml.safe_load((CONFIGS / "alerts.yml").read_text())
     assert len(rules) == sum(len(group["rules"]) for group in alerting["groups"])
@@ -349,16 +358,6 @@ def test_prometheus_evaluates_every_dashboard_query_and_alert_rule(
     assert not broken, "alert rules failing to evaluate:\n" + "\n".join(broken)
     for rule in rules:
         assert prometheus.query(rule["query"])["status"] == "success", rule["name"]
-
-    def critical_drift_alert() -> bool:
-        alerts = prometheus.api("alerts")["data"]["alerts"]
-        wanted = {"alertname": "FeatureDriftCritical", "feature": "goods_category"}
-        return any(wanted.items() <= a["labels"].items() for a in alerts)
-
-    psi = prometheus.query('crm_scorer_feature_psi{window="short", feature="goods_category"}')["data"]["result"]
-    wait_until(critical_drift_alert, 20, f"FeatureDriftCritical pending for goods_category (PSI now {psi})")
-    up = prometheus.query('up{job="crm-scorer"}')["data"]["result"]
-    assert [r["value"][1] for r in up] == ["1"]
 
 
 def _has_number(result: dict[str, Any]) -> bool:

@@ -119,28 +119,36 @@ def reference_scores(
         )
         out.append(
             {
-                "lead": {
-                    "score": round(1000 * lead),
-                    "probability": lead,
-                    "model_version": models.lead.version,
-                    "reasons": lead_reasons,
-                },
-                "banks": [
-                    {
-                        "bank": b.name,
-                        "probability": p[j],
-                        "approved": approved[j],
-                        "model_version": b.version,
-                        "reasons": bank_reasons[j],
-                    }
-                    for j, b in enumerate(models.banks)
-                ],
+                "lead": _reference_lead(models, lead, lead_reasons),
+                "banks": _reference_banks(models, p, approved, bank_reasons),
                 "best_offer": offers[0]["bank"] if offers else None,
                 "offers": offers,
                 "reasons": bank_reasons[explained],
             }
         )
     return out
+
+
+def _reference_lead(models: ModelSet, probability: float, reasons: list[dict[str, Any]]) -> dict[str, Any]:
+    """The lead's entry of a result."""
+    score = round(1000 * probability)
+    return {"score": score, "probability": probability, "model_version": models.lead.version, "reasons": reasons}
+
+
+def _reference_banks(
+    models: ModelSet, p: list[float], approved: list[bool], reasons: list[list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Every bank's entry of a result, in the model set's order."""
+    return [
+        {
+            "bank": b.name,
+            "probability": p[j],
+            "approved": approved[j],
+            "model_version": b.version,
+            "reasons": reasons[j],
+        }
+        for j, b in enumerate(models.banks)
+    ]
 
 
 def _reference_reasons(
