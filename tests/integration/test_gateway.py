@@ -166,7 +166,7 @@ def test_a_dead_lettered_form_answers_with_its_reason(lanes: Lanes, tmp_path: Pa
             0,
             dt.datetime.now(dt.UTC),
         )
-        headers = info.headers()
+        headers: list[tuple[str, str | bytes | None]] = list(info.headers())
         producer = Producer({"bootstrap.servers": lanes.bootstrap})
         producer.produce(lanes.dlq, b"original bytes", task_id.encode(), headers=headers)
         assert producer.flush(10) == 0
