@@ -1,9 +1,7 @@
 """``crm-producer demo``: the whole product on one machine, in one command.
 
-Starts the local broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``), creates the topics, starts ``crm-scorer run``
-as a subprocess (the service is never imported by the tools), streams synthetic CRM traffic with a little
-malformed input, prints a few decoded score records and a live throughput line, and stops cleanly after
-``--events`` messages are accounted for (scored or dead-lettered) or on Ctrl-C, with a summary.
+Broker, synthetic traffic with a little malformed input and the scorer, with live output, until ``--events``
+are scored or dead-lettered (or Ctrl-C). What it starts and when it ends: :mod:`producer_tools.demos.scoring`.
 """
 
 from __future__ import annotations

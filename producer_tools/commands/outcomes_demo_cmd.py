@@ -1,12 +1,7 @@
 """``crm-producer outcomes-demo``: the feedback loop on one machine, in one command.
 
-Starts the local broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``), ``crm-scorer run`` and ``crm-scorer monitor`` as
-subprocesses (the tools never import the service), sends ``--events`` world events, answers each score with
-the world's outcomes, their delays compressed by ``--time-scale`` (3000: bank decisions in about a second),
-prints the monitor's figures as they come, and ends with the monitor's summary once every bank decision is in.
-Lead conversions take days of world time (a minute and more here): the demo leaves them, and the monitor
-reports a lead's figures only for scores whose 5-day conversion horizon has closed. ``--policy-change bank_c@N``
-shows a bank changing its policy.
+Scorer, outcomes and monitor with live quality figures; ``--policy-change bank_c@N`` shows a bank changing its
+policy. What it starts and when it ends: :mod:`producer_tools.demos.outcomes`.
 """
 
 from __future__ import annotations

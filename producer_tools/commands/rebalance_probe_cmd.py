@@ -1,20 +1,8 @@
 """``crm-producer rebalance-probe``: the pause that scaling a scorer group 1 -> 2 -> 3 workers causes, measured
 for the classic and the KIP-848 ``consumer`` group protocol.
 
-For each protocol (and round) it uses fresh topics (a 6-partition input) and a fresh group: one ``crm-scorer run``
-worker joins, a producer then offers synthetic events at a steady rate, and after a steady window a second and
-then a third worker process join (separate processes, as replicas would). Afterwards it reads every result's
-broker timestamp (CreateTime: the moment a worker handed the result to its producer) and each input partition's
-keys, and reports per step:
-
-- output pause: the longest gap between consecutive results of the whole group while the step lasted;
-- partition stall: the longest such gap within one input partition (a moved partition waits for its new owner);
-- assignment: from the moment the broker lists the new member, and from the new process's start, until every
-  member holds partitions and every partition has an owner (the broker's own view, polled every 50 ms).
-
-The ``steady`` row is the same measure with no membership change: the noise floor. The scorers run with their
-default settings; the broker with its defaults for group heartbeats (``group.consumer.heartbeat.interval.ms``
-5 s). It asserts nothing: it prints a table and, with ``--json``, writes every number.
+Prints a table and, with ``--json``, writes every number; what each column measures is in
+:mod:`producer_tools.bench.rebalance`.
 """
 
 from __future__ import annotations
