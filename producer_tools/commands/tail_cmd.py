@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max", type=int, default=None, help="stop after printing this many records")
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds with nothing new")
     parser.add_argument("--schema-registry-url", default=None, help="for Confluent-framed results")
-    parser.set_defaults(handler=run)  # fmt: skip
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
