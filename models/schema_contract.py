@@ -252,39 +252,24 @@ def _record_branch(schema: Any, names: _Names) -> dict[str, Any] | None:
 def _resolve_type(w: Any, r: Any, wn: _Names, rn: _Names) -> _FieldVerdict:
     w_branches = [wn.deref(b) for b in (w if isinstance(w, list) else [w])]
     r_branches = [rn.deref(b) for b in (r if isinstance(r, list) else [r])]
-    valued = [b for b in w_branches if _kind(b) != "null"]
-    if not valued:
-        return _FieldVerdict(
-            [_Finding("always_missing", FAILURE, "the writer only ever writes null: {feature} is always missing")]
-        )
+    if all(_kind(b) == "null" for b in w_branches):
+        detail = "the writer only ever writes null: {feature} is always missing"
+        return _FieldVerdict([_Finding("always_missing", FAILURE, detail)])
     findings: list[_Finding] = []
-    enum: _Enum | None = None
     unresolved = [b for b in w_branches if _match(b, r_branches) is None]
     if unresolved:
-        every = len(unresolved) == len(w_branches)
+        detail = f"writer type {_describe(unresolved)} does not resolve to the reader's {_describe(r_branches)}"
+        every = len(unresolved) == len(w_branches) and _required(r_branches)
         findings.append(
-            _Finding(
-                "incompatible_type",
-                FAILURE,
-                f"writer type {_describe(unresolved)} does not "
-                f"resolve to the reader's {_describe(r_branches)}: events carrying it are "
-                "dead-lettered",
-                undecodable=every and _required(r_branches),
-            )
+            _Finding("incompatible_type", FAILURE, f"{detail}: events carrying it are dead-lettered", every)
         )
-    for branch in valued:
-        target = _match(branch, r_branches)
+    enum: _Enum | None = None
+    for branch, target in ((b, _match(b, r_branches)) for b in w_branches if _kind(b) != "null"):
         if target is None:
             continue
         if _logical(branch) != _logical(target):
-            findings.append(
-                _Finding(
-                    "incompatible_type",
-                    FAILURE,
-                    f"logical type {_logical(branch)} where the reader "
-                    f"expects {_logical(target)}: the values mean something else",
-                )
-            )
+            detail = f"logical type {_logical(branch)} where the reader expects {_logical(target)}"
+            findings.append(_Finding("incompatible_type", FAILURE, f"{detail}: the values mean something else"))
         if _kind(branch) == "enum":
             enum = _Enum(tuple(branch["symbols"]), tuple(target["symbols"]), target.get("default"))
     return _FieldVerdict(findings, enum)

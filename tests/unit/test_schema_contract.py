@@ -20,7 +20,7 @@ from models.artifacts import ModelSet
 from models.features import BANK_FEATURES, FEATURE_INDEX, FEATURE_NAMES, build_features
 from models.schema_contract import FAILURE, FEATURE_SOURCES, WARNING, ContractRow, check_contract
 from producer_tools import world
-from schemas import ConfluentEncoder, EventDecoder, load_catalog
+from schemas import ConfluentEncoder, EventDecoder, SingleObjectEncoder, load_catalog
 from schemas.catalog import SchemaVersion
 
 DATA = Path(__file__).parent / "schema_contract"
@@ -223,6 +223,19 @@ def test_the_decoder_tells_each_new_writer_schema_once() -> None:
     for schema_id in (7, 7, 8):
         assert decoder.decode(ConfluentEncoder(schema_id, renamed)(record))["applicant"]["monthprofit"] is None
     assert seen == ["registry id 7->application_event.v2"]  # id 8 holds the same schema: nothing new to check
+
+
+def test_single_object_writers_are_told_once_per_fingerprint() -> None:
+    catalog = load_catalog()
+    v1 = catalog.get("application_event.v1")
+    decoder = EventDecoder(catalog)
+    seen: list[str] = []
+    decoder.watch_writers(lambda writer, _reader: seen.append(writer.label))
+    event = world.generate(1, 6).events[0]
+    v1_event = {k: v for k, v in event.items() if k in v1.fields()}
+    for encode, record in ((SingleObjectEncoder(READER), event), (SingleObjectEncoder(v1), v1_event)) * 2:
+        assert decoder.decode(encode(record))["application_id"] == event["application_id"]
+    assert seen == ["application_event.v2", "application_event.v1"]
 
 
 def test_a_breaking_writer_sets_the_gauge_once_however_many_workers_meet_it(
