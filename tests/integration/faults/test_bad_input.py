@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.core.validation import check_event
-from producer_tools.publishing.poison import poison_kinds
+from producer_tools.publishing.poison import PoisonKind, poison_kinds
 from producer_tools.world import generate
 from schemas import EventDecoder, load_catalog
 from schemas.errors import InvalidEventError
@@ -35,6 +35,7 @@ from tests.integration.harness import ENCODE_V2, Lanes, ScorerProcess
 
 pytestmark = pytest.mark.faults
 PER_KIND = 3
+Planned = tuple[bytes | None, bytes, str | None, str]  # key, value, event_id, the outcome it must get
 FUZZ_COUNT = 100_000
 
 
@@ -48,15 +49,10 @@ def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def test_every_poison_kind_gets_its_expected_outcome_and_the_scorer_keeps_running(
-    lanes: Lanes, tmp_path: Path, guarantee: str
-) -> None:
-    started = time.monotonic()
-    kinds = poison_kinds()
-    assert len(kinds) >= 12
-    rng = random.Random(205)
+def _poison_plan(kinds: tuple[PoisonKind, ...], rng: random.Random) -> list[Planned]:
+    """(key, value, event_id, outcome) of ``PER_KIND`` messages of every kind and 400 valid events, shuffled."""
     events = generate(len(kinds) * PER_KIND + 400, seed=205).events
-    plan: list[tuple[bytes | None, bytes, str | None, str]] = []  # key, value, event_id, outcome
+    plan: list[Planned] = []
     for i, event in enumerate(events):
         if i < len(kinds) * PER_KIND:
             kind = kinds[i % len(kinds)]
@@ -65,6 +61,16 @@ def test_every_poison_kind_gets_its_expected_outcome_and_the_scorer_keeps_runnin
         else:
             plan.append((event["application_id"].encode(), ENCODE_V2(event), str(event["event_id"]), "scored"))
     rng.shuffle(plan)
+    return plan
+
+
+def test_every_poison_kind_gets_its_expected_outcome_and_the_scorer_keeps_running(
+    lanes: Lanes, tmp_path: Path, guarantee: str
+) -> None:
+    started = time.monotonic()
+    kinds = poison_kinds()
+    assert len(kinds) >= 12
+    plan = _poison_plan(kinds, random.Random(205))
     delivered = produce_tracked(lanes.bootstrap, lanes.input, [(k, v) for k, v, _, _ in plan])
     scored = frozenset(e for _, _, e, outcome in plan if outcome == "scored" and e is not None)
     dead = {pos: plan[i][3] for pos, i in delivered.positions.items() if plan[i][3] != "scored"}
