@@ -13,6 +13,7 @@ while dependencies keep pointing one way::
     ├── RegistryUnavailableError   the Schema Registry did not answer: transient, retried, never dead-lettered
     ├── ConfigError                settings or scorer.yaml are wrong; names the key
     ├── ArtifactError              a model artifact is missing, tampered with, or its manifest is inconsistent
+    │   └── StoreError             models.store: an unknown version, a set failing verification, no rollback
     ├── CaptureError               the monitor's training capture cannot be trained on (a corrupt file, no rows)
     │
     │   defined beside what raises them (they carry values of the Kafka edge), still under the one root:
@@ -22,8 +23,10 @@ while dependencies keep pointing one way::
                                    carries the ``Refusal`` (which ACL), retried until an operator grants it
 
     Exception                      outside the tree, never seen outside its module:
-    └── _Wedged                    consumer.kafka.guarantees: a transactional call kept failing; caught there
-                                   and turned into a producer replacement
+    ├── _Wedged                    consumer.kafka.guarantees: a transactional call kept failing; caught there
+    │                              and turned into a producer replacement
+    └── Refused                    consumer.kafka.model_control: an activation a worker will not serve; caught
+                                   there, counted by its ``reason``, the running set keeps scoring
 
 Library exceptions are translated where they enter (``raise AvroDecodeError(...) from exc``).
 Every message names the field (as a dotted path) or the source it is about. A test walks every exception
