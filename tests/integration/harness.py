@@ -36,6 +36,14 @@ class Lanes:
     dlq: str
     group: str
 
+    def flags(self) -> list[str]:
+        """The command-line flags that point ``crm-scorer run`` (or any command taking them) at these lanes."""
+        return [
+            *("--bootstrap-servers", self.bootstrap),
+            *("--input-topic", self.input, "--output-topic", self.output, "--dlq-topic", self.dlq),
+            *("--group-id", self.group),
+        ]
+
 
 def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> int:
     """Produce (key, value) pairs with delivery checks; returns how many were acknowledged."""
@@ -78,22 +86,7 @@ class ScorerProcess:
     def __init__(self, lanes: Lanes, log_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.lanes = lanes
         self.log_path = log_dir / f"scorer-{time.monotonic_ns()}.log"
-        self.args = [
-            *SCORER,
-            "--bootstrap-servers",
-            lanes.bootstrap,
-            "--input-topic",
-            lanes.input,
-            "--output-topic",
-            lanes.output,
-            "--dlq-topic",
-            lanes.dlq,
-            "--group-id",
-            lanes.group,
-            "--metrics-port",
-            "0",
-            *extra,
-        ]
+        self.args = [*SCORER, *lanes.flags(), "--metrics-port", "0", *extra]
         # 6 s: a killed member's partitions move on sooner than with the 10 s default (and Tansu, which holds a
         # group join for half the session timeout, forms groups in 3 s).
         # Its own instance id: two scorer processes on this one host are two replicas, whose exactly_once
