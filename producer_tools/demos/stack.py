@@ -30,7 +30,7 @@ from producer_tools.servers.apache_kafka import ApacheKafka
 from producer_tools.servers.apicurio import ApicurioRegistry
 from producer_tools.servers.process import HOST, BrokerError, ServerProcess, free_port, port_is_free
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: producer_tools/demos/stack.py -> ../../..
 CONFIGS = ROOT / "configs"
 INSTALL_PROMETHEUS = ROOT / "scripts" / "install-prometheus.sh"
 TOPICS = {"input": "crm.applications", "output": "crm.scores", "dlq": "crm.applications.dlq"}
