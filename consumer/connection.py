@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, model_validator
 
 from schemas.errors import ConfigError
 
@@ -25,6 +25,9 @@ Extra = dict[str, str | int | bool]
 # Property -> (the setting, or the guarantee, that decides it; its value).
 Owned = dict[str, tuple[str, Any]]
 MASK = "***"
+# librdkafka properties that hold a secret (sasl.password, ssl.key.password, sasl.oauthbearer.client.secret,
+# sasl.jaas.config, ssl.key.pem...): masked wherever an extra is dumped.
+_SECRET_WORDS = ("password", "secret", "jaas", "key.pem", "token")
 # Keys of a `kafka:` section that belong to one command (its client id, the scorer's extras per client, the
 # monitor's group): a connection file may carry them (scorer.yaml, monitor.yaml); the other commands leave them.
 COMMAND_KEYS = frozenset({"client_id", "consumer_extra", "producer_extra", "group_id", "session_timeout_ms"})
@@ -62,6 +65,10 @@ class KafkaConnection(BaseModel):
         description="More librdkafka properties, over the defaults; a property a setting (or the scorer's "
         "guarantee) sets is refused unless it agrees",
     )
+
+    @field_serializer("extra")
+    def _masked_extra(self, extra: Extra) -> Extra:
+        return masked(extra)
 
     @model_validator(mode="after")
     def _extra_agrees_with_the_connection(self) -> KafkaConnection:
@@ -153,8 +160,17 @@ def check_extra(source: str, extra: Extra, owned: Owned) -> None:
             raise ValueError(contradiction(source, key, value, *owned[key]))
 
 
+def masked(extra: Extra) -> Extra:
+    """``extra`` with the value of every property that holds a secret replaced by ``***``."""
+    return {key: MASK if is_secret(key) else value for key, value in extra.items()}
+
+
+def is_secret(key: str) -> bool:
+    return any(word in key for word in _SECRET_WORDS)
+
+
 def contradiction(source: str, key: str, value: object, setting: str, wanted: object) -> str:
-    shown = MASK if "password" in key else text(value)
+    shown = MASK if is_secret(key) else text(value)
     if setting.startswith("guarantee="):
         return f"{source} sets {key}={shown}, but {setting} rests on {key}={text(wanted)}: remove it"
     return f"{source} sets {key}={shown} but {setting} is {text(wanted)}: choose it with {setting} only"

@@ -44,8 +44,11 @@ def require_kafka(conf: dict[str, Any], topics: Iterable[str] = (), timeout_s: f
     logger = logging.Logger("librdkafka")  # not registered: the connect retries stay out of the user's terminal
     logger.addHandler(heard)
     keep = ("logger", "error_cb", "stats_cb", "throttle_cb", "on_commit", "oauth_cb")
-    admin = AdminClient({k: v for k, v in conf.items() if k not in keep} | {"logger": logger})
     where = conf.get("bootstrap.servers", "?")
+    try:
+        admin = AdminClient({k: v for k, v in conf.items() if k not in keep} | {"logger": logger})
+    except KafkaException as exc:  # a certificate or key file librdkafka cannot load, a bad property
+        raise ConfigError(f"cannot make a Kafka client for {where}: {reason(None, exc)}") from exc
     try:
         admin.list_topics(timeout=timeout_s)
         for topic in topics:

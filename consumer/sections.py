@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from consumer.connection import Extra, KafkaConnection
+from consumer.connection import Extra, KafkaConnection, masked
 
 
 class _Section(BaseModel):
@@ -23,6 +23,10 @@ class KafkaSettings(KafkaConnection):
     producer_extra: Extra = Field(
         default_factory=dict, description="More librdkafka properties for the producers only, over `kafka.extra`"
     )
+
+    @field_serializer("consumer_extra", "producer_extra")
+    def _masked_extras(self, extra: Extra) -> Extra:
+        return masked(extra)
 
 
 class TopicSettings(_Section):

@@ -12,10 +12,11 @@ What each principal may do, and why:
   exactly_once also Write and Describe every transactional id starting with ``<group_id>-<input topic>-`` (one
   per replica and worker). Idempotent producing needs no cluster ACL since Kafka 3.0 (KIP-679: Write on a topic
   is enough).
-- the producer tools: Write and Describe the input topic (``produce``, ``replay-dlq``); Read and Describe the
-  dead-letter topic (``replay-dlq``) and the output topic (``tail``, which assigns partitions: no group;
-  ``outcomes``, which reads them in a group of its own per run, ``crm-producer-outcomes-<id>``: Read on that
-  prefix); Write and Describe the outcomes topic (``outcomes``).
+- the producer tools: Write and Describe the input topic (``produce``, ``replay-dlq``) and the outcomes topic
+  (``outcomes``); Read and Describe the dead-letter topic (``replay-dlq``) and the output topic (``tail``,
+  ``outcomes``); Read on the groups each run names for itself by prefix (``crm-tail-``, ``crm-reader-``:
+  ``tail`` and ``replay-dlq`` assign partitions and commit nothing, but librdkafka still asks for the group's
+  coordinator; ``crm-producer-outcomes-``: ``outcomes`` reads the scores in a group of its own).
 - the monitor: Read and Describe the output and outcomes topics, Read its own group.
 """
 
@@ -42,7 +43,8 @@ DEFAULT_PRINCIPALS: dict[Role, str] = {
 }
 DEFAULT_OUTCOMES_TOPIC = "crm.outcomes"
 DEFAULT_MONITOR_GROUP = "crm-scorer-monitor"  # the monitor's default kafka.group_id
-OUTCOMES_GROUP_PREFIX = "crm-producer-outcomes-"  # crm-producer outcomes reads the scores in a group of its own
+# The groups crm-producer names per run (tail, replay-dlq's reader, outcomes): a unique id behind each prefix.
+TOOL_GROUP_PREFIXES = ("crm-tail-", "crm-reader-", "crm-producer-outcomes-")
 _FLAG = {"TOPIC": "--topic", "GROUP": "--group", "TRANSACTIONAL_ID": "--transactional-id"}
 
 
@@ -101,7 +103,7 @@ def producer_acls(
             Acl(principal, "TOPIC", topic, "LITERAL", "READ"),
             Acl(principal, "TOPIC", topic, "LITERAL", "DESCRIBE"),
         ]
-    return [*acls, Acl(principal, "GROUP", OUTCOMES_GROUP_PREFIX, "PREFIXED", "READ")]
+    return acls + [Acl(principal, "GROUP", prefix, "PREFIXED", "READ") for prefix in TOOL_GROUP_PREFIXES]
 
 
 def monitor_acls(

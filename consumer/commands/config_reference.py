@@ -4,6 +4,9 @@
 scorer.yaml spells it), its environment variable, the ``crm-scorer run`` flag that sets it (if any), its type,
 default and description. ``--out docs/configuration.md`` writes the committed reference; ``--check`` fails
 when the committed file differs from what the code would write.
+
+``crm-scorer config`` prints the settings as the scorer (``--monitor``: the monitor) reads them from its file,
+the environment and the defaults, as YAML, every secret masked.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import annotated_types
+import yaml
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from consumer.settings import ENV_PREFIX, Settings
+from consumer.settings import ENV_PREFIX, Settings, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = Path("docs/configuration.md")
@@ -251,6 +255,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=None, help=f"write it here (e.g. {DEFAULT_OUT})")
     parser.add_argument("--check", action="store_true", help="exit 1 when --out differs from what would be written")
     parser.set_defaults(handler=run)
+    shown = subparsers.add_parser("config", help="print the settings as read (file, environment), secrets masked")
+    shown.add_argument("--config", type=Path, default=None, help="scorer.yaml (monitor.yaml with --monitor)")
+    shown.add_argument("--monitor", action="store_true", help="the monitor's settings rather than the scorer's")
+    shown.add_argument("--connection", type=Path, default=None, help="the monitor's connection file")
+    shown.set_defaults(handler=show)
+
+
+def show(args: argparse.Namespace) -> int:
+    """Print the effective settings as YAML; a ``SecretStr`` prints as ``**********``."""
+    if args.monitor:
+        from consumer.monitor.settings import load_monitor_settings
+
+        dumped = load_monitor_settings(args.config, args.connection).model_dump(mode="json", by_alias=True)
+    else:
+        dumped = load_settings(args.config).safe_dump()
+    sys.stdout.write(yaml.safe_dump(dumped, sort_keys=False))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

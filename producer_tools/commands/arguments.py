@@ -1,18 +1,32 @@
-"""What several ``crm-producer`` commands share: the broker address argument, the broker check, value parsers."""
+"""What several ``crm-producer`` commands share: the connection arguments, the broker check, value parsers.
+
+Every command that talks to Kafka takes ``--config FILE``, a connection file whose ``kafka`` and
+``schema_registry`` sections are read with the models every command shares (``consumer.connection``: the
+scorer's scorer.yaml works), the ``CRM_PRODUCER_KAFKA__*`` / ``CRM_PRODUCER_SCHEMA_REGISTRY__*`` environment,
+and ``--bootstrap-servers`` (``--schema-registry-url``) over both; ``$KAFKA_BOOTSTRAP_SERVERS`` when nothing else
+names a broker.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import re
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from consumer.layering import load_connection
+from consumer.reachability import reason
 from producer_tools.errors import BrokerError
+from producer_tools.publishing.connection import Brokers, client_config
+from producer_tools.publishing.publisher import registry_for
 from producer_tools.servers.broker import BOOTSTRAP_ENV
+from schemas.errors import ConfigError
+from schemas.registry import RegistrySchemaSource
 
 # The topics' defaults (configs/scorer.yaml's) and the world's default size, shared by the commands.
 APPLICATIONS_TOPIC = "crm.applications"
@@ -25,14 +39,50 @@ BROKER_ANSWER_S = 5.0
 
 
 def add_bootstrap_argument(parser: argparse.ArgumentParser) -> None:
-    """``--bootstrap-servers``, defaulting to ``KAFKA_BOOTSTRAP_SERVERS`` (what ``crm-producer broker`` prints)."""
-    default = os.environ.get(BOOTSTRAP_ENV, "").strip() or None
+    """``--config FILE`` (a connection file) and ``--bootstrap-servers`` over it; see the module."""
+    parser.add_argument(
+        "--config",
+        "--connection",
+        dest="connection",
+        type=Path,
+        default=None,
+        help="a connection file: its kafka and schema_registry sections (scorer.yaml works)",
+    )
     parser.add_argument(
         "--bootstrap-servers",
-        default=default,
-        required=default is None,
-        help=f"HOST:PORT[,...] (default ${BOOTSTRAP_ENV})",
+        default=None,
+        help=f"HOST:PORT[,...], over the file (default: the file's, else ${BOOTSTRAP_ENV})",
     )
+
+
+def connect(args: argparse.Namespace) -> Brokers:
+    """The broker connection the arguments, the connection file and the environment name, put back in
+    ``args.bootstrap_servers`` (what the commands hand down); ``args.registry`` is the registry connection.
+
+    Raises:
+        ConfigError: a bad connection file or variable, or nothing names a broker (one line naming the key).
+    """
+    settings = load_connection(
+        args.connection,
+        kafka={"bootstrap_servers": args.bootstrap_servers},
+        schema_registry={"url": getattr(args, "schema_registry_url", None)},
+    )
+    if "bootstrap_servers" not in settings.kafka.model_fields_set:
+        fallback = os.environ.get(BOOTSTRAP_ENV, "").strip()
+        if not fallback:
+            raise ConfigError(f"no broker named: give --bootstrap-servers, --config FILE or ${BOOTSTRAP_ENV}")
+        settings.kafka.bootstrap_servers = fallback
+    args.bootstrap_servers = Brokers(settings.kafka.librdkafka())
+    args.registry = settings.schema_registry
+    return args.bootstrap_servers
+
+
+def registry_of(args: argparse.Namespace) -> RegistrySchemaSource | None:
+    """The Schema Registry of the connection ``connect`` read (None: no URL; ``mock://NAME``: the mock)."""
+    conf = args.registry.client_config()
+    if not conf:
+        return None
+    return registry_for(conf["url"]) if conf["url"].startswith("mock://") else RegistrySchemaSource.from_url(**conf)
 
 
 class _LastLine(logging.Handler):
@@ -46,35 +96,43 @@ class _LastLine(logging.Handler):
         self.line = record.getMessage()
 
 
-def require_broker(bootstrap_servers: str, timeout_s: float | None = None) -> None:
-    """Return once a broker at ``bootstrap_servers`` answers a metadata request.
+_REFUSED = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED)
+
+
+def require_broker(bootstrap_servers: str, timeout_s: float | None = None, topics: Iterable[str] = ()) -> None:
+    """Return once a broker at ``bootstrap_servers`` answers a metadata request (with the connection's
+    credentials when it is a ``Brokers``) and the principal may describe each of ``topics``.
 
     Raises:
-        BrokerError: none answered within ``timeout_s`` (default ``BROKER_ANSWER_S``); one line naming the
-            address, librdkafka's reason and what to check.
+        BrokerError: none answered within ``timeout_s`` (default ``BROKER_ANSWER_S``: unreachable, or the
+            credentials refused), or a topic may not be described; one line naming the address, librdkafka's
+            reason and what to check.
     """
     timeout_s = BROKER_ANSWER_S if timeout_s is None else timeout_s
     heard = _LastLine()
     logger = logging.Logger("librdkafka")  # not registered: the connect retries stay out of the user's terminal
     logger.addHandler(heard)
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": logger}
-    admin = AdminClient(config)
+    config: dict[str, Any] = client_config(bootstrap_servers) | {"logger": logger}
+    try:
+        admin = AdminClient(config)
+    except KafkaException as exc:  # a certificate or key file librdkafka cannot load, a bad property
+        raise BrokerError(f"cannot make a Kafka client for {bootstrap_servers}: {reason(None, exc)}") from exc
     try:
         admin.list_topics(timeout=timeout_s)
+        for topic in topics:
+            found = admin.list_topics(topic=topic, timeout=timeout_s).topics.get(topic)
+            if found is not None and found.error is not None and found.error.code() in _REFUSED:
+                raise BrokerError(
+                    f"Kafka at {bootstrap_servers} refused to describe topic {topic}: {found.error.str()}: grant "
+                    "the ACLs `crm-scorer acls --role producer` prints"
+                )
     except KafkaException as exc:
         admin.poll(0)  # serves the queued log lines to ``heard``
         raise BrokerError(
-            f"no Kafka broker answered at {bootstrap_servers} within {timeout_s:.0f} s ({_reason(heard.line, exc)}): "
-            f"check --bootstrap-servers / ${BOOTSTRAP_ENV} and that the broker runs (`crm-producer broker` starts one)"
+            f"no Kafka broker answered at {bootstrap_servers} within {timeout_s:.0f} s ({reason(heard.line, exc)}): "
+            f"check --bootstrap-servers / ${BOOTSTRAP_ENV} / --config (and its credentials) and that the broker "
+            "runs (`crm-producer broker` starts one)"
         ) from exc
-
-
-def _reason(line: str | None, exc: KafkaException) -> str:
-    if line is None:
-        return str(exc.args[0].str()) if exc.args else str(exc)
-    # "FAIL [rdkafka#producer-1] [thrd:...]: 127.0.0.1:1/bootstrap: Connect to ... failed: Connection refused (...)"
-    detail = line.rsplit("]: ", 1)[-1].split(": ", 1)[-1]
-    return re.sub(r"\s*\(after \d+ms in state \w+\)$", "", detail)
 
 
 def non_negative(kind: type[int] | type[float]) -> Any:

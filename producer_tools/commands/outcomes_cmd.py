@@ -21,6 +21,7 @@ from producer_tools.commands.arguments import (
     OUTCOMES_TOPIC,
     SCORES_TOPIC,
     add_bootstrap_argument,
+    connect,
     require_broker,
 )
 from producer_tools.errors import BrokerError
@@ -63,7 +64,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Answer the scores as the arguments say; print the summary line on stdout."""
     try:
-        require_broker(args.bootstrap_servers)
+        connect(args)
+        require_broker(args.bootstrap_servers, topics=[args.scores_topic])
         if args.partitions:
             ensure_topics(args.bootstrap_servers, {args.topic: args.partitions})
         tally = answer_scores(args)

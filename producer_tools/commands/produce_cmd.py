@@ -16,8 +16,10 @@ from producer_tools.commands.arguments import (
     APPLICATIONS_TOPIC,
     DEFAULT_COUNT,
     add_bootstrap_argument,
+    connect,
     non_negative,
     ratio,
+    registry_of,
     require_broker,
 )
 from producer_tools.publishing.poison import CATALOGUE, poison_kinds
@@ -27,7 +29,6 @@ from producer_tools.publishing.publisher import (
     event_encoders,
     producer_config,
     publish_events,
-    registry_for,
 )
 from producer_tools.publishing.sources import read_events, world_events
 from producer_tools.publishing.topics import ensure_topics
@@ -76,7 +77,11 @@ def _add_sending_arguments(parser: argparse.ArgumentParser) -> None:
     add("--rate", type=non_negative(float), default=0.0, help="events per second; 0 = as fast as possible")
     add("--schema-version", choices=SCHEMA_CHOICES, default="v1", help="writer schema; mixed alternates v1 and v2")
     add("--framing", choices=FRAMINGS, default="single-object")
-    add("--schema-registry-url", default=None, help="for Confluent framing; mock://NAME is an in-process mock")
+    add(
+        "--schema-registry-url",
+        default=None,
+        help="for Confluent framing, over the connection file's; mock://NAME is an in-process mock",
+    )
     add("--delivery-timeout", type=non_negative(float), default=30.0, help="seconds until an unacked message fails")
 
 
@@ -90,10 +95,11 @@ def run(args: argparse.Namespace) -> int:
                 "`crm-producer generate --out FILE` writes one"
             )
         kinds = poison_kinds(args.poison_kinds)
+        connect(args)
         require_broker(args.bootstrap_servers)
         if args.partitions:
             ensure_topics(args.bootstrap_servers, {args.topic: args.partitions})
-        registry = registry_for(args.schema_registry_url) if args.schema_registry_url else None
+        registry = registry_of(args)
         encoders = event_encoders(args.schema_version, args.framing, topic=args.topic, registry=registry)
         events, total = _events(args, live)
         summary = publish_events(

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from producer_tools.commands.arguments import APPLICATIONS_TOPIC, add_bootstrap_argument, require_broker
+from producer_tools.commands.arguments import APPLICATIONS_TOPIC, add_bootstrap_argument, connect, require_broker
 from producer_tools.publishing.publisher import publish_messages
 from producer_tools.publishing.replay import plan_replay
 from producer_tools.publishing.topics import read_all
@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Replay as the arguments say; print one line per reason on stdout. Exits 1 if a delivery failed."""
     try:
-        require_broker(args.bootstrap_servers)
+        connect(args)
+        require_broker(args.bootstrap_servers, topics=[args.source])
         plan = plan_replay(read_all(args.bootstrap_servers, args.source, args.timeout), args.reason)
         if not args.dry_run and plan.messages:
             summary = publish_messages(args.bootstrap_servers, args.target, plan.messages)

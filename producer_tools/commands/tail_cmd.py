@@ -15,8 +15,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from producer_tools.commands.arguments import SCORES_TOPIC, add_bootstrap_argument, require_broker
-from producer_tools.publishing.publisher import registry_for
+from producer_tools.commands.arguments import SCORES_TOPIC, add_bootstrap_argument, connect, registry_of, require_broker
 from producer_tools.publishing.topics import follow
 from producer_tools.publishing.views import Filter, dead_letter_row, render, score_row
 from schemas import ResultDecoder
@@ -45,18 +44,20 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--format", choices=("json", "table"), default="json")
     parser.add_argument("--max", type=int, default=None, help="stop after printing this many records")
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds with nothing new")
-    parser.add_argument("--schema-registry-url", default=None, help="for Confluent-framed results")
+    parser.add_argument(
+        "--schema-registry-url", default=None, help="for Confluent-framed results, over the connection file's"
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print matching records on stdout until --max or --timeout. Messages that are neither score results nor
     dead letters are counted per reason on stderr (the first of each reason in full)."""
-    registry = registry_for(args.schema_registry_url) if args.schema_registry_url else None
-    decoder = ResultDecoder(registry=registry)
     printed, skipped = 0, Counter[str]()
     try:
-        require_broker(args.bootstrap_servers)
+        connect(args)
+        decoder = ResultDecoder(registry=registry_of(args))
+        require_broker(args.bootstrap_servers, topics=[args.topic])
         for message in follow(args.bootstrap_servers, args.topic, args.from_beginning, args.timeout):
             try:
                 view, is_dead_letter = render(message, decoder)

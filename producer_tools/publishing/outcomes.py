@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer
 
+from producer_tools.publishing.connection import client_config
 from producer_tools.publishing.publisher import producer_config
 from producer_tools.world import DEFAULT_START, generate
 from producer_tools.world.outcomes import OutcomeDraws, PlannedOutcome, Truth, plan_outcomes
@@ -99,7 +100,7 @@ def answer_scores(
     answerer = _Answerer(args, truths)
     consumer = Consumer(
         {
-            "bootstrap.servers": args.bootstrap_servers,
+            **client_config(args.bootstrap_servers),
             "group.id": f"crm-producer-outcomes-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

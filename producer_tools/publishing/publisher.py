@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from producer_tools.publishing.connection import client_config
 from producer_tools.publishing.poison import CATALOGUE, SCORED, Encoder, PoisonKind, poison_kinds
 from producer_tools.publishing.progress import Pacer
 from schemas import ConfluentEncoder, SingleObjectEncoder, load_catalog
@@ -82,9 +83,10 @@ class PublishSummary:
 
 
 def producer_config(bootstrap_servers: str, *, delivery_timeout_s: float = 30.0, **overrides: Any) -> dict[str, Any]:
-    """The librdkafka settings of an idempotent, batching producer; ``overrides`` win."""
+    """The librdkafka settings of an idempotent, batching producer reaching ``bootstrap_servers`` (with its
+    connection's properties when it is a ``Brokers``); ``overrides`` win."""
     return {
-        "bootstrap.servers": bootstrap_servers,
+        **client_config(bootstrap_servers),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,

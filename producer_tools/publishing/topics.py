@@ -16,6 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from producer_tools.errors import BrokerError
+from producer_tools.publishing.connection import client_config
 
 # -1 lets the cluster choose (KIP-464): one on the local broker, the configured default on a real cluster.
 BROKER_DEFAULT_REPLICATION = -1
@@ -47,7 +48,7 @@ def ensure_topics(
     Raises:
         BrokerError: the broker refused a creation or the topics did not appear within ``timeout`` seconds.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient(client_config(bootstrap_servers))
     new = [NewTopic(name, num_partitions=n, replication_factor=replication_factor) for name, n in topics.items()]
     if not new:
         return
@@ -133,7 +134,7 @@ def follow(
     """
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **client_config(bootstrap_servers),
             # assign() never joins the group: a unique id shares nothing and costs no rebalance.
             "group.id": f"crm-tail-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
@@ -171,7 +172,7 @@ def scan_topic(
     """
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **client_config(bootstrap_servers),
             # assign() never joins the group, so this id costs no rebalance; it is unique so nothing is shared.
             "group.id": f"crm-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
