@@ -1,19 +1,23 @@
 """Lead scoring in-process: the stream's engine, its models and its result bytes, for ``POST /api/v1/predict``.
 
-Requests that arrive while a batch is being scored wait for the next one and are scored together (whatever
-arrived since the last batch, as the stream does): the engine's per-batch cost is paid once per batch, not
-once per request. Each event goes through the engine as the bytes a CRM would publish, and its answer is
-read back from the result bytes the stream would publish: the gateway has no scoring path of its own.
+The engine runs in one thread of its own (it is not thread-safe, and the event loop must go on reading
+requests meanwhile); requests that arrive while a batch is being scored are scored together in the next one
+(whatever arrived since the last batch, as the stream does): the engine's per-batch cost is paid once per
+batch, not once per request. Each event goes through the engine as the bytes a CRM would publish, and its
+answer is read back from the result bytes the stream would publish: the gateway has no scoring path of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from consumer.core.engine import ScoringEngine
+
+MAX_BATCH = 1000  # requests per engine batch (the stream's default batch size)
 
 
 @dataclass(frozen=True)
@@ -35,30 +39,36 @@ class LeadScorer:
         self._encode = encode
         self._decode = decode
         self._waiting: list[tuple[dict[str, Any], asyncio.Future[LeadScore]]] = []
-        self._scoring = False
+        self._draining: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-lead-engine")
 
     async def score(self, event: dict[str, Any]) -> LeadScore:
         """The lead score of ``event``; raises ValueError with the engine's reason when it cannot be scored."""
         answer: asyncio.Future[LeadScore] = asyncio.get_running_loop().create_future()
         self._waiting.append((event, answer))
-        if not self._scoring:
-            self._scoring = True
-            asyncio.get_running_loop().call_soon(self._score_waiting)
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
         return await answer
 
-    def _score_waiting(self) -> None:
-        batch, self._waiting, self._scoring = self._waiting, [], False
-        try:
-            answers = self.score_now([event for event, _ in batch])
-        except Exception as exc:  # an engine failure fails this batch's requests, not the server
-            answers = [exc] * len(batch)
-        for (_, future), answer in zip(batch, answers, strict=True):
-            if future.done():
-                continue
-            if isinstance(answer, BaseException):
-                future.set_exception(answer)
-            else:
-                future.set_result(answer)
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            events = [event for event, _ in batch]
+            try:
+                answers = await loop.run_in_executor(self._thread, self.score_now, events)
+            except Exception as exc:  # an engine failure fails this batch's requests, not the server
+                answers = [exc] * len(batch)
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if future.done():
+                    continue
+                if isinstance(answer, BaseException):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(answer)
 
     def score_now(self, events: list[dict[str, Any]]) -> list[LeadScore | Exception]:
         """Score ``events`` in one engine batch, in order; an event the stream would dead-letter is a ValueError."""

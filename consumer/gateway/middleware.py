@@ -47,6 +47,12 @@ class GatewayMetrics:
             "uploads answered 503: broker or state store unavailable",
             registry=registry,
         )
+        self.upload_to_answer = Histogram(
+            "crm_gateway_upload_to_answer_seconds",
+            "from the broker's acknowledgement of an upload to its result (or dead letter) in the scores view",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.view_records = Counter(
             "crm_gateway_view_records_total", "records read into the scores view", ["kind"], registry=registry
         )

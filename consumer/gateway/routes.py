@@ -7,6 +7,7 @@ Each handler validates, hands the work to the stream (an event on the input topi
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ TASK_NOT_FOUND = "Task not found"
 class TaskLookup(Protocol):
     def task(self, task_id: str) -> Task | None: ...
 
-    def accept(self, task_id: str) -> None: ...
+    def accept(self, task_id: str, at_ms: int) -> None: ...
 
 
 class Readiness(Protocol):
@@ -109,7 +110,7 @@ async def upload_features(form: FeaturesStructure, gw: Annotated[Gateway, Depend
         gw.metrics.refused.inc()
         raise HTTPException(503, f"not accepted: {exc}") from None
     gw.metrics.published.inc()
-    tasks.accept(task_id)
+    tasks.accept(task_id, int(time.time() * 1000))
     return UploadAnswer(task_id=task_id, is_complete=False)
 
 

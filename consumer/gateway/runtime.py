@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,10 @@ def build_gateway(scorer: Settings, settings: GatewaySettings, registry: Collect
     )
     slot = _ViewSlot()
 
-    def count(batch: ViewBatch, skipped: int) -> None:
+    def count(batch: ViewBatch, skipped: int, answered: dict[str, int]) -> None:
+        now_ms = time.time() * 1000
+        for accepted_ms in answered.values():
+            metrics.upload_to_answer.observe(max(0.0, now_ms - accepted_ms) / 1000)
         metrics.view_records.labels("result").inc(len(batch.results))
         metrics.view_records.labels("dead_letter").inc(len(batch.dead_letters))
         metrics.view_records.labels("skipped").inc(skipped)
@@ -115,6 +119,7 @@ def build_gateway(scorer: Settings, settings: GatewaySettings, registry: Collect
                 slot.view.close()
             opener.close()
             publisher.close()
+            leads.close()
 
         return stop
 

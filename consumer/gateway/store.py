@@ -2,7 +2,7 @@
 
 RocksDB through ``rocksdict`` (as the monitor's store). Keys:
 
-- ``p/<hash>``: the gateway accepted an upload of that content (the broker acknowledged its event),
+- ``p/<hash>``: when the gateway accepted an upload of that content (ms; the broker acknowledged its event),
 - ``r/<hash>``: the score result, as the JSON the ``get_result`` answer is built from,
 - ``d/<hash>``: the dead letter's reason, error and field,
 - ``o/<topic>/<partition>``: the next offset of the topics the view reads.
@@ -72,9 +72,9 @@ class TaskStore:
             return Task("pending")
         return None
 
-    def accept(self, task_id: str) -> None:
-        """Remember an upload the broker acknowledged."""
-        self._db.put(b"p/" + task_id.encode(), b"")
+    def accept(self, task_id: str, at_ms: int) -> None:
+        """Remember an upload the broker acknowledged at ``at_ms`` (epoch milliseconds)."""
+        self._db.put(b"p/" + task_id.encode(), str(at_ms).encode())
 
     def offsets(self, topic: str) -> dict[int, int]:
         """The next offset per partition of ``topic`` the store holds everything before."""
@@ -87,8 +87,10 @@ class TaskStore:
             it.next()
         return out
 
-    def apply(self, batch: ViewBatch) -> None:
-        """Write a poll's results, dead letters and offsets at once."""
+    def apply(self, batch: ViewBatch) -> dict[str, int]:
+        """Write a poll's results, dead letters and offsets at once. Returns, for each task this gateway accepted
+        that has its first answer now, when it was accepted (ms): how long the stream took to answer it."""
+        answered = self._first_answers([*batch.results, *batch.dead_letters])
         write = WriteBatch(raw_mode=True)
         for prefix, records in ((b"r/", batch.results), (b"d/", batch.dead_letters)):
             for task_id, record in records.items():
@@ -96,3 +98,13 @@ class TaskStore:
         for (topic, partition), offset in batch.offsets.items():
             write.put(f"o/{topic}/{partition}".encode(), str(offset).encode())
         self._db.write(write)
+        return answered
+
+    def _first_answers(self, task_ids: list[str]) -> dict[str, int]:
+        answered = {}
+        for task_id in task_ids:
+            key = task_id.encode()
+            accepted = self._db.get(b"p/" + key)
+            if accepted and self._db.get(b"r/" + key) is None and self._db.get(b"d/" + key) is None:
+                answered[task_id] = int(bytes(accepted))
+        return answered

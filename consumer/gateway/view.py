@@ -40,7 +40,8 @@ def view_consumer_config(connection: KafkaConnection, group_id: str) -> dict[str
 
 
 class ScoresView:
-    """Reads ``scores_topic`` and ``dlq_topic`` into ``store`` until ``close``. ``decode`` decodes a result."""
+    """Reads ``scores_topic`` and ``dlq_topic`` into ``store`` until ``close``. ``decode`` decodes a result;
+    ``on_batch`` hears of each poll: the batch, how many records it skipped, and the accepted tasks it answered."""
 
     def __init__(
         self,
@@ -48,7 +49,7 @@ class ScoresView:
         topics: tuple[str, str],
         store: TaskStore,
         decode: Callable[[bytes], dict[str, Any]],
-        on_batch: Callable[[ViewBatch, int], None] = lambda batch, skipped: None,
+        on_batch: Callable[[ViewBatch, int, dict[str, int]], None] = lambda batch, skipped, answered: None,
     ) -> None:
         self._conf = conf
         self._scores, self._dlq = topics
@@ -116,8 +117,8 @@ class ScoresView:
             batch.offsets[(topic, partition)] = int(offset or 0) + 1
             if not self._read(message, batch):
                 skipped += 1
-        self._store.apply(batch)
-        self._on_batch(batch, skipped)
+        answered = self._store.apply(batch)
+        self._on_batch(batch, skipped, answered)
 
     def _read(self, message: Message, batch: ViewBatch) -> bool:
         """Add one message to ``batch``; False when it is neither a readable result nor a gateway dead letter."""

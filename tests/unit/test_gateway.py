@@ -30,7 +30,7 @@ from consumer.gateway.lead import LeadScorer
 from consumer.gateway.middleware import GatewayMetrics
 from consumer.gateway.routes import Gateway
 from consumer.gateway.settings import GatewaySettings
-from consumer.gateway.store import TaskStore, ViewBatch
+from consumer.gateway.store import Task, TaskStore, ViewBatch
 from consumer.service import build_offline_engine
 from consumer.settings import load_settings
 from models.artifacts import ModelSet
@@ -182,6 +182,16 @@ def test_check_task_and_get_result_follow_a_task(gw: Harness) -> None:
     assert result["bank_b"] == "0.6711390018463135"
     assert result["best_offer"] == "bank_b"
     assert result["reasons"][0]["feature"] == "income"
+
+
+def test_the_store_tells_when_an_accepted_task_is_first_answered(tmp_path: Path) -> None:
+    record = {"banks": {"bank_a": 0.5}, "best_offer": None, "reasons": []}
+    with TaskStore(tmp_path / "store") as store:
+        store.accept("ab" * 16, 1_000)
+        assert store.apply(ViewBatch({"ab" * 16: record, "cd" * 16: record}, {}, {})) == {"ab" * 16: 1_000}
+        assert store.apply(ViewBatch({"ab" * 16: record}, {}, {})) == {}  # a second result is no first answer
+    with TaskStore(tmp_path / "store") as reopened:  # it survives a restart
+        assert reopened.task("ab" * 16) == Task("scored", record)
 
 
 def test_unknown_and_malformed_task_ids(gw: Harness) -> None:
