@@ -130,6 +130,13 @@ class ScoringLoop:
         conf |= {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
         feed = KafkaControlFeed(conf, models.control_topic, models.channel)
         store = ModelStore(models.store_dir)
+        log.info(
+            "worker %d follows model-set activations on %s (channel %s), serving %s",
+            self.worker,
+            models.control_topic,
+            models.channel,
+            self.engine.models.version,
+        )
         return ModelFollower(feed, store, models, self.engine.models.version, self.observer.model_set_refused)
 
     def _take_models(self) -> None:
