@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from consumer.core.challenger import Challenger, ShadowScores, shadow_record, shadow_scores
 from consumer.core.dedup import RecentScores, application_hash
 from consumer.core.offers import OfferBook
 from consumer.core.result_writer import ResultWriter, zigzag_varint
@@ -72,6 +73,8 @@ class BatchOutcome:
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # per model, aligned with ``frame``
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     model_seconds: dict[str, float] = field(default_factory=dict)  # the predict stage, per model
+    shadow: dict[str, ShadowScores] = field(default_factory=dict)  # per challenged model, aligned with ``frame``
+    shadow_records: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) for the shadow topic
 
 
 def quiet_collector() -> None:
@@ -119,6 +122,19 @@ class ScoringEngine:
         self._book = offers if offers is not None else OfferBook([b.name for b in models.banks], {})
         self._header, self._reason_codes = result_header, reason_codes
         self._writer = ResultWriter(result_header, models, config_hash, self._book, reason_codes)
+        self.challenger: Challenger | None = None
+
+    def set_challenger(self, challenger: Challenger | None) -> None:
+        """Score ``challenger``'s models beside the champion's from the next batch on (None: no challenger).
+
+        Raises:
+            ValueError: it challenges a model the running set does not hold.
+        """
+        if challenger is not None:
+            unknown = [name for name in challenger.names if name not in self.models.versions()]
+            if unknown:
+                raise ValueError(f"challenger set {challenger.version}: {', '.join(unknown)} not in the running set")
+        self.challenger = challenger
 
     def swap_models(self, models: ModelSet) -> None:
         """Score the next batch with ``models`` (verified and loaded by the caller; call between two batches).
@@ -137,6 +153,8 @@ class ScoringEngine:
         writer = ResultWriter(self._header, models, self.config_hash, self._book, self._reason_codes)
         self.models, self._writer = models, writer
         self._recent = RecentScores[bytes](self._recent.capacity)
+        if self.challenger is not None and self.challenger.version == models.version:
+            self.challenger = None  # promoted: the challenger is the champion now
 
     @property
     def decoder(self) -> BatchDecoder:
@@ -190,6 +208,8 @@ class ScoringEngine:
                 for h, record in zip(fresh_hashes, self._writer.pack(columns), strict=True):
                     self._recent.put(h, record)
             outcome.scored = self._framed(events, indices, hashes, blocks, scored_at)
+            if outcome.shadow:
+                outcome.shadow_records = _shadow_records([events[r] for r in fresh], scored_at, outcome.shadow)
 
     def _lookup(self, hashes: list[str]) -> tuple[dict[str, bytes], list[int]]:
         """Cached scores (``ResultWriter.pack`` records) by hash, and the rows to score afresh (each new hash's
@@ -213,6 +233,8 @@ class ScoringEngine:
             frame = build_features(events)
         columns = score_columns(self.models, frame, self._reasons, timer, outcome.model_seconds, self._book)
         outcome.frame, outcome.predictions = frame, columns.predictions(self.models)
+        if self.challenger is not None:
+            outcome.shadow = shadow_scores(self.challenger, self.models, frame, outcome.predictions)
         return columns
 
     def _framed(
@@ -230,6 +252,18 @@ class ScoringEngine:
             value = framed(str(event["event_id"]), app_id, event["lead_id"], h, event_ms, stamp, blocks[h])
             out.append(ScoredMessage(i, app_id.encode(), value, event_ms))
         return out
+
+
+def _shadow_records(
+    events: list[dict[str, Any]], scored_at: dt.datetime, shadow: dict[str, ShadowScores]
+) -> list[tuple[bytes, bytes]]:
+    """The shadow topic's records of the fresh rows, keyed by application id like the results."""
+    at_ms = avro_millis(scored_at)
+    out = []
+    for row, event in enumerate(events):
+        app_id = str(event["application_id"])
+        out.append((app_id.encode(), shadow_record(str(event["event_id"]), app_id, at_ms, row, shadow)))
+    return out
 
 
 def avro_millis(when: dt.datetime) -> int:
