@@ -32,8 +32,21 @@ def _rows(events: list[dict], truth: list[dict], banks: tuple[str, ...]) -> list
         for model in (*banks, "lead"):
             positive = bool(t["lead"]["converted"] if model == "lead" else t["banks"][model]["approved"])
             routing = None if model == "lead" else ROUTING
-            rows.append(JoinedRow(f"{eid}-{model}", event["application_id"], eid, model, f"{model}-0", 0.5, True,
-                                  positive, scored_at, scored_at + 3_600_000, routing, None))  # fmt: skip
+            row = JoinedRow(
+                outcome_id=f"{eid}-{model}",
+                application_id=event["application_id"],
+                score_event_id=eid,
+                model=model,
+                model_version=f"{model}-0",
+                probability=0.5,
+                decided=True,
+                positive=positive,
+                scored_at=scored_at,
+                decided_at=scored_at + 3_600_000,
+                routing=routing,
+                amount=None,
+            )
+            rows.append(row)
     return rows
 
 
