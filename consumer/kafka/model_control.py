@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -132,11 +133,14 @@ class ModelFollower:
             return
         by, why = activation.by, activation.reason or "no reason given"
         log.info("model set %s activated by %s (%s): verifying and loading", activation.version, by, why)
+        started = time.perf_counter()
         try:
             models = verified_set(self._store, self._config, activation)
         except Refused as exc:
             self._refuse(exc)
             return
+        seconds = time.perf_counter() - started
+        log.info("model set %s verified and loaded in %.2f s; the next batch scores with it", models.version, seconds)
         with self._lock:
             self._ready, self._wanted = models, activation.version
 

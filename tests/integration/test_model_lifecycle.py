@@ -160,7 +160,7 @@ def test_a_tampered_set_is_refused_while_the_running_one_scores_and_a_rollback_r
     scorer.wait_for(lanes.output, 150)
     flip_a_byte(model_store.directory(first) / "bank_c.ubj")  # the file as trained again
     assert models(lanes, "rollback", "--reason", "back") == 0
-    scorer.wait_for_log(f"scores with model set {first} from this batch on (was {second})")
+    scorer.wait_for_log(f"scores with model set {first} from this batch on (was {second};")
     produce(lanes.bootstrap, lanes.input, encoded(events[150:]))
     scorer.wait_for(lanes.output, 300)
     scorer.stop()
