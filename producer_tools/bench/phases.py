@@ -97,7 +97,7 @@ def measure_ceiling(values: list[bytes | None], config: Path | None, workdir: Pa
         BrokerError: the command failed (its output is in the message).
     """
     messages, out = workdir / "messages.bin", workdir / "ceiling.json"
-    with messages.open("wb") as file:  # the format consumer.core.bench.read_messages reads: length-prefixed values
+    with messages.open("wb") as file:  # the format consumer.commands.engine_bench.read_messages reads
         for value in values:
             file.write(_LENGTH.pack(_NO_VALUE if value is None else len(value)) + (value or b""))
     args = [
