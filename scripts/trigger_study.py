@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from consumer.monitor.join import JoinedRow
+from consumer.monitor.quality import quality
 from consumer.monitor.settings import MonitorSettings
 from consumer.monitor.trigger import Decision, TriggerBounds, decide
 from consumer.monitor.windows import Detectors, detector_recent
@@ -136,6 +137,7 @@ class ChangeRun:
     signals: str = "-"
     adwin: int | None = None
     before: int = 0  # trigger firings before the change (false alarms)
+    after: int = 0  # the bank's outcomes past the change that were fed
 
 
 def change_run(args: argparse.Namespace, scores: Any, truths: Any, seed: int, size: float) -> ChangeRun:
@@ -157,6 +159,7 @@ def change_run(args: argparse.Namespace, scores: Any, truths: Any, seed: int, si
             was = decision.retrain
         if run.trigger is not None and run.adwin is not None:
             break
+    run.after = past
     return run
 
 
@@ -180,6 +183,12 @@ def baseline_run(args: argparse.Namespace, scores: Any, truths: Any, seed: int) 
                     flush=True,
                 )
             raised[bank] = decision.retrain
+    for bank, stream in sorted(streams.items()):
+        q = quality(np.array(stream.probability), np.array(stream.positive))
+        print(
+            f"  baseline seed {seed}: {bank} n={q.outcomes} realised AUC {q.auc:.3f} expected {q.expected_auc:.3f} "
+            f"ECE {q.ece:.3f} observed {q.observed_rate:.3f} predicted {q.predicted_rate:.3f}"
+        )
     return total, alarms, detector
 
 
@@ -225,10 +234,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _table(runs: list[ChangeRun], totals: list[int]) -> None:
-    print("\n| seed | change size | trigger: outcomes past the change | signals past their bound | ADWIN alone |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| seed | change size | trigger: outcomes past the change | signals past their bound | ADWIN alone "
+        "| outcomes fed past the change | trigger firings before the change |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in runs:
-        print(f"| {r.seed} | {r.size} | {_n(r.trigger)} | {r.signals} | {_n(r.adwin)} |")
+        print(f"| {r.seed} | {r.size} | {_n(r.trigger)} | {r.signals} | {_n(r.adwin)} | {r.after:,} | {r.before} |")
     outcomes_, alarms, detector = totals
     per = 100_000 / max(outcomes_, 1)
     print(
