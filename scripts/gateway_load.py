@@ -139,7 +139,7 @@ def uploads(args: argparse.Namespace, url: str, work: Path, bootstrap: str, scor
     lost = unanswered(url, accepted, args.answer_timeout)
     print(
         f"every acknowledged task answered by get_result: {not lost} ({len(accepted) - len(lost)} of "
-        f"{len(accepted)}, {time.monotonic() - started:.1f} s after the load ended)"
+        f"{len(accepted)}; asking every one of them took {time.monotonic() - started:.1f} s)"
     )
     waits = upload_to_result_ms(bootstrap, scores, accepted)
     print(
@@ -155,9 +155,8 @@ def unanswered(url: str, tasks: set[str], timeout: float) -> set[str]:
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=url, timeout=30) as client:
         while waiting and time.monotonic() < deadline:
-            for task in sorted(waiting):
-                done = client.get("/check_task", params={"task_id": task}).json() is True
-                if done and client.get("/get_result", params={"task_id": task}).status_code in (200, 422):
+            for task in sorted(waiting):  # get_result: 200 (a result), 422 (a dead letter), 409 (not yet)
+                if client.get("/get_result", params={"task_id": task}).status_code in (200, 422):
                     waiting.discard(task)
             if waiting:
                 time.sleep(1)

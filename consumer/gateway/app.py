@@ -54,8 +54,9 @@ def _key_check(settings: GatewaySettings) -> list[Any]:
         return []
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
-    # a default rather than Annotated: the header object is local, and annotations here are strings
-    def require_key(key: str | None = Security(header)) -> None:
+    # a default rather than Annotated: the header object is local, and annotations here are strings; async, as
+    # every dependency here: a plain function would be run in a worker thread for every request
+    async def require_key(key: str | None = Security(header)) -> None:
         if not settings.key_matches(key):
             raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": API_KEY_HEADER})
 

@@ -56,7 +56,7 @@ class Gateway:
         return self.publisher.broker_ready() and self.tasks() is not None and self.view.ready()
 
 
-def gateway(request: Request) -> Gateway:
+async def gateway(request: Request) -> Gateway:
     found: Gateway = request.app.state.gateway
     return found
 

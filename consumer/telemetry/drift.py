@@ -196,28 +196,39 @@ class DriftMonitor(Collector):
         for name, size in sizes.items():
             if size < min_events:
                 log.warning("drift %s window of %d events raised to %d: PSI on fewer is noise", name, size, min_events)
-        self._windows = {
-            name: _Window(max(size, min_events), min_events, self.counter.width) for name, size in sizes.items()
-        }
+        self._sizes = {name: max(size, min_events) for name, size in sizes.items()}
+        self._windows = {name: _Window(size, min_events, self.counter.width) for name, size in self._sizes.items()}
         self._clock = clock
         self._lock = threading.Lock()
         self._snapshot: DriftSnapshot | None = None
 
-    def add(self, counts: np.ndarray) -> None:
-        """Add one batch's counts (from ``DriftCounter.count``)."""
-        events = int(counts[: self.counter.offsets[1]].sum())  # every input counts every scored event once
+    def rebase(self, profile: ReferenceProfile) -> None:
+        """Measure against ``profile`` from now on (a newly activated model set's), with empty windows: events
+        binned for the previous set's reference say nothing about drift from the new one's."""
+        counter = DriftCounter(profile)
+        windows = {name: _Window(size, self.min_events, counter.width) for name, size in self._sizes.items()}
         with self._lock:
+            self.counter, self._windows = counter, windows
+
+    def add(self, counts: np.ndarray) -> None:
+        """Add one batch's counts (from ``DriftCounter.count``); counts binned for another profile (a worker
+        that has not swapped sets yet) are left out."""
+        with self._lock:
+            if len(counts) != self.counter.width:
+                return
+            events = int(counts[: self.counter.offsets[1]].sum())  # every input counts every scored event once
             for window in self._windows.values():
                 window.add(counts, events)
 
     def evaluate(self) -> DriftSnapshot:
         """Compute every gauge from the windows as they are now and keep it for the next scrape."""
         with self._lock:
+            counter = self.counter  # the windows' profile, even if a rebase follows
             totals = {name: (w.total.copy(), w.events) for name, w in self._windows.items()}
         snapshot = DriftSnapshot(self._clock(), {name: events for name, (_, events) in totals.items()})
         for name, (total, events) in totals.items():
             if events >= self.min_events:
-                self._fill(snapshot, name, total, events)
+                self._fill(snapshot, counter, name, total, events)
         self._snapshot = snapshot
         return snapshot
 
@@ -225,8 +236,8 @@ class DriftMonitor(Collector):
     def snapshot(self) -> DriftSnapshot | None:
         return self._snapshot
 
-    def _fill(self, snap: DriftSnapshot, window: str, total: np.ndarray, events: int) -> None:
-        profile, offsets = self.counter.profile, self.counter.offsets
+    def _fill(self, snap: DriftSnapshot, counter: DriftCounter, window: str, total: np.ndarray, events: int) -> None:
+        profile, offsets = counter.profile, counter.offsets
         for i, p in enumerate(profile.inputs):
             counts = total[offsets[i] : offsets[i + 1]]
             snap.feature_psi[p.name, window] = psi(np.asarray(p.expected), counts)
@@ -236,7 +247,7 @@ class DriftMonitor(Collector):
             if counts.sum() >= self.min_events:  # a model added later has scored fewer events than the window
                 snap.prediction_psi[p.name, window] = psi(np.asarray(p.expected), counts)
         first_unseen = len(profile.inputs) + len(profile.predictions)
-        for k, name in enumerate(self.counter.categorical, start=first_unseen):
+        for k, name in enumerate(counter.categorical, start=first_unseen):
             snap.unseen_ratio[name, window] = float(total[offsets[k]] / events)
 
     def describe(self) -> Iterator[GaugeMetricFamily]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +30,8 @@ from consumer.telemetry.metrics import (
 )
 from consumer.telemetry.observer import ObserverFactory
 from consumer.telemetry.worker_reports import draining_worker_reports
+from models.artifacts import models_dir
+from schemas.errors import ArtifactError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ class Telemetry:
         self.health = HealthState(settings.workers)
         self.registry.register(self.health)
         self.drift = drift
+        self._profile_sha: str | None = None  # the drift windows' reference profile, once a worker reported it
         if drift is not None:
             self.registry.register(drift)
         self.metrics.config_info.labels(settings.config_hash()).set(1)
@@ -54,9 +58,24 @@ class Telemetry:
         m = settings.metrics
         drift = None
         if m.drift:
-            profile = load_reference_profile(settings.models.artifacts_dir)
-            drift = DriftMonitor(profile, m.drift_short_window, m.drift_long_window)
+            served = models_dir(settings.models)  # the store's active set when a store is configured
+            drift = DriftMonitor(load_reference_profile(served), m.drift_short_window, m.drift_long_window)
         return cls(settings, registry, drift)
+
+    def _follow_profile(self, profile: tuple[str, str]) -> None:
+        """A worker serves a set: the first one reported is the profile the windows started with; another one
+        (an activation) starts the windows again against it."""
+        sha, directory = profile
+        if self.drift is None or sha == self._profile_sha:
+            return
+        if self._profile_sha is not None:
+            try:
+                self.drift.rebase(load_reference_profile(Path(directory)))
+            except ArtifactError as exc:
+                log.error("drift keeps the previous set's reference profile: %s", exc)
+                return
+            log.info("drift is measured against model set %s's reference profile from now on", Path(directory).name)
+        self._profile_sha = sha
 
     def observer(self, worker: int = 0) -> WorkerObserver:
         """An observer for a worker running in this process."""
@@ -86,6 +105,8 @@ class Telemetry:
                 self.metrics.record_models(report.models, report.banks, report.worker)
             if report.refused is not None:
                 self.metrics.model_set_refused.labels(report.refused).inc()
+            if report.profile is not None:
+                self._follow_profile(report.profile)
             if report.lags is not None:
                 self.metrics.lag.update(report.worker, report.lags)
             if report.partitions == 0:  # revoked or lost: its partitions' lag is another member's to report

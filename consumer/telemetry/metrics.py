@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -25,14 +26,14 @@ from prometheus_client.utils import floatToGoString
 
 from consumer.core.engine import STAGES as ENGINE_STAGES
 from consumer.core.engine import BatchOutcome
-from consumer.telemetry.drift import DriftCounter
+from consumer.telemetry.drift import DriftCounter, load_reference_profile
 from consumer.telemetry.lag import LagBook, Partition, PartitionOffsets, stats_offsets
 from models.artifacts import ModelSet
 from models.schema_contract import FAILURE, check_contract
 from models.store import REFUSAL_REASONS
 from schemas.catalog import SchemaVersion
 from schemas.dead_letter import RESULT_REJECTED
-from schemas.errors import InvalidEventError
+from schemas.errors import ArtifactError, InvalidEventError
 
 STAGES = (*ENGINE_STAGES, "publish")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -142,6 +143,7 @@ class WorkerStateReport:
     lags: dict[tuple[str, int], int] | None = None
     dropped: int = 0
     refused: str | None = None  # an activated model set refused, by reason
+    profile: tuple[str, str] | None = None  # with models: the set's reference profile (sha256, the set's directory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,13 +375,25 @@ class WorkerObserver:
         self._thresholds: dict[str, float] = {}
         self._last_beat = -math.inf
         self._lag = LagBook()
+        self._profile: tuple[str, str] | None = None  # the served set's reference profile: (sha256, directory)
         self._models: ModelSet | None = None
 
     def models_loaded(self, models: ModelSet) -> None:
         self._thresholds = {bank.name: bank.threshold for bank in models.banks}
         self._models = models  # the schema contract checks writer schemas against the models of the moment
         banks = tuple(bank.name for bank in models.banks)
-        self.sink(WorkerStateReport(self.worker, models=models.versions(), banks=banks))
+        profile = _profile_of(models)
+        if self.drift is not None and profile is not None and self._profile not in (None, profile):
+            self._rebase_drift(profile)
+        self._profile = profile
+        self.sink(WorkerStateReport(self.worker, models=models.versions(), banks=banks, profile=profile))
+
+    def _rebase_drift(self, profile: tuple[str, str]) -> None:
+        """A newly activated set: count drift against its reference profile (verified again; a few ms)."""
+        try:
+            self.drift = DriftCounter(load_reference_profile(Path(profile[1])))
+        except ArtifactError as exc:
+            log.error("drift keeps the previous set's reference profile: %s", exc)
 
     def model_set_refused(self, reason: str) -> None:
         self.sink(WorkerStateReport(self.worker, refused=reason))
@@ -433,3 +447,10 @@ class WorkerObserver:
     def offsets_committed(self, offsets: dict[Partition, int], high_watermarks: dict[Partition, int]) -> None:
         self._lag.committed(offsets, high_watermarks)
         self.sink(WorkerStateReport(self.worker, lags=self._lag.lags()))
+
+
+def _profile_of(models: ModelSet) -> tuple[str, str] | None:
+    """The set's reference profile as (sha256, the set's directory), None when it has none or no directory."""
+    manifest, directory = getattr(models, "manifest", None), getattr(models, "directory", None)  # stand-ins lack them
+    entry = manifest.reference_profile if manifest is not None else None
+    return (entry.sha256, str(directory)) if entry is not None and directory is not None else None

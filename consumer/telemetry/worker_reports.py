@@ -21,6 +21,7 @@ from consumer.settings import Settings
 from consumer.telemetry.drift import DriftCounter, load_reference_profile
 from consumer.telemetry.metrics import Report, Sink, WorkerObserver, WorkerStateReport
 from consumer.telemetry.observer import LoopObserver
+from models.artifacts import models_dir
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 10_000  # reports; a full queue drops reports (counted) rather than slow the scoring loop
@@ -53,9 +54,7 @@ class QueueObserverFactory:
     def __call__(self, settings: Settings, worker: int) -> LoopObserver:
         # Losing the last reports of an exiting worker beats hanging its exit on a parent that stopped reading.
         self.reports.cancel_join_thread()
-        counter = (
-            DriftCounter(load_reference_profile(settings.models.artifacts_dir)) if settings.metrics.drift else None
-        )
+        counter = DriftCounter(load_reference_profile(models_dir(settings.models))) if settings.metrics.drift else None
         return WorkerObserver(QueueSink(self.reports, worker), worker, counter)
 
 
