@@ -112,6 +112,12 @@ class ModelsConfig(BaseModel):
         min_length=1,
         description="compacted topic carrying activations (key: channel); every worker of every replica follows it",
     )
+    shadow_topic: str = Field(
+        "crm.scores.shadow",
+        min_length=1,
+        description="a challenger's scores (key: application id, co-partitioned with the results; "
+        "crm-scorer models shadow creates it), read by the monitor beside the results",
+    )
     channel: str = Field(
         "default",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",

@@ -171,8 +171,11 @@ class ModelStore:
             found.append(f"{version}: configured model(s) {', '.join(missing)} not in the manifest")
         return found
 
-    def activate(self, version: str, models: Sequence[str], by: str, reason: str) -> Activation:
-        """Verify set ``version`` and record it as active.
+    def activate(
+        self, version: str, models: Sequence[str], by: str, reason: str, action: str = "activate"
+    ) -> Activation:
+        """Verify set ``version`` and record it as active (``action``: "activate", or "promote" for a challenger
+        promoted by ``crm-scorer models promote``, which the monitor's rollback rule watches).
 
         Raises:
             StoreError: no such set, or it fails verification (the first problem, and how many there are).
@@ -182,7 +185,7 @@ class ModelStore:
             activation = self._activation(version, by, reason)
             if record.active != version:
                 record.stack.append(version)
-            record.history.append(asdict(activation) | {"action": "activate"})
+            record.history.append(asdict(activation) | {"action": action})
             self._write(record)
         return activation
 

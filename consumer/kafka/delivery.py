@@ -136,8 +136,10 @@ class BatchPublisher:
         renew: Callable[[], Sink] | None = None,
         *,
         requeue: bool = True,
+        shadow: str | None = None,
     ) -> None:
         self.producer = producer
+        self._shadow = shadow  # the challenger's scores (models.shadow_topic); None: none are produced
         self._requeue = requeue
         self._renew = renew  # makes a replacement for a producer that can no longer deliver; None = never
         self._output = output_topic
@@ -164,6 +166,24 @@ class BatchPublisher:
         for rejected in outcome.rejected:
             error = rejected.error
             self._dead_letter(messages[rejected.index], error.reason, str(error), error.field, failed_at, ack)
+        if outcome.shadow_records and self._shadow is not None:
+            self._publish_shadow(outcome.shadow_records)
+
+    def _publish_shadow(self, records: list[tuple[bytes, bytes]]) -> None:
+        """A challenger's scores: a measurement, never the decision. Their acknowledgements hold no offsets
+        (at-least-once loses one that fails, with a log line); inside an exactly-once transaction they commit
+        with the batch or not at all."""
+        topic = self._shadow or ""
+        try:
+            for key, value in records:
+                self._produce(topic, value, key, None, self._shadow_delivered)
+        except PublishError as exc:
+            if self._failure_log.ready():
+                log.warning("challenger scores not published: %s", exc)
+
+    def _shadow_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None and self._failure_log.ready():
+            log.warning("a challenger score was not delivered to %s (%s)", msg.topic(), err.str())
 
     def _dead_letter(
         self, msg: Message, reason: str, error: str, field: str | None, failed_at: dt.datetime, ack: DeliveryCallback
@@ -286,7 +306,9 @@ class BatchPublisher:
                 # librdkafka refuses at once a topic it has learnt does not exist (after its metadata wait)
                 if exc.args[0].code() not in _MISSING_TOPIC:
                     raise
-                what = "dead letter" if topic == self._dlq else "result"
+                what = (
+                    "dead letter" if topic == self._dlq else "challenger score" if topic == self._shadow else "result"
+                )
                 raise PublishError(
                     f"cannot publish a {what} to topic {topic!r}: {exc.args[0].str()}; "
                     "stopping with its offsets uncommitted"

@@ -83,14 +83,21 @@ class AtLeastOnce:
     name = "at_least_once"
 
     def __init__(
-        self, new_sink: NewSink, output: str, dlq: str, report: Report, *, stalled: Stalled = lambda waiting: None
+        self,
+        new_sink: NewSink,
+        output: str,
+        dlq: str,
+        report: Report,
+        *,
+        stalled: Stalled = lambda waiting: None,
+        shadow: str | None = None,
     ) -> None:
         self._tracker = OffsetTracker()
         self._report = report
         self._stalled = stalled
         self._held: set[tuple[str, int]] = set()  # partitions paused while the broker refuses a delivery (an ACL)
         # a producer fenced after an outage is replaced (only an idempotent one can be; a transactional one never is)
-        self._publisher = BatchPublisher(new_sink(), output, dlq, new_sink)
+        self._publisher = BatchPublisher(new_sink(), output, dlq, new_sink, shadow=shadow)
 
     def start(self) -> None:
         return None
@@ -175,8 +182,10 @@ class ExactlyOnce:
         wedged_after_s: float = 2 * _TXN_TIMEOUT_S,
         transactional_id: str = "",
         stopping: Callable[[], bool] = lambda: False,
+        shadow: str | None = None,
     ) -> None:
         self._new_sink = new_sink
+        self._shadow = shadow
         self._stopping = stopping  # a stop request ends the wait in start()
         self._transactional_id = transactional_id
         self._refusals = 0  # consecutive attempts the broker refused for a missing ACL
@@ -301,7 +310,7 @@ class ExactlyOnce:
 
     def _new_publisher(self) -> BatchPublisher:
         # requeue=False: inside a transaction a failed delivery fails the commit; the batch is rescored instead.
-        return BatchPublisher(self._new_sink(), self._output, self._dlq, renew=None, requeue=False)
+        return BatchPublisher(self._new_sink(), self._output, self._dlq, renew=None, requeue=False, shadow=self._shadow)
 
     def _until_done(self, call: Callable[[], object], what: str) -> None:
         """Run a transactional call, calling it again for as long as it fails with a retriable error (a broker

@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.core.engine import ScoringEngine, quiet_collector
 from consumer.core.offsets import InFlightBatch
+from consumer.kafka.challenger_control import ChallengerFollower
 from consumer.kafka.clients import Clients, Source, next_offsets
 from consumer.kafka.delivery import PublishError
 from consumer.kafka.guarantees import AtLeastOnce, ExactlyOnce, Guarantee
@@ -29,6 +30,7 @@ from consumer.kafka.registry_gate import RegistryGate
 from consumer.settings import Settings
 from consumer.telemetry.logs import KAFKA_LOG, Throttle
 from consumer.telemetry.observer import LoopObserver, NullObserver, Offsets
+from models.challengers import shadow_key
 from models.store import ModelStore
 from schemas.errors import RegistryUnavailableError
 
@@ -40,8 +42,8 @@ class ScoringLoop:
     """One consumer-group member. Build it, call ``run()``; ``request_stop()`` may come from a signal handler.
 
     ``clients`` makes its consumer and producers (default: librdkafka's; :mod:`consumer.kafka.memory` for tests).
-    ``follower`` brings activated model sets (default: one reading the control topic when a model store is
-    configured, else none).
+    ``follower`` brings activated model sets and ``shadow`` challenger sets (default: ones reading the control
+    topic when a model store is configured, else none).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class ScoringLoop:
         worker: int = 0,
         clients: Clients | None = None,
         follower: ModelFollower | None = None,
+        shadow: ChallengerFollower | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -65,6 +68,7 @@ class ScoringLoop:
         self._commits: list[Offsets] = []
         self._gate = RegistryGate(engine.decoder, self.observer.registry_state, self.observer.writer_schema_seen)
         self._follower = follower
+        self._shadow = shadow
 
     def request_stop(self) -> None:
         self._stop = True
@@ -80,9 +84,7 @@ class ScoringLoop:
         quiet_collector()
         guarantee = self._guarantee()
         guarantee.start()
-        follower = self._follower = self._follower or self._control_follower()
-        if follower is not None:
-            follower.start()
+        followers = self._start_followers()
         source = self._clients.source(self._consumer_conf())
         try:
             source.subscribe([self.settings.topics.input], on_assign=self._on_assign,
@@ -101,7 +103,7 @@ class ScoringLoop:
         finally:
             source.close()  # commits what was stored and leaves the group
             log.info("worker %d left the group", self.worker)
-            if follower is not None:
+            for follower in followers:
                 follower.close()
 
     def _consumer_conf(self) -> dict[str, Any]:
@@ -118,9 +120,9 @@ class ScoringLoop:
             return ExactlyOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._transaction_committed,
                                reset=settings.consumer.auto_offset_reset, stalled=self._stalled,
                                wedged_after_s=wedged_after_s, transactional_id=conf["transactional.id"],
-                               stopping=lambda: self._stop)  # fmt: skip
+                               stopping=lambda: self._stop, shadow=settings.models.shadow_topic)  # fmt: skip
         return AtLeastOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._report,
-                           stalled=self._stalled)  # fmt: skip
+                           stalled=self._stalled, shadow=settings.models.shadow_topic)  # fmt: skip
 
     def _control_follower(self) -> ModelFollower | None:
         models = self.settings.models
@@ -138,6 +140,36 @@ class ScoringLoop:
             self.engine.models.version,
         )
         return ModelFollower(feed, store, models, self.engine.models.version, self.observer.model_set_refused)
+
+    def _start_followers(self) -> list[ModelFollower | ChallengerFollower]:
+        self._follower = self._follower or self._control_follower()
+        self._shadow = self._shadow or self._challenger_follower()
+        followers = [f for f in (self._follower, self._shadow) if f is not None]
+        for follower in followers:
+            follower.start()
+        return followers
+
+    def _challenger_follower(self) -> ChallengerFollower | None:
+        models = self.settings.models
+        if models.store_dir is None:
+            return None
+        conf = control_consumer_conf(self.settings.librdkafka("consumer", self.worker), self.settings.consumer.group_id)
+        conf |= {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
+        feed = KafkaControlFeed(conf, models.control_topic, shadow_key(models.channel))
+        return ChallengerFollower(feed, ModelStore(models.store_dir), models, self.observer.model_set_refused)
+
+    def _take_challenger(self) -> None:
+        changed, challenger = self._shadow.take() if self._shadow is not None else (False, None)
+        if not changed:
+            return
+        try:
+            self.engine.set_challenger(challenger)
+        except ValueError as exc:
+            log.error("worker %d: %s; no challenger", self.worker, exc)
+            self.observer.model_set_refused("load")
+            return
+        what = f"challenger set {challenger.version} ({', '.join(challenger.names)})" if challenger else "no challenger"
+        log.info("worker %d scores with %s from this batch on", self.worker, what)
 
     def _take_models(self) -> None:
         """Between two batches: score from now on with the set the follower loaded, if there is one."""
@@ -159,6 +191,7 @@ class ScoringLoop:
     def _step(self, source: Source, guarantee: Guarantee) -> None:
         self.observer.heartbeat()
         self._take_models()
+        self._take_challenger()
         messages = source.consume(self.settings.consumer.batch_size, self.settings.consumer.batch_timeout_s)
         self._observe_commits(source)
         guarantee.tick(source)

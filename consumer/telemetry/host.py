@@ -29,6 +29,7 @@ from consumer.telemetry.metrics import (
     WorkerObserver,
 )
 from consumer.telemetry.observer import ObserverFactory
+from consumer.telemetry.shadow import ShadowMetrics, ShadowReport
 from consumer.telemetry.worker_reports import draining_worker_reports
 from models.artifacts import models_dir
 from schemas.errors import ArtifactError
@@ -44,6 +45,7 @@ class Telemetry:
     ):
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = ScorerMetrics(self.registry)
+        self.shadow = ShadowMetrics(self.registry)
         self.health = HealthState(settings.workers)
         self.registry.register(self.health)
         self.drift = drift
@@ -88,6 +90,8 @@ class Telemetry:
                 self.drift.add(report.drift)
         elif isinstance(report, PublishedReport):
             self.metrics.record_published(report)
+        elif isinstance(report, ShadowReport):
+            self.shadow.record(report)
         elif isinstance(report, SchemaContractReport):
             if self.metrics.record_contract(report):  # one line per writer schema, however many workers met it
                 broken = sorted(

@@ -28,6 +28,7 @@ from consumer.core.engine import STAGES as ENGINE_STAGES
 from consumer.core.engine import BatchOutcome
 from consumer.telemetry.drift import DriftCounter, load_reference_profile
 from consumer.telemetry.lag import LagBook, Partition, PartitionOffsets, stats_offsets
+from consumer.telemetry.shadow import ShadowReport, shadow_report
 from models.artifacts import ModelSet
 from models.schema_contract import FAILURE, check_contract
 from models.store import REFUSAL_REASONS
@@ -159,7 +160,7 @@ class SchemaContractReport:
     warnings: int
 
 
-Report = BatchReport | PublishedReport | WorkerStateReport | SchemaContractReport
+Report = BatchReport | PublishedReport | WorkerStateReport | SchemaContractReport | ShadowReport
 Sink = Callable[[Report], None]
 
 
@@ -400,6 +401,8 @@ class WorkerObserver:
 
     def batch_scored(self, outcome: BatchOutcome, consumed: int) -> None:
         self.sink(summarise_batch(outcome, consumed, self.worker, self._thresholds, self.drift))
+        if outcome.shadow:
+            self.sink(shadow_report(outcome.shadow, self.worker))
 
     def batch_published(self, results: int, dead_letters: int, latencies_s: np.ndarray) -> None:
         counts, total = _LATENCY.bucket_counts(latencies_s)
