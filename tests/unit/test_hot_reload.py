@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -16,10 +17,13 @@ from consumer.kafka.memory import MemoryBroker
 from consumer.kafka.model_control import ModelFollower, Refused, verified_set
 from consumer.service import build_engine
 from consumer.settings import load_settings
+from consumer.telemetry.drift import DriftMonitor, load_reference_profile
 from consumer.telemetry.host import Telemetry
+from consumer.telemetry.metrics import WorkerObserver
 from consumer.telemetry.observer import NullObserver
 from models.artifacts import ModelSet, load_models
 from models.config import DEFAULT_ARTIFACTS_DIR, ModelsConfig
+from models.features import build_features
 from models.manifest import Manifest
 from models.store import Activation, ModelStore
 from producer_tools.world import generate
@@ -171,3 +175,22 @@ def test_the_loop_swaps_sets_between_two_batches(store: tuple[ModelStore, str, s
     assert served == set(observer.loaded[-1].versions().values())
     published = [versions(r.value or b"") for r in broker.records(settings.topics.output)]
     assert len(published) == len(EVENTS) and published.count(sets[-1]) == len(EVENTS) - 5 * switch
+
+
+def test_drift_follows_the_served_sets_reference_profile(store: tuple[ModelStore, str, str]) -> None:
+    model_store, first, second = store
+    profiles = {v: load_reference_profile(model_store.directory(v)) for v in (first, second)}
+    monitor = DriftMonitor(profiles[first], 500, 500, min_events=1)
+    telemetry = Telemetry(load_settings(None), CollectorRegistry(), monitor)
+    worker = WorkerObserver(telemetry.apply, 0, monitor.counter)
+    worker.models_loaded(load_models(ModelsConfig(), model_store.directory(first)))
+    assert worker.drift is not None
+    stale = worker.drift.count(build_features(generate(50, seed=3).events), {})
+    assert stale is not None
+    monitor.add(stale)
+    assert monitor.evaluate().window_events["short"] == 50
+    worker.models_loaded(load_models(ModelsConfig(), model_store.directory(second)))
+    assert worker.drift is not None and worker.drift.profile == profiles[second] == monitor.counter.profile
+    assert monitor.evaluate().window_events["short"] == 0, "the windows start again against the new reference"
+    monitor.add(np.zeros(monitor.counter.width + 1, np.int64))  # a batch binned for another profile
+    assert monitor.evaluate().window_events["short"] == 0
