@@ -63,14 +63,14 @@ def main() -> int:
         stack.enter_context(
             process([*CLI, "run", *lanes, "--group-id", f"gw-load-{run}", "--metrics-port", "0"], work / "scorer.log")
         )
-        url = stack.enter_context(
+        url, pid = stack.enter_context(
             gateway([*CLI, "gateway", *lanes, "--port", "0", "--store-path", str(work / "store")], work / "gateway.log")
         )
         print(
             f"broker {bootstrap}; gateway {url}; offered upload rate ~{args.connections * 1000 / args.delay_ms:.0f}/s"
         )
-        uploads(args, url, work, bootstrap, topics["out"])
-        predicts(args, url)
+        uploads(args, url, pid, work, bootstrap, topics["out"])
+        predicts(args, url, pid)
     return 0
 
 
@@ -101,7 +101,7 @@ def process(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 @contextlib.contextmanager
-def gateway(command: list[str], log: Path) -> Iterator[str]:
+def gateway(command: list[str], log: Path) -> Iterator[tuple[str, int]]:
     with process(command, log) as child:
         deadline = time.monotonic() + 90
         while not (found := re.search(r"listening on (http://\S+)", log.read_text(errors="replace"))):
@@ -111,7 +111,7 @@ def gateway(command: list[str], log: Path) -> Iterator[str]:
         url = found.group(1)
         while httpx.get(f"{url}/readyz").status_code != 200:
             time.sleep(0.2)
-        yield url
+        yield url, child.pid
 
 
 def wrk(script: str, url: str, connections: int, duration: int, env: dict[str, str] | None = None) -> str:
@@ -122,8 +122,20 @@ def wrk(script: str, url: str, connections: int, duration: int, env: dict[str, s
     return done.stdout
 
 
-def uploads(args: argparse.Namespace, url: str, work: Path, bootstrap: str, scores: str) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def requests_done(report: str) -> int:
+    found = re.search(r"(\d+) requests in", report)
+    return int(found.group(1)) if found else 0
+
+
+def uploads(args: argparse.Namespace, url: str, pid: int, work: Path, bootstrap: str, scores: str) -> None:
     acks = work / "acks"
+    used = cpu_seconds(pid)
     wrk(
         "gateway_upload.lua",
         url,
@@ -133,6 +145,7 @@ def uploads(args: argparse.Namespace, url: str, work: Path, bootstrap: str, scor
     )
     answers = [line.split() for path in work.glob("acks.*") for line in path.read_text().splitlines()]
     accepted = {task for status, task in answers if status == "200"}
+    print(f"gateway CPU per upload (its threads included): {(cpu_seconds(pid) - used) / len(answers) * 1000:.2f} ms")
     statuses = sorted({status for status, _ in answers})
     print(f"uploads answered: {len(answers)} (statuses {statuses}); acknowledged tasks: {len(accepted)}")
     started = time.monotonic()
@@ -202,8 +215,10 @@ def histogram_quantiles(url: str) -> str:
     return f"{', '.join(out)} over {total:.0f} answers"
 
 
-def predicts(args: argparse.Namespace, url: str) -> None:
-    wrk("gateway_predict.lua", url, args.predict_connections, args.duration)
+def predicts(args: argparse.Namespace, url: str, pid: int) -> None:
+    used = cpu_seconds(pid)
+    answered = requests_done(wrk("gateway_predict.lua", url, args.predict_connections, args.duration))
+    print(f"gateway CPU per predict (its threads included): {(cpu_seconds(pid) - used) / answered * 1000:.2f} ms")
 
 
 if __name__ == "__main__":

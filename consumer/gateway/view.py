@@ -78,9 +78,11 @@ class ScoresView:
             while not self._stop.is_set() and not self._assign(consumer):
                 self._stop.wait(1.0)
             while not self._stop.is_set():
-                messages = consumer.consume(BATCH, timeout=0.2)
-                if messages:
-                    self._apply(messages)
+                # consume(n, timeout) waits the whole timeout for n messages: wait for the first one only, then
+                # take what is already fetched, so a result is in the store as soon as it is read
+                first = consumer.poll(0.2)
+                if first is not None:
+                    self._apply([first, *consumer.consume(BATCH - 1, timeout=0)])
         except Exception:
             log.exception("the scores view stopped")  # ready() turns false: the gateway refuses uploads
             raise
