@@ -11,6 +11,11 @@ of the state store. Keys of one partition (all under its prefix):
   its TTL (the latest ``scored_at`` or ``decided_at`` seen: replaying the topics expires the same entries).
 - ``evt/<event_id>``: the application event's bytes, kept only when the input topic is joined too (capture).
 - ``stat/<counter>``: the counters the metrics export, in the same write as the state they count.
+- ``shad/<application_id>``: a challenger's scores (the shadow topic) that came before the score they shadow.
+
+A challenger's scores join like a second model: merged into the snapshot of the score they shadow as
+``<model>:challenger``, so an outcome of ``bank_c`` gives a ``bank_c`` row and a ``bank_c:challenger`` row (its
+``rid`` key suffixed ``:challenger``), on the same application (``consumer.monitor.paired``).
 
 Every outcome is counted once: its ``event_id`` is looked up before it is joined or parked, and the lookup
 and the join are written in the same batch as the input offsets.
@@ -25,6 +30,7 @@ from typing import Any, Protocol
 
 LEAD = "lead"
 LEAD_DECISION = 0.5  # the lead model has no threshold of its own: a lead is called likely at p >= 0.5
+CHALLENGER = ":challenger"
 
 
 class Changes(Protocol):
@@ -113,6 +119,7 @@ class PartitionJoin:
             self._tx.add(self._key("stat", "scores_duplicate"))
             return []
         scores.append(snapshot)
+        self._merge_parked_shadow(application_id, snapshot)
         self._tx.put_json(key, scores)
         self._tx.put_json(self._key("exp", _ts(snapshot["scored_at"]), snapshot["event_id"]), application_id)
         self._tx.add(self._key("stat", "scores"))
@@ -131,6 +138,34 @@ class PartitionJoin:
             self._tx.delete(self._key("pexp", _ts(outcome["decided_at"]), outcome["event_id"]))
             rows += self._join(outcome, scores)
         return rows
+
+    def add_shadow(self, record: dict[str, Any]) -> None:
+        """Merge a challenger's scores (a shadow topic record) into the score it shadows, or park them until
+        that score comes."""
+        app, figures = str(record["application_id"]), _challenger_figures(record)
+        scores = self._tx.get_json(self._key("score", app)) or []
+        for score in scores:
+            if score["event_id"] == str(record["event_id"]):
+                score["models"].update(figures)
+                self._tx.put_json(self._key("score", app), scores)
+                self._tx.add(self._key("stat", "shadow_scores"))
+                return
+        parked = self._tx.get_json(self._key("shad", app)) or []
+        self._tx.put_json(self._key("shad", app), [*parked, {"event_id": str(record["event_id"]), "models": figures}])
+
+    def _merge_parked_shadow(self, application_id: str, snapshot: dict[str, Any]) -> None:
+        parked = self._tx.get_json(self._key("shad", application_id))
+        if not parked:
+            return
+        mine = [p for p in parked if p["event_id"] == snapshot["event_id"]]
+        for shadow in mine:
+            snapshot["models"].update(shadow["models"])
+            self._tx.add(self._key("stat", "shadow_scores"))
+        rest = [p for p in parked if p["event_id"] != snapshot["event_id"]]
+        if rest:
+            self._tx.put_json(self._key("shad", application_id), rest)
+        else:
+            self._tx.delete(self._key("shad", application_id))
 
     def add_event(self, event_id: str, occurred_at_ms: int, value: bytes) -> None:
         """Keep an application event's bytes (for the training capture) until its TTL passes."""
@@ -164,20 +199,29 @@ class PartitionJoin:
         if figures is None:  # an outcome of a model the score does not hold (a bank removed or not yet added)
             self._tx.add(self._key("stat", "outcomes_unknown_model"))
             return []
+        rows = [self._row(outcome, score, outcome["model"], figures, "")]
+        challenger = score["models"].get(outcome["model"] + CHALLENGER)
+        if challenger is not None:
+            rows.append(self._row(outcome, score, outcome["model"] + CHALLENGER, challenger, CHALLENGER))
+        if not score["answered"]:
+            score["answered"] = True
+            self._tx.put_json(self._key("score", outcome["application_id"]), scores)
+        return rows
+
+    def _row(
+        self, outcome: dict[str, Any], score: dict[str, Any], model: str, figures: list[Any], suffix: str
+    ) -> JoinedRow:
         row = JoinedRow(
-            outcome["event_id"], outcome["application_id"], score["event_id"], outcome["model"], figures[2],
+            outcome["event_id"], outcome["application_id"], score["event_id"], model, figures[2],
             figures[0], figures[1], outcome["positive"], score["scored_at"], outcome["decided_at"],
             outcome["routing"], outcome["amount"],
         )  # fmt: skip
         row_key = self._key("row", row.model, _ts(row.scored_at), row.outcome_id)
         self._tx.put_json(row_key, asdict(row))
-        self._tx.put(self._key("rid", row.outcome_id), row_key)
-        self._tx.put(self._key("rexp", _ts(row.decided_at), row.outcome_id), b"")
+        self._tx.put(self._key("rid", row.outcome_id + suffix), row_key)
+        self._tx.put(self._key("rexp", _ts(row.decided_at), row.outcome_id + suffix), b"")
         self._tx.add(self._key("stat", f"joined/{row.model}"))
-        if not score["answered"]:
-            score["answered"] = True
-            self._tx.put_json(self._key("score", outcome["application_id"]), scores)
-        return [row]
+        return row
 
     def _advance(self, event_time_ms: int) -> None:
         key = self._key("wm")
@@ -232,6 +276,14 @@ class PartitionJoin:
 
     def _key(self, kind: str, *parts: str) -> bytes:
         return self._p + "/".join((kind, *parts)).encode()
+
+
+def _challenger_figures(record: dict[str, Any]) -> dict[str, list[Any]]:
+    """A shadow record's models as the snapshot holds them: ``<model>:challenger`` -> [p, approved, version]."""
+    return {
+        f"{name}{CHALLENGER}": [float(p), bool(approved), str(version)]
+        for name, (p, approved, version) in dict(record["models"]).items()
+    }
 
 
 def _joinable(outcome: dict[str, Any], scores: list[dict[str, Any]]) -> bool:

@@ -21,7 +21,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from consumer.monitor.capture import Capture
 from consumer.monitor.metrics import MonitorMetrics, MonitorState
-from consumer.monitor.processor import APPLICATIONS, OUTCOMES, SCORES, InputMessage, MonitorCore
+from consumer.monitor.join import CHALLENGER
+from consumer.monitor.processor import APPLICATIONS, OUTCOMES, SCORES, SHADOW, InputMessage, MonitorCore
+from consumer.monitor.rollback import rule_of
 from consumer.monitor.settings import MonitorSettings
 from schemas import SchemaSource
 from schemas.errors import ConfigError
@@ -50,6 +52,8 @@ class MonitorLoop:
         self._stream = {settings.topics.scores: SCORES, settings.topics.outcomes: OUTCOMES}
         if settings.topics.applications is not None:
             self._stream[settings.topics.applications] = APPLICATIONS
+        if settings.topics.shadow is not None:
+            self._stream[settings.topics.shadow] = SHADOW
         self._topic = {v: k for k, v in self._stream.items()}
         self._stop = threading.Event()
         self.consumer: Consumer | None = None
@@ -91,6 +95,9 @@ class MonitorLoop:
         """Recompute the figures from the store and publish them to the metrics."""
         self.last_state = self._core.state()
         self._metrics.state.publish(self.last_state)
+        if self._core.rule is not None:
+            for model in self._core.rule.act(self.last_state.rollback):
+                self._metrics.rollbacks.labels(model).inc()
 
     def _batch(self, messages: list[Message]) -> list[InputMessage]:
         batch = []
@@ -123,7 +130,7 @@ class MonitorLoop:
         for model in result.fired:
             log.warning("concept drift: the detector of %s fired", model)
         if self._capture is not None:
-            self._capture.add(result.rows)
+            self._capture.add([r for r in result.rows if not r.model.endswith(CHALLENGER)])
         consumer.commit(offsets=self._next_offsets(batch), asynchronous=True)
 
     def _next_offsets(self, batch: list[InputMessage]) -> list[TopicPartition]:
@@ -177,7 +184,7 @@ def run_monitor(
     log.info("monitor metrics on http://%s:%d/metrics", settings.metrics_host, port)
     try:
         with StateStore(settings.store.path) as store:
-            core = MonitorCore(store, settings, registry_source(settings))
+            core = MonitorCore(store, settings, registry_source(settings), rule_of(settings))
             capture = Capture(settings.capture_dir, core.event_of) if settings.capture_dir is not None else None
             loop = MonitorLoop(settings, core, metrics, capture)
             if ready is not None:

@@ -17,7 +17,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from consumer.monitor.lifecycle_metrics import lifecycle_families
+from consumer.monitor.paired import Paired
 from consumer.monitor.quality import Quality
+from consumer.monitor.rollback import RuleFigures
 from consumer.monitor.trigger import Decision
 
 # Label delay: a bank decides in minutes to hours, a lead converts (or its horizon closes) in days.
@@ -46,6 +49,8 @@ class MonitorState:
     drift_detected: dict[str, bool] = field(default_factory=dict)
     decisions: dict[str, Decision] = field(default_factory=dict)  # the retraining trigger's, per model
     retrain_since: dict[str, int] = field(default_factory=dict)  # outcomes since the trigger fired, per model
+    paired: dict[str, Paired] = field(default_factory=dict)  # champion vs challenger on the same outcomes
+    rollback: dict[str, RuleFigures] = field(default_factory=dict)  # the rollback rule's, per promoted model
 
 
 class MonitorCollector(Collector):
@@ -79,6 +84,7 @@ class MonitorCollector(Collector):
             drift.add_metric([model], 1.0 if detected else 0.0)
         yield drift
         yield from _trigger(state)
+        yield from lifecycle_families(state.paired, state.rollback)
 
 
 def _trigger(state: MonitorState) -> Iterator[Metric]:
@@ -167,6 +173,12 @@ class MonitorMetrics:
         self.last_outcome = Gauge(
             "crm_monitor_last_outcome_timestamp_seconds",
             "Wall-clock time this process last read an outcome (outcomes stopped arriving: alert)",
+            registry=self.registry,
+        )
+        self.rollbacks = Counter(
+            "crm_monitor_rollbacks",
+            "Promoted model sets the rollback rule rolled back, per model that did worse (docs/model-lifecycle.md)",
+            ["model"],
             registry=self.registry,
         )
         self.partitions = Gauge(

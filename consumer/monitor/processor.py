@@ -9,12 +9,15 @@ partition: the offset the store holds, or the beginning of the topic when the st
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from consumer.monitor.join import LEAD, JoinedRow, PartitionJoin, outcome_fields, score_snapshot
+from consumer.monitor.join import CHALLENGER, LEAD, JoinedRow, PartitionJoin, outcome_fields, score_snapshot
 from consumer.monitor.metrics import MonitorState
+from consumer.monitor.paired import Paired, compare, paired_rows
+from consumer.monitor.rollback import RollbackRule
 from consumer.monitor.settings import MonitorSettings
 from consumer.monitor.store import StateStore, partition_prefix
 from consumer.monitor.trigger import Decision, TriggerBounds, decide, retrain_line
@@ -23,7 +26,7 @@ from schemas import EventDecoder, RecordDecoder, ResultDecoder, SchemaSource, lo
 from schemas.errors import InvalidEventError
 
 log = logging.getLogger(__name__)
-SCORES, OUTCOMES, APPLICATIONS = "scores", "outcomes", "applications"
+SCORES, OUTCOMES, APPLICATIONS, SHADOW = "scores", "outcomes", "applications", "shadow"
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,15 @@ class BatchResult:
 class MonitorCore:
     """The join, the detectors and the figures over one state store."""
 
-    def __init__(self, store: StateStore, settings: MonitorSettings, registry: SchemaSource | None = None) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        settings: MonitorSettings,
+        registry: SchemaSource | None = None,
+        rule: RollbackRule | None = None,
+    ) -> None:
         catalog = load_catalog()
+        self.rule = rule  # the rollback rule, when the model store is known
         self._store = store
         self._settings = settings
         self._scores = ResultDecoder(catalog, registry)
@@ -75,7 +85,7 @@ class MonitorCore:
         """Join ``batch`` and write it, with the next offsets, in one transaction."""
         tx = self._store.transaction()
         rows: list[JoinedRow] = []
-        undecodable = {SCORES: 0, OUTCOMES: 0, APPLICATIONS: 0}
+        undecodable = {SCORES: 0, OUTCOMES: 0, APPLICATIONS: 0, SHADOW: 0}
         touched: set[int] = set()
         for message in batch:
             join = PartitionJoin(tx, partition_prefix(message.partition))
@@ -107,6 +117,9 @@ class MonitorCore:
         if message.stream == SCORES:
             result = self._scores.decode(message.value)
             return join.add_score(str(result["application_id"]), score_snapshot(result))
+        if message.stream == SHADOW:
+            join.add_shadow(json.loads(message.value or b""))
+            return []
         if message.stream == APPLICATIONS:
             event = self._events.decode(message.value)
             join.add_event(str(event["event_id"]), _ms(event["occurred_at"]), bytes(message.value or b""))
@@ -139,7 +152,20 @@ class MonitorCore:
             decisions[model] = decide(
                 rows.probability, rows.positive, rows.probability.size, drift[model], self._bounds, q.min_outcomes
             )
-        return MonitorState(counters, figures, drift, decisions, self._retrain_since(counters, decisions))
+        state = MonitorState(counters, figures, drift, decisions, self._retrain_since(counters, decisions))
+        state.paired = self._paired()
+        if self.rule is not None:
+            state.rollback = self.rule.figures(self._store, self.partitions, q.count_window)
+        return state
+
+    def _paired(self) -> dict[str, Paired]:
+        """Champion and challenger on the same outcomes, per model that has a challenger's rows."""
+        count, least = self._settings.quality.count_window, self._settings.lifecycle.promote_min_outcomes
+        out = {}
+        for model in sorted(m.removesuffix(CHALLENGER) for m in self.models if m.endswith(CHALLENGER)):
+            champion, challenger, y = paired_rows(self._store, self.partitions, model, count)
+            out[model] = compare(champion, challenger, y, least)
+        return out
 
     def _retrain_since(self, counters: dict[str, int], decisions: dict[str, Decision]) -> dict[str, int]:
         """Each recommending model's outcomes since its trigger fired. The joined count at the firing is kept in

@@ -44,6 +44,11 @@ class MonitorTopics(_Section):
     applications: str | None = Field(
         None, description="The scorer's input topic: when set, captured rows carry the event as it was scored"
     )
+    shadow: str | None = Field(
+        None,
+        description="A challenger's scores (the scorer's models.shadow_topic, crm.scores.shadow): when set, they join "
+        "like a second model, <model>:challenger",
+    )
 
 
 class StoreSettings(_Section):
@@ -94,6 +99,25 @@ class TriggerSettings(_Section):
     ece_excess: float = Field(0.03, gt=0, description="ECE above sampling noise that counts as one weak signal")
 
 
+class LifecycleSettings(_Section):
+    """Promotion and the rollback rule (``consumer.monitor.rollback``, docs/model-lifecycle.md)."""
+
+    store_dir: Path | None = Field(
+        None, description="The scorer's model store: when set, a promoted model that does worse is rolled back"
+    )
+    control_topic: str = Field("crm.models", description="The scorer's models.control_topic")
+    channel: str = Field("default", description="The scorer's models.channel")
+    promote_min_outcomes: int = Field(
+        500, ge=10, description="Paired outcomes (champion and challenger, same applications) before a challenger wins"
+    )
+    rollback_min_outcomes: int = Field(
+        500, ge=10, description="Outcomes of a promoted model before the rollback rule may judge it"
+    )
+    rollback_margin: float = Field(
+        0.02, gt=0, lt=1, description="Realised AUC below the predecessor's by more than this: rolled back"
+    )
+
+
 class MonitorSettings(LayeredSettings):
     """Everything ``crm-scorer monitor`` needs. Build it once with ``load_monitor_settings``."""
 
@@ -107,6 +131,7 @@ class MonitorSettings(LayeredSettings):
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     trigger: TriggerSettings = Field(default_factory=TriggerSettings)
     trigger: TriggerSettings = Field(default_factory=TriggerSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     capture_dir: Path | None = Field(None, description="Append every joined row to Parquet here (None: off)")
     metrics_host: str = Field("0.0.0.0", description="Where /metrics listens")
     metrics_port: int = Field(9410, ge=0, le=65535, description="0 picks a free port")
