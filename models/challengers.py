@@ -52,7 +52,7 @@ class ShadowRecord:
         models = raw.get("models")
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             bad.append("models")
-        if bad:
+        if bad or not isinstance(models, list):
             raise ValueError(f"challenger record: {', '.join(bad)} missing or of the wrong type")
         return cls(raw["version"], tuple(models), *(raw[f] for f in _FIELDS[1:]))
 

@@ -47,9 +47,9 @@ def lifecycle_families(paired: Mapping[str, Paired], rule: Mapping[str, RuleFigu
                 family.add_metric([model], value)
     yield from families.values()
     rules = {key: GaugeMetricFamily(name, doc, labels=["model"]) for key, (name, doc) in RULE.items()}
-    for model, figures in sorted(rule.items()):
+    for model, judged in sorted(rule.items()):
         for key, family in rules.items():
-            value = float(getattr(figures, key))
+            value = float(getattr(judged, key))
             if not math.isnan(value):
                 family.add_metric([model], value)
     yield from rules.values()
