@@ -116,12 +116,7 @@ def write_capture_card(out_dir: Path, manifest: Manifest) -> None:
         "",
         "## Lineage",
         "",
-        f"- capture dates: {', '.join(lineage.get('capture_dates', [])) or '-'}"
-        + (f" (rows scored since {lineage['since']})" if lineage.get("since") else ""),
-        f"- capture rows: {lineage.get('capture_rows')}, duplicates dropped: {lineage.get('duplicates_dropped')}, "
-        f"rows without their event (skipped): {lineage.get('rows_without_event')}",
-        f"- routing rule(s) that selected the labels: {', '.join(lineage.get('routing', [])) or '-'}",
-        f"- warm start from the parent's boosters: {'yes' if lineage.get('warm_start') else 'no'}",
+        *_lineage_lines(lineage),
         "",
         "| model | | version | rows | trees |",
         "|---|---|---|---:|---:|",
@@ -136,3 +131,14 @@ def write_capture_card(out_dir: Path, manifest: Manifest) -> None:
         "",
     ]
     (out_dir / "MODEL_CARD.md").write_text("\n".join(text))
+
+
+def _lineage_lines(lineage: dict[str, Any]) -> list[str]:
+    since = f" (rows scored since {lineage['since']})" if lineage.get("since") else ""
+    return [
+        f"- capture dates: {', '.join(lineage.get('capture_dates', [])) or '-'}{since}",
+        f"- capture rows: {lineage.get('capture_rows')}, duplicates dropped: {lineage.get('duplicates_dropped')}, "
+        f"rows without their event (skipped): {lineage.get('rows_without_event')}",
+        f"- routing rule(s) that selected the labels: {', '.join(lineage.get('routing', [])) or '-'}",
+        f"- warm start from the parent's boosters: {'yes' if lineage.get('warm_start') else 'no'}",
+    ]

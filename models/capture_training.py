@@ -160,7 +160,8 @@ def train_from_capture(
     else:
         models[LEAD] = _copied(parent, LEAD, out_dir)
     profile = _profile(parent, rows, predictions, out_dir, rebuild_inputs=plan.only is None)
-    training = {"events": len(rows.events), "seed": plan.seed, "folds": plan.folds, "holdout": 0}
+    holdout = sum(int(models[name]["metrics"]["n"]) for name in labels)  # each model's holdout of its own rows
+    training = {"events": len(rows.events), "seed": plan.seed, "folds": plan.folds, "holdout": holdout}
     manifest = _manifest(training, profile, models, parent.version, lineage(rows, labels, plan))
     (out_dir / MANIFEST).write_text(manifest.to_json())
     return manifest
