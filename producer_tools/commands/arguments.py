@@ -10,17 +10,13 @@ names a broker.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
-
 from consumer.layering import load_connection
-from consumer.reachability import reason
+from consumer.reachability import require_kafka
 from producer_tools.errors import BrokerError
 from producer_tools.publishing.connection import Brokers, client_config
 from producer_tools.publishing.publisher import registry_for
@@ -85,54 +81,24 @@ def registry_of(args: argparse.Namespace) -> RegistrySchemaSource | None:
     return registry_for(conf["url"]) if conf["url"].startswith("mock://") else RegistrySchemaSource.from_url(**conf)
 
 
-class _LastLine(logging.Handler):
-    """Keeps librdkafka's last log line (why it cannot connect) instead of letting it print each retry."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.line: str | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.line = record.getMessage()
-
-
-_REFUSED = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED)
-
-
 def require_broker(bootstrap_servers: str, timeout_s: float | None = None, topics: Iterable[str] = ()) -> None:
     """Return once a broker at ``bootstrap_servers`` answers a metadata request (with the connection's
     credentials when it is a ``Brokers``) and the principal may describe each of ``topics``.
 
     Raises:
-        BrokerError: none answered within ``timeout_s`` (default ``BROKER_ANSWER_S``: unreachable, or the
-            credentials refused), or a topic may not be described; one line naming the address, librdkafka's
-            reason and what to check.
+        BrokerError: none answered within ``timeout_s`` (default ``BROKER_ANSWER_S``), the credentials were
+            refused, or a topic may not be described; one line naming the address, librdkafka's reason and
+            what to check.
     """
+    hint = (
+        f"--bootstrap-servers / ${BOOTSTRAP_ENV} / --config (and its credentials) and that the broker runs "
+        "(`crm-producer broker` starts one)"
+    )
     timeout_s = BROKER_ANSWER_S if timeout_s is None else timeout_s
-    heard = _LastLine()
-    logger = logging.Logger("librdkafka")  # not registered: the connect retries stay out of the user's terminal
-    logger.addHandler(heard)
-    config: dict[str, Any] = client_config(bootstrap_servers) | {"logger": logger}
     try:
-        admin = AdminClient(config)
-    except KafkaException as exc:  # a certificate or key file librdkafka cannot load, a bad property
-        raise BrokerError(f"cannot make a Kafka client for {bootstrap_servers}: {reason(None, exc)}") from exc
-    try:
-        admin.list_topics(timeout=timeout_s)
-        for topic in topics:
-            found = admin.list_topics(topic=topic, timeout=timeout_s).topics.get(topic)
-            if found is not None and found.error is not None and found.error.code() in _REFUSED:
-                raise BrokerError(
-                    f"Kafka at {bootstrap_servers} refused to describe topic {topic}: {found.error.str()}: grant "
-                    "the ACLs `crm-scorer acls --role producer` prints"
-                )
-    except KafkaException as exc:
-        admin.poll(0)  # serves the queued log lines to ``heard``
-        raise BrokerError(
-            f"no Kafka broker answered at {bootstrap_servers} within {timeout_s:.0f} s ({reason(heard.line, exc)}): "
-            f"check --bootstrap-servers / ${BOOTSTRAP_ENV} / --config (and its credentials) and that the broker "
-            "runs (`crm-producer broker` starts one)"
-        ) from exc
+        require_kafka(client_config(bootstrap_servers), topics, timeout_s, hint)
+    except ConfigError as exc:
+        raise BrokerError(str(exc)) from exc
 
 
 def non_negative(kind: type[int] | type[float]) -> Any:

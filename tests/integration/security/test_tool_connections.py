@@ -3,8 +3,9 @@
 The file is a scorer.yaml for this test's lanes (SASL_SSL, SCRAM-SHA-512, the test CA); each principal's user
 and password file come from its command's environment (``CRM_PRODUCER_KAFKA__*``, ``CRM_MONITOR_KAFKA__*``).
 ``crm-producer produce``, ``tail``, ``replay-dlq``, ``outcomes`` and ``crm-scorer monitor`` each run with only
-the ACLs ``crm-scorer acls --format json`` prints for their principal, and each ends with one line on stderr,
-no traceback and a non-zero exit, when the password is wrong.
+the ACLs ``crm-scorer acls --format json`` prints for their principal (as commands, in subprocesses), and each
+ends with one line on stderr, no traceback and a non-zero exit, when the password is wrong (in this process,
+through the same ``main()``: no interpreter start per command).
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ import yaml
 
 from consumer.commands import cli as scorer_cli
 from consumer.commands.acls_cmd import Acl
+from producer_tools.commands import cli as producer_cli
 from tests.integration.faults.support import wait_until
 from tests.integration.harness import ScorerProcess
 from tests.integration.security.support import SecureLanes, create_topics
 
-PRODUCER = [sys.executable, "-m", "producer_tools.commands.cli"]
-MONITOR = [sys.executable, "-m", "consumer.commands.cli", "monitor"]
+PROGRAMS = {
+    "crm-producer": [sys.executable, "-m", "producer_tools.commands.cli"],
+    "crm-scorer": [sys.executable, "-m", "consumer.commands.cli"],
+}
+MAINS = {"crm-producer": producer_cli.main, "crm-scorer": scorer_cli.main}
+Command = tuple[str, list[str]]
 EVENTS, SEED = 40, 1919
 WRONG = "not-the-password-1919"
 
@@ -70,26 +76,26 @@ def printed_acls(config: Path, role: str, outcomes: str, group: str, capsys: pyt
     return acls
 
 
-def commands(config: Path, secure_lanes: SecureLanes, outcomes: str, group: str) -> dict[str, list[str]]:
+def commands(config: Path, secure_lanes: SecureLanes, outcomes: str, group: str) -> dict[str, Command]:
+    """Each command's program and arguments, all on the one connection file."""
     lanes, store = secure_lanes.lanes, secure_lanes.folder / f"monitor-{time.monotonic_ns()}"
-    world = ["--count", str(EVENTS), "--seed", str(SEED)]
-    on, idle = ["--config", str(config)], ["--idle-exit", "3"]
-    monitor = ["--outcomes-topic", outcomes, "--group-id", group, "--store-path", str(store), "--metrics-port", "0"]
-    monitor += ["--until-idle", "3"]
+    on, world = ["--config", str(config)], ["--count", str(EVENTS), "--seed", str(SEED)]
+    tail = ["--topic", lanes.output, "--from-beginning", "--max", "3", "--timeout", "15"]
+    answer = ["--scores-topic", lanes.output, "--topic", outcomes, *world, "--idle-exit", "3"]
+    monitor = ["--connection", str(config), "--scores-topic", lanes.output, "--outcomes-topic", outcomes]
+    monitor += ["--group-id", group, "--store-path", str(store), "--metrics-port", "0", "--until-idle", "3"]
     return {
-        "produce": [*PRODUCER, "produce", *on, "--topic", lanes.input, *world, "--bad-ratio", "0.25"],
-        "tail": [*PRODUCER, "tail", *on, "--topic", lanes.output, "--from-beginning", "--max", "3", "--timeout", "15"],
-        "replay-dlq": [*PRODUCER, "replay-dlq", *on, "--from", lanes.dlq, "--to", lanes.input, "--timeout", "15"],
-        "outcomes": [*PRODUCER, "outcomes", *on, "--scores-topic", lanes.output, "--topic", outcomes, *world, *idle],
-        "monitor": [*MONITOR, "--connection", str(config), "--scores-topic", lanes.output, *monitor],
+        "produce": ("crm-producer", ["produce", *on, "--topic", lanes.input, *world, "--bad-ratio", "0.25"]),
+        "tail": ("crm-producer", ["tail", *on, *tail]),
+        "replay-dlq": ("crm-producer", ["replay-dlq", *on, "--from", lanes.dlq, "--to", lanes.input]),
+        "outcomes": ("crm-producer", ["outcomes", *on, *answer]),
+        "monitor": ("crm-scorer", ["monitor", *monitor]),
     }
 
 
-def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
-
-
-def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+def start(command: Command, env: dict[str, str]) -> subprocess.Popen[str]:
+    program, args = command
+    argv = [*PROGRAMS[program], *args]
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -105,43 +111,43 @@ def test_every_tool_and_the_monitor_connect_with_one_file_and_their_printed_acls
     monitor = os.environ | credentials(secure_lanes, "CRM_MONITOR_", "crm-monitor")
     argv = commands(config, secure_lanes, outcomes, group)
 
-    produced = run(argv["produce"], tools)
-    sent, failed, bad = (int(produced.stdout.split(f"{k}=")[1].split()[0]) for k in ("sent", "failed", "bad"))
-    assert produced.returncode == 0 and (sent + bad, failed) == (EVENTS, 0), produced.stdout + produced.stderr
+    produced, errors = start(argv["produce"], tools).communicate(timeout=180)
+    sent, failed, bad = (int(produced.split(f"{k}=")[1].split()[0]) for k in ("sent", "failed", "bad"))
+    assert (sent + bad, failed) == (EVENTS, 0), produced + errors
     with ScorerProcess(lanes, secure_lanes.folder, "--config", str(config), env=secure_lanes.scorer_env()) as scorer:
-        wait_until(lambda: secure_lanes.committed() >= EVENTS, 90, "every offset committed", scorer)
+        wait_until(lambda: secure_lanes.committed() >= EVENTS, 120, "every offset committed", scorer)
         scorer.stop()
     dead = len(secure_lanes.dead_letters())
     assert dead > 0, "the poison was dead-lettered"
 
-    tail = run(argv["tail"], tools)
-    assert tail.returncode == 0 and len(tail.stdout.splitlines()) == 3, tail.stderr
-    replay = run(argv["replay-dlq"], tools)
-    assert replay.returncode == 0 and f"replayed {dead} of {dead} to {lanes.input} failed=0" in replay.stdout, (
-        replay.stdout + replay.stderr
-    )
-    answered = run(argv["outcomes"], tools)
-    assert answered.returncode == 0 and "failed=0" in answered.stdout, answered.stdout + answered.stderr
-    watched = run(argv["monitor"], monitor)
-    assert watched.returncode == 0, watched.stderr[-3000:]
-    joined = int(watched.stdout.split("joined=")[1].split()[0])
-    assert joined > 0, watched.stdout
+    readers = {name: start(argv[name], tools) for name in ("tail", "replay-dlq", "outcomes")}  # side by side
+    (tail, _), (replay, _), (answered, _) = (p.communicate(timeout=180) for p in readers.values())
+    codes = {name: p.returncode for name, p in readers.items()}
+    assert codes == {"tail": 0, "replay-dlq": 0, "outcomes": 0}, f"{codes}\n{tail}{replay}{answered}"
+    assert len(tail.splitlines()) == 3, tail
+    assert f"replayed {dead} of {dead} to {lanes.input} failed=0" in replay, replay
+    assert "failed=0" in answered, answered
+    watching = start(argv["monitor"], monitor)
+    watched, errors = watching.communicate(timeout=180)
+    assert watching.returncode == 0, errors[-3000:]
+    joined = int(watched.split("joined=")[1].split()[0])
+    assert joined > 0, watched
 
 
-def test_a_wrong_password_ends_every_command_with_one_line(secure_lanes: SecureLanes) -> None:
+def test_a_wrong_password_ends_every_command_with_one_line(
+    secure_lanes: SecureLanes, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     lanes, config = secure_lanes.lanes, connection_file(secure_lanes)
-    outcomes, group = f"outcomes-{lanes.group}", f"monitor-{lanes.group}"
-    tools = os.environ | credentials(secure_lanes, "CRM_PRODUCER_", "crm-producer", WRONG)
-    monitor = os.environ | credentials(secure_lanes, "CRM_MONITOR_", "crm-monitor", WRONG)
-    argv = commands(config, secure_lanes, outcomes, group)
-    started = {  # side by side: each waits out its broker check
-        name: start(command, monitor if name == "monitor" else tools) for name, command in argv.items()
-    }
-    assert set(started) == {"produce", "tail", "replay-dlq", "outcomes", "monitor"}
-    for name, process in started.items():
-        _out, err = process.communicate(timeout=120)
+    for prefix, user in (("CRM_PRODUCER_", "crm-producer"), ("CRM_MONITOR_", "crm-monitor")):
+        for key, value in credentials(secure_lanes, prefix, user, WRONG).items():
+            monkeypatch.setenv(key, value)
+    argv = commands(config, secure_lanes, f"outcomes-{lanes.group}", f"monitor-{lanes.group}")
+    assert set(argv) == {"produce", "tail", "replay-dlq", "outcomes", "monitor"}
+    for name, (program, args) in argv.items():  # in this process: the same main() the console scripts call
+        code = MAINS[program](args)
+        err = capfd.readouterr().err
         lines = [line for line in err.splitlines() if line.strip()]
-        assert process.returncode != 0, f"{name} succeeded with a wrong password"
+        assert code != 0, f"{name} succeeded with a wrong password"
         assert len(lines) == 1 and "Traceback" not in err, f"{name}:\n{err}"
-        assert "Authentication failed" in lines[0] and lanes.bootstrap in lines[0], f"{name}: {lines[0]}"
-        assert WRONG not in err, f"{name} printed the password"
+        assert "refused the credentials" in lines[0] and "Authentication failed" in lines[0], f"{name}: {lines[0]}"
+        assert lanes.bootstrap in lines[0] and WRONG not in err, f"{name}: {lines[0]}"
