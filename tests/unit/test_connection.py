@@ -219,3 +219,35 @@ def test_metrics_never_carry_a_secret(tmp_path: Path) -> None:
     exposed = generate_latest(Telemetry(settings).registry).decode()
     assert "crm_scorer_config_info" in exposed and SECRET not in exposed
     assert SECRET not in repr(settings) and SECRET not in repr(Brokers(settings.librdkafka("consumer")))
+
+
+def test_the_monitor_reads_confluent_framed_scores_through_its_registry(tmp_path: Path) -> None:
+    from consumer.monitor.processor import SCORES, InputMessage, MonitorCore
+    from consumer.monitor.settings import MonitorSettings
+    from consumer.monitor.store import StateStore
+    from schemas import load_catalog
+    from schemas.framing import SINGLE_OBJECT_HEADER_SIZE, confluent_header
+    from tests.unit.test_monitor import _messages, _run
+
+    settings = MonitorSettings(store={"path": tmp_path}, schema_registry={"url": "mock://monitor-scores"})
+    registry = registry_source(settings)
+    assert registry is not None
+    schema_id = registry.register_schema("crm.scores-value", load_catalog().get("score_result.v1").schema_str)
+    single_object = list(_messages(count=300))
+    confluent = [
+        InputMessage(
+            m.stream, m.partition, m.offset, m.key, confluent_header(schema_id) + m.value[SINGLE_OBJECT_HEADER_SIZE:]
+        )
+        if m.stream == SCORES
+        else m
+        for m in single_object
+    ]
+    assert sum(m.stream == SCORES for m in confluent) == 300
+    states = []
+    for name, messages, source in (("single", single_object, None), ("confluent", confluent, registry)):
+        core = MonitorCore(StateStore(tmp_path / name), settings, source)
+        core.assigned(range(3))
+        _run(core, messages)
+        states.append(core.state())
+    assert states[0].counters["scores"] == states[1].counters["scores"] == 300
+    assert states[0].counters == states[1].counters
