@@ -7,7 +7,7 @@ EVENTS ?= 20000
 # The demo's local broker: tansu (no Java) or kafka (Apache Kafka from Maven Central; needs java and mvn).
 BROKER ?= tansu
 
-.PHONY: demo stack test test-unit test-integration test-faults test-security lint format train bench bench-quick clean
+.PHONY: demo demo-lifecycle stack test test-unit test-integration test-faults test-security lint format train bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ OUTCOME_EVENTS ?= 10000
 demo-outcomes: $(STAMP)
 	$(VENV)/bin/crm-producer outcomes-demo --events $(OUTCOME_EVENTS) --broker $(BROKER) \
 		$(if $(POLICY_CHANGE),--policy-change $(POLICY_CHANGE))
+
+# The model loop (docs/model-lifecycle.md): bank_c tightens its policy, the monitor's trigger fires, bank_c is
+# retrained from the monitor's capture and activated in the running scorer without a restart; one timeline, and
+# bank_c's realised AUC and ECE in lifecycle-demo.png.
+demo-lifecycle: $(STAMP)
+	$(VENV)/bin/crm-producer lifecycle-demo --broker $(BROKER)
 
 # The docker-compose topology as local processes (Apache Kafka, Apicurio Registry, two scorers, the producer,
 # Prometheus) until Ctrl-C; needs java 17+, java 21+ for the registry, and mvn.

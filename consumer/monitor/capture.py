@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -27,28 +28,48 @@ from schemas.json_view import to_json_view
 
 _FLUSH_ROWS = 20_000
 _PATIENCE = 3
+_PATIENCE_S = 60.0  # and at least this long: flushes by time may come every few seconds
 
 
 class Capture:
-    """Buffers joined rows and writes them to ``directory`` every ``_FLUSH_ROWS`` rows and on ``flush``.
+    """Buffers joined rows and writes them to ``directory`` every ``_FLUSH_ROWS`` rows, every ``flush_every_s``
+    seconds (so a retrain reads rows at most that old; None: only by rows) and on ``flush``.
 
     ``event_of`` finds a row's application event (None: not read yet). The input topic is read beside the
     scores and outcomes, not before them, so a row whose event has not arrived waits for a later flush (up to
-    ``_PATIENCE`` of them; the last flush writes every row, ``event`` null where it never came).
+    ``_PATIENCE`` of them and ``_PATIENCE_S`` seconds; the last flush writes every row, ``event`` null where it
+    never came).
     """
 
-    def __init__(self, directory: Path, event_of: Callable[[JoinedRow], bytes | None] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        event_of: Callable[[JoinedRow], bytes | None] | None = None,
+        flush_every_s: float | None = None,
+    ) -> None:
         import pyarrow  # noqa: F401  (fail at start, not at the first flush, when it is not installed)
 
         self.directory = directory
+        self._flush_every_s = flush_every_s
+        self._flushed_at = time.monotonic()
         self._event_of = event_of
         self._decoder = EventDecoder()
-        self._rows: list[tuple[JoinedRow, int]] = []
+        self._rows: list[tuple[JoinedRow, int, float]] = []  # (row, flushes it waited through, added at)
         self.written = 0
 
     def add(self, rows: Iterable[JoinedRow]) -> None:
-        self._rows += [(row, 0) for row in rows]
+        now = time.monotonic()
+        self._rows += [(row, 0, now) for row in rows]
         if len(self._rows) >= _FLUSH_ROWS:
+            self.flush(final=False)
+        else:
+            self.tick()
+
+    def tick(self) -> None:
+        """Write the buffered rows when ``flush_every_s`` has passed since the last write (the loop calls this
+        while idle too, so the last rows before a pause reach the files)."""
+        due = self._flush_every_s is not None and time.monotonic() - self._flushed_at >= self._flush_every_s
+        if due and self._rows:
             self.flush(final=False)
 
     def flush(self, final: bool = True) -> None:
@@ -56,12 +77,14 @@ class Capture:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        self._flushed_at = time.monotonic()
         by_date: dict[str, list[dict[str, Any]]] = {}
-        waiting: list[tuple[JoinedRow, int]] = []
-        for row, tries in self._rows:
+        waiting: list[tuple[JoinedRow, int, float]] = []
+        for row, tries, added in self._rows:
             raw = self._event_of(row) if self._event_of is not None else None
-            if raw is None and self._event_of is not None and not final and tries < _PATIENCE:
-                waiting.append((row, tries + 1))
+            patient = tries < _PATIENCE or self._flushed_at - added < _PATIENCE_S
+            if raw is None and self._event_of is not None and not final and patient:
+                waiting.append((row, tries + 1, added))
                 continue
             record = asdict(row)
             record["delay_s"] = row.delay_s

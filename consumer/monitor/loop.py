@@ -20,8 +20,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from consumer.monitor.capture import Capture
-from consumer.monitor.metrics import MonitorMetrics, MonitorState
 from consumer.monitor.join import CHALLENGER
+from consumer.monitor.metrics import MonitorMetrics, MonitorState
 from consumer.monitor.processor import APPLICATIONS, OUTCOMES, SCORES, SHADOW, InputMessage, MonitorCore
 from consumer.monitor.rollback import rule_of
 from consumer.monitor.settings import MonitorSettings
@@ -82,6 +82,8 @@ class MonitorLoop:
                 if now - last_evaluation >= self._settings.quality.evaluate_every_s:
                     self.evaluate()
                     last_evaluation = now
+                if self._capture is not None:
+                    self._capture.tick()
                 # Idle counts from the last message or assignment: a member waiting to join is not idle.
                 if until_idle_s is not None and self._core.partitions and now - self._last_activity > until_idle_s:
                     break
@@ -185,7 +187,11 @@ def run_monitor(
     try:
         with StateStore(settings.store.path) as store:
             core = MonitorCore(store, settings, registry_source(settings), rule_of(settings))
-            capture = Capture(settings.capture_dir, core.event_of) if settings.capture_dir is not None else None
+            capture = (
+                Capture(settings.capture_dir, core.event_of, settings.capture_flush_s)
+                if settings.capture_dir is not None
+                else None
+            )
             loop = MonitorLoop(settings, core, metrics, capture)
             if ready is not None:
                 ready(port)

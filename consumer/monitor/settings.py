@@ -133,6 +133,9 @@ class MonitorSettings(LayeredSettings):
     trigger: TriggerSettings = Field(default_factory=TriggerSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     capture_dir: Path | None = Field(None, description="Append every joined row to Parquet here (None: off)")
+    capture_flush_s: float | None = Field(
+        300.0, gt=0, description="Also write the captured rows every this many seconds (None: every 20,000 rows)"
+    )
     metrics_host: str = Field("0.0.0.0", description="Where /metrics listens")
     metrics_port: int = Field(9410, ge=0, le=65535, description="0 picks a free port")
 

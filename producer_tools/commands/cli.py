@@ -22,6 +22,7 @@ _COMMAND_MODULES = [
     "producer_tools.commands.tail_cmd",
     "producer_tools.commands.outcomes_cmd",
     "producer_tools.commands.outcomes_demo_cmd",
+    "producer_tools.commands.lifecycle_demo_cmd",
     "producer_tools.commands.demo_cmd",
     "producer_tools.commands.stack_cmd",
     "producer_tools.commands.rebalance_probe_cmd",

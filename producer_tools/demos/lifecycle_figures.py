@@ -1,0 +1,242 @@
+"""The model-loop demo's figures: bank_c's realised quality read back from the monitor's capture, the issue's
+targets measured against the world, and the PNG of realised AUC and ECE over outcome time.
+
+Pure but for reading the capture's Parquet files and writing the PNG. A captured row is one outcome with the
+score it answers (model version, probability as scored, the bank's decision); the world knows every
+application's index, so a row is placed before or after the policy change, and its arrival in the demo is its
+score's time plus the world's decision delay divided by the demo's time scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from models.artifacts import load_models
+from models.calibration import sigmoid
+from models.config import ModelsConfig
+from models.evaluation import expected_calibration_error
+from models.features import build_features
+from producer_tools.world.observed import observe
+from producer_tools.world.outcomes import PolicyChange, tightened_logit
+
+WINDOW = 400  # outcomes per point of the plot's rolling figures
+STEP = 50
+
+
+@dataclass(frozen=True)
+class BankRows:
+    """One bank's captured outcomes (deduplicated on outcome id), in the order they reached the monitor."""
+
+    version: np.ndarray  # str: the model version that scored the application
+    probability: np.ndarray
+    positive: np.ndarray  # int8
+    event_index: np.ndarray  # the application's index in the world
+    arrived_ms: np.ndarray  # wall-clock ms when the outcome was sent
+    event_id: np.ndarray  # str: the scored event
+
+    def mask_quality(self, keep: np.ndarray) -> Quality:
+        return quality(self.positive[keep], self.probability[keep])
+
+
+@dataclass(frozen=True)
+class Quality:
+    outcomes: int
+    auc: float
+    ece: float
+
+    def text(self) -> str:
+        return f"AUC {self.auc:.3f}, ECE {self.ece:.3f} over {self.outcomes:,} outcomes"
+
+
+def quality(y: np.ndarray, p: np.ndarray) -> Quality:
+    """AUC and ECE (10 equal-width bins, as the monitor's) of ``p`` against ``y``; NaN where undefined."""
+    if len(y) == 0 or len(set(y.tolist())) < 2:
+        return Quality(len(y), float("nan"), float("nan"))
+    return Quality(len(y), float(roc_auc_score(y, p)), expected_calibration_error(y, p))
+
+
+def read_bank_rows(capture_dir: Path, bank: str, index_of: Mapping[str, int], time_scale: float) -> BankRows:
+    """``bank``'s rows of the capture under ``capture_dir`` whose event the world knows, by arrival."""
+    import pyarrow.parquet as pq
+
+    files = sorted(capture_dir.rglob("*.parquet"))
+    columns = ["outcome_id", "score_event_id", "model", "model_version", "probability", "positive"]
+    tables = [pq.read_table(f, columns=[*columns, "scored_at", "decided_at"]).to_pydict() for f in files]
+    seen: set[str] = set()
+    rows: list[tuple[Any, ...]] = []
+    for table in tables:
+        for i, outcome in enumerate(table["outcome_id"]):
+            event = table["score_event_id"][i]
+            if table["model"][i] != bank or outcome in seen or event not in index_of:
+                continue
+            seen.add(outcome)
+            scored, decided = table["scored_at"][i], table["decided_at"][i]
+            arrived = scored + (decided - scored) / time_scale
+            rows.append((arrived, table["model_version"][i], table["probability"][i], table["positive"][i], event))
+    rows.sort()
+    return BankRows(
+        version=np.array([r[1] for r in rows], dtype=object),
+        probability=np.array([r[2] for r in rows], dtype=np.float64),
+        positive=np.array([r[3] for r in rows], dtype=np.int8),
+        event_index=np.array([index_of[r[4]] for r in rows], dtype=np.int64),
+        arrived_ms=np.array([r[0] for r in rows], dtype=np.float64),
+        event_id=np.array([r[4] for r in rows], dtype=object),
+    )
+
+
+@dataclass(frozen=True)
+class Phases:
+    """bank_c's realised quality before the change, after it (old model), and once the retrained one is active."""
+
+    baseline: Quality
+    degraded: Quality
+    retrained: Quality
+
+
+def phases(rows: BankRows, change: int, old: str, new: str) -> Phases:
+    scored_old = rows.version == old
+    return Phases(
+        rows.mask_quality(scored_old & (rows.event_index < change)),
+        rows.mask_quality(scored_old & (rows.event_index >= change)),
+        rows.mask_quality(rows.version == new),
+    )
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The issue's targets for the retrained bank, each with what it is compared to."""
+
+    population: int
+    auc: float  # the retrained model on every application after the activation, the world's labels
+    oracle: float  # the changed policy's own probability on the same applications
+    parent_auc: float  # the model it replaced, same applications
+    routed: int
+    realised_auc: float  # as the stream scored them and the bank answered
+    offline_auc: float  # the set's model scored offline on the same applications, same answers
+    realised_ece: float
+
+    def lines(self) -> list[str]:
+        ratio = self.auc / self.oracle
+        gap = abs(self.realised_auc - self.offline_auc)
+        return [
+            f"whole post-change population ({self.population:,} applications after the activation, the world's "
+            f"labels): retrained AUC {self.auc:.4f}, oracle {self.oracle:.4f}, ratio {ratio:.3f} "
+            f"(target >= 0.97: {_met(ratio >= 0.97)}); the model it replaced {self.parent_auc:.4f}",
+            f"routed applications answered after the activation ({self.routed:,}): realised AUC "
+            f"{self.realised_auc:.4f}, offline AUC {self.offline_auc:.4f}, gap {gap:.4f} "
+            f"(target <= 0.02: {_met(gap <= 0.02)}); realised ECE {self.realised_ece:.4f} "
+            f"(target < 0.03: {_met(self.realised_ece < 0.03)})",
+        ]
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def measure_targets(
+    config: ModelsConfig,
+    set_dirs: tuple[Path, Path],
+    events: Sequence[dict[str, Any]],
+    policy: PolicyChange,
+    seed: int,
+    rows: BankRows,
+    new: str,
+) -> Targets:
+    """The targets for ``policy.bank`` retrained (``set_dirs``: the parent's and the new set's folders).
+
+    ``events`` are the applications scored after the activation; the world's label for each is drawn from the
+    changed policy's true probability (the oracle), routed or not.
+    """
+    bank = policy.bank
+    p_true = sigmoid(tightened_logit(bank, observe(events), policy.size))
+    y_world = (np.random.default_rng([seed, 1]).random(len(p_true)) < p_true).astype(np.int8)
+    frame = build_features(events)
+    parent, retrained = (_bank_model(config, d, bank) for d in set_dirs)
+    p_new = retrained.probability(frame.columns(retrained.features))
+    p_old = parent.probability(frame.columns(parent.features))
+    mine = rows.version == new
+    position = {str(e["event_id"]): i for i, e in enumerate(events)}
+    answered = np.array([position.get(e, -1) for e in rows.event_id[mine]], dtype=np.int64)
+    known = answered >= 0
+    y_routed, p_stream = rows.positive[mine][known], rows.probability[mine][known]
+    return Targets(
+        population=len(events),
+        auc=float(roc_auc_score(y_world, p_new)),
+        oracle=float(roc_auc_score(y_world, p_true)),
+        parent_auc=float(roc_auc_score(y_world, p_old)),
+        routed=int(known.sum()),
+        realised_auc=quality(y_routed, p_stream).auc,
+        offline_auc=quality(y_routed, p_new[answered[known]]).auc,
+        realised_ece=quality(y_routed, p_stream).ece,
+    )
+
+
+def _bank_model(config: ModelsConfig, directory: Path, bank: str) -> Any:
+    return next(b for b in load_models(config, directory).banks if b.name == bank)
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Where the plot marks each moment, in the bank's outcomes (None: it did not happen): the first outcome of
+    an application under the new policy, the outcomes the monitor had joined when its trigger fired, and the
+    first outcome of an application the retrained model scored."""
+
+    change: int | None
+    trigger: int | None
+    activation: int | None
+
+    @classmethod
+    def of(cls, rows: BankRows, change: int, trigger: int | None, new: str) -> Marks:
+        return cls(_first(rows.event_index >= change), trigger, _first(rows.version == new))
+
+
+def _first(where: np.ndarray) -> int | None:
+    return int(np.argmax(where)) if where.any() else None
+
+
+def rolling(rows: BankRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(outcome count at each point's end, AUC, ECE) over windows of ``WINDOW`` outcomes every ``STEP``."""
+    ends = np.arange(WINDOW, len(rows.positive) + 1, STEP)
+    aucs, eces = [], []
+    for end in ends:
+        q = quality(rows.positive[end - WINDOW : end], rows.probability[end - WINDOW : end])
+        aucs.append(q.auc)
+        eces.append(q.ece)
+    return ends, np.array(aucs), np.array(eces)
+
+
+def plot(rows: BankRows, marks: Marks, bank: str, out: Path) -> None:
+    """bank's realised AUC and ECE over its outcomes in arrival order, the change, trigger and activation
+    marked; written to ``out`` as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ends, aucs, eces = rolling(rows)
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
+    top.plot(ends, aucs, color="tab:blue")
+    top.set_ylabel("realised AUC")
+    bottom.plot(ends, eces, color="tab:red")
+    bottom.axhline(0.03, color="grey", linestyle=":", linewidth=1)
+    bottom.set_ylabel("realised ECE")
+    bottom.set_xlabel(f"{bank} outcomes, in the order they arrived (each point: the last {WINDOW})")
+    labelled = [("policy change", marks.change, "black"), ("trigger fired", marks.trigger, "tab:orange")]
+    labelled.append(("retrained model active", marks.activation, "tab:green"))
+    for label, at, colour in labelled:
+        if at is None:
+            continue
+        for axis in (top, bottom):
+            axis.axvline(at, color=colour, linestyle="--", linewidth=1, label=label if axis is top else None)
+    top.legend(loc="lower left", fontsize=8)
+    top.set_title(f"{bank}: realised quality through a policy change, the trigger and the retrained model")
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
