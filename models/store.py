@@ -214,7 +214,7 @@ class ModelStore:
         found = self.problems(version, models)
         if found:
             more = f" (and {len(found) - 1} more problem(s): crm-scorer models verify {version})" if found[1:] else ""
-            raise StoreError(f"refusing model set {version!r}: {found[0]}{more}")
+            raise StoreError(f"refusing model set {found[0]}{more}")  # each problem starts with the version
 
     def _activation(self, version: str, by: str, reason: str) -> Activation:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")

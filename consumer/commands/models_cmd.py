@@ -18,7 +18,7 @@ from confluent_kafka import KafkaException
 
 from consumer.commands.promotion import read_verdict
 from consumer.control_topic import ensure_copartitioned, publish
-from consumer.kafka.model_control import publish_activation
+from consumer.kafka.model_control import ensure_control_topic, publish_activation
 from consumer.settings import Settings, load_settings
 from models import challengers
 from models.store import Activation, ModelStore, StoreError
@@ -79,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "promote":
         return _promote(settings, store, args, by)
     if args.action == "activate":
+        store.check(args.version, _configured(settings))  # bad input named before the brokers are asked
+    if not _control_topic_answers(settings):
+        return 5
+    if args.action == "activate":
         activation = store.activate(args.version, _configured(settings), by, args.reason)
     else:
         activation = store.rollback(_configured(settings), by, args.reason)
@@ -118,6 +122,17 @@ def _verify(store: ModelStore, versions: list[str], models: list[str]) -> int:
     return 1 if failed else 0
 
 
+def _control_topic_answers(settings: Settings) -> bool:
+    """Whether the brokers answer (the control topic created if missing), checked before anything is recorded."""
+    topic = settings.models.control_topic
+    try:
+        ensure_control_topic(settings.librdkafka("producer", 0), topic)
+    except KafkaException as exc:
+        print(f"crm-scorer models: cannot reach {topic} ({exc.args[0].str()}); nothing changed", file=sys.stderr)
+        return False
+    return True
+
+
 def _publish(settings: Settings, activation: Activation) -> int:
     topic, channel = settings.models.control_topic, settings.models.channel
     try:
@@ -125,7 +140,8 @@ def _publish(settings: Settings, activation: Activation) -> int:
     except KafkaException as exc:
         print(
             f"crm-scorer models: model set {activation.version} is recorded as active in the store but was not "
-            f"published on {topic} ({exc.args[0].str()}): run the same command again",
+            f"published on {topic} ({exc.args[0].str()}): run `crm-scorer models activate {activation.version}` "
+            "again (activating the active set publishes it again)",
             file=sys.stderr,
         )
         return 5

@@ -69,7 +69,7 @@ def verified_set(store: ModelStore, config: ModelsConfig, activation: Activation
         raise Refused("not_in_store", str(exc)) from exc
     if problems:
         reason = "pipeline" if any("pipeline" in p for p in problems) else "verification"
-        raise Refused(reason, f"model set {version}: {problems[0]}")
+        raise Refused(reason, f"model set {problems[0]}")  # each problem starts with the version
     try:
         return load_models(config, directory)
     except ArtifactError as exc:
@@ -209,7 +209,7 @@ def control_consumer_conf(consumer_conf: dict[str, Any], group_id: str) -> dict[
 
 
 def publish_activation(
-    producer_conf: dict[str, Any], topic: str, channel: str, activation: Activation, timeout_s: float = 30.0
+    producer_conf: dict[str, Any], topic: str, channel: str, activation: Activation, timeout_s: float = 15.0
 ) -> None:
     """Publish ``activation`` under ``channel``, creating the control topic (compacted, one partition) first when
     it does not exist.
@@ -219,8 +219,8 @@ def publish_activation(
     """
     from confluent_kafka import KafkaError, KafkaException, Producer
 
-    conf = {k: v for k, v in producer_conf.items() if not k.startswith("transaction")}
-    _ensure_compacted_topic(conf, topic, timeout_s)
+    conf = _command_conf(producer_conf)
+    ensure_control_topic(conf, topic, timeout_s)
     producer = Producer(conf)
     errors: list[KafkaError | None] = []
     producer.produce(topic, activation.to_json(), channel.encode(), on_delivery=lambda err, _m: errors.append(err))
@@ -230,11 +230,17 @@ def publish_activation(
         raise KafkaException(error)
 
 
-def _ensure_compacted_topic(conf: dict[str, Any], topic: str, timeout_s: float) -> None:
+def ensure_control_topic(producer_conf: dict[str, Any], topic: str, timeout_s: float = 15.0) -> None:
+    """Create the control topic (compacted, one partition) unless it exists: also the check, before anything is
+    recorded, that the brokers answer.
+
+    Raises:
+        KafkaException: the brokers do not answer within ``timeout_s``, or refuse to create the topic.
+    """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient(conf)
+    admin = AdminClient(_command_conf(producer_conf))
     if topic in admin.list_topics(timeout=timeout_s).topics:
         return
     # replication_factor -1: the broker's default.replication.factor
@@ -244,3 +250,9 @@ def _ensure_compacted_topic(conf: dict[str, Any], topic: str, timeout_s: float) 
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another operator created it meanwhile
             raise
+
+
+def _command_conf(producer_conf: dict[str, Any]) -> dict[str, Any]:
+    """A command's one-off client: no transactions, and librdkafka's own connection errors kept off the terminal
+    (the command prints one line naming the failure)."""
+    return {k: v for k, v in producer_conf.items() if not k.startswith("transaction")} | {"log_level": 2}
