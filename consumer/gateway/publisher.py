@@ -91,18 +91,25 @@ class KafkaPublisher:
             self._producer.poll(0.05)
 
     def _check_broker(self) -> None:
+        problem: str | None = "not asked yet"
         while not self._stop.is_set():
-            self._ready = self._broker_answers()
+            now = self._broker_problem()
+            if now != problem:  # log changes only: an absent broker is one line, not one every interval
+                log.log(logging.WARNING if now else logging.INFO, "broker: %s", now or "answers; uploads accepted")
+            problem = now
+            self._ready = now is None
             self._stop.wait(self._interval)
 
-    def _broker_answers(self) -> bool:
+    def _broker_problem(self) -> str | None:
+        """None when the broker answers metadata for the topic, else what is wrong."""
         try:
             metadata = self._producer.list_topics(self._topic, timeout=self._interval)
         except KafkaException as exc:
-            log.warning("broker metadata: %s", exc.args[0] if exc.args else exc)
-            return False
+            return f"no metadata within {self._interval} s ({exc.args[0] if exc.args else exc}); uploads refused"
         topic = metadata.topics.get(self._topic)
-        return topic is not None and topic.error is None and bool(topic.partitions)
+        if topic is None or topic.error is not None or not topic.partitions:
+            return f"topic {self._topic} is not there ({topic.error if topic else 'unknown'}); uploads refused"
+        return None
 
 
 def _settle(acked: asyncio.Future[None], err: KafkaError | None) -> None:

@@ -32,6 +32,7 @@ from consumer.gateway.view import ScoresView, view_consumer_config
 from consumer.service import build_offline_engine, registry_source
 from consumer.settings import Settings
 from schemas import ResultDecoder, SingleObjectEncoder, load_catalog
+from schemas.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ def serve(scorer: Settings, settings: GatewaySettings) -> None:
     """Serve until SIGTERM/SIGINT (uvicorn's own handling): requests in flight finish, then the edges close.
 
     The socket is bound first, so the line naming the port (``port`` 0 picks a free one) is printed before the
-    first request can arrive."""
+    first request can arrive. Raises ConfigError when the address cannot be listened on (in use, not ours)."""
+    sock = _listen(settings.host, settings.port)
     gw, start = build_gateway(scorer, settings, CollectorRegistry())
 
     @contextlib.asynccontextmanager
@@ -143,10 +145,17 @@ def serve(scorer: Settings, settings: GatewaySettings) -> None:
 
     app = create_app(gw, settings)
     app.router.lifespan_context = lifespan
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
     print(f"gateway: listening on http://{settings.host}:{sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"port: cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock

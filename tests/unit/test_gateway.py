@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,14 @@ from consumer.gateway.forms import FeaturesStructure
 from consumer.gateway.lead import LeadScorer
 from consumer.gateway.middleware import GatewayMetrics
 from consumer.gateway.routes import Gateway
+from consumer.gateway.runtime import serve
 from consumer.gateway.settings import GatewaySettings
 from consumer.gateway.store import Task, TaskStore, ViewBatch
 from consumer.service import build_offline_engine
 from consumer.settings import load_settings
 from models.artifacts import ModelSet
 from schemas import EventDecoder, ResultDecoder, SingleObjectEncoder, load_catalog
+from schemas.errors import ConfigError
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
 FORM = PRESCORING_FORM
@@ -185,7 +188,7 @@ def test_check_task_and_get_result_follow_a_task(gw: Harness) -> None:
 
 
 def test_the_store_tells_when_an_accepted_task_is_first_answered(tmp_path: Path) -> None:
-    record = {"banks": {"bank_a": 0.5}, "best_offer": None, "reasons": []}
+    record: dict[str, Any] = {"banks": {"bank_a": 0.5}, "best_offer": None, "reasons": []}
     with TaskStore(tmp_path / "store") as store:
         store.accept("ab" * 16, 1_000)
         assert store.apply(ViewBatch({"ab" * 16: record, "cd" * 16: record}, {}, {})) == {"ab" * 16: 1_000}
@@ -350,3 +353,12 @@ def test_no_generated_request_makes_a_server_error(contract_schema: Any, label: 
     call()
     assert answered, f"no request was generated for {label}"
     assert max(answered) < 500, sorted(set(answered))
+
+
+def test_a_port_in_use_is_one_line_naming_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"port: cannot listen on 127.0.0.1:{port}: "):
+            serve(load_settings(None), GatewaySettings(port=port))
