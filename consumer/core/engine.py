@@ -235,6 +235,7 @@ class ScoringEngine:
         outcome.frame, outcome.predictions = frame, columns.predictions(self.models)
         if self.challenger is not None:
             outcome.shadow = shadow_scores(self.challenger, self.models, frame, outcome.predictions)
+            outcome.model_seconds |= {f"{name}:challenger": s.seconds for name, s in outcome.shadow.items()}
         return columns
 
     def _framed(
