@@ -141,11 +141,28 @@ def test_a_policy_change_lowers_one_banks_approvals_from_its_event_on_and_moves_
     assert all(a == b for a, b in others)
 
 
-def test_policy_change_is_parsed_from_bank_at_index() -> None:
-    assert PolicyChange.parse("bank_d@250") == PolicyChange("bank_d", 250)
-    for bad in ("bank_z@1", "bank_d", "bank_d@-1"):
-        with pytest.raises(ValueError, match="BANK@EVENT_INDEX"):
+def test_policy_change_is_parsed_from_bank_at_index_and_an_optional_size() -> None:
+    assert PolicyChange.parse("bank_d@250") == PolicyChange("bank_d", 250, 1.0)
+    assert PolicyChange.parse("bank_d@250:0.5") == PolicyChange("bank_d", 250, 0.5)
+    for bad in ("bank_z@1", "bank_d", "bank_d@-1", "bank_d@250:0", "bank_d@250:x", "bank_d@250:nan", "bank_d@250:"):
+        with pytest.raises(ValueError, match=r"BANK@EVENT_INDEX\[:SIZE\]"):
             PolicyChange.parse(bad)
+
+
+def test_a_smaller_policy_change_declines_fewer() -> None:
+    index = {eid: t.index for eid, t in _truths().items()}
+
+    def approved_after(size: float) -> float:
+        planned = all_outcomes(PolicyChange("bank_c", 1500, size))
+        hits = [
+            p.record["positive"]
+            for p in planned
+            if p.record["bank"] == "bank_c" and index[p.record["score_event_id"]] >= 1500
+        ]
+        return float(np.mean(hits))
+
+    full, half, quarter = approved_after(1.0), approved_after(0.5), approved_after(0.25)
+    assert full < half - 0.05 and half < quarter - 0.03
 
 
 def test_outcomes_encode_in_the_contract_and_decode_back() -> None:
