@@ -138,6 +138,7 @@ def _figures() -> str:
     parts = [f"joined={joined:,.0f}"]
     for bank in banks:
         drift = "  DRIFT" if values.get(("crm_monitor_concept_drift_detected", bank)) == 1.0 else ""
+        drift += "  RETRAIN" if values.get(("crm_monitor_retrain_recommended", bank)) == 1.0 else ""
         parts.append(f"{bank} auc={values[('crm_monitor_auc', bank)]:.2f} ece={_get(values, 'ece', bank)}{drift}")
     return "  ".join(parts)
 
