@@ -151,3 +151,26 @@ def test_a_wrong_password_ends_every_command_with_one_line(
         assert len(lines) == 1 and "Traceback" not in err, f"{name}:\n{err}"
         assert "refused the credentials" in lines[0] and "Authentication failed" in lines[0], f"{name}: {lines[0]}"
         assert lanes.bootstrap in lines[0] and WRONG not in err, f"{name}: {lines[0]}"
+
+
+def test_a_refused_acl_ends_the_tools_and_the_monitor_with_one_line(
+    secure_lanes: SecureLanes, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    lanes, config = secure_lanes.lanes, connection_file(secure_lanes)
+    outcomes, group = f"outcomes-{lanes.group}", f"monitor-{lanes.group}"
+    create_topics(secure_lanes.admin, {outcomes: 3})
+    monitor_acls = printed_acls(config, "monitor", outcomes, group, capfd)
+    secure_lanes.grant(a for a in monitor_acls if a.resource_type == "TOPIC")  # its group refused
+    for key, value in credentials(secure_lanes, "CRM_PRODUCER_", "crm-producer").items():
+        monkeypatch.setenv(key, value)  # and no ACL at all for the tools
+    argv = commands(config, secure_lanes, outcomes, group)
+    for name in ("tail", "replay-dlq", "outcomes"):
+        program, args = argv[name]
+        assert MAINS[program](args) == 2, name
+        lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "refused to describe topic" in lines[0], f"{name}: {lines}"
+    watching = start(argv["monitor"], os.environ | credentials(secure_lanes, "CRM_MONITOR_", "crm-monitor"))
+    _out, err = watching.communicate(timeout=180)
+    lines = [line for line in err.splitlines() if line.strip() and "INFO" not in line]
+    assert watching.returncode == 2 and "Traceback" not in err, err
+    assert len(lines) == 1 and "Group authorization failed" in lines[0], err
