@@ -19,10 +19,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "lifecycle-demo", help="policy change, trigger, retrain from the capture, hot activation, recovery"
     )
     add = parser.add_argument
-    add("--change", type=int, default=3000, help="world events before bank_c tightens its policy")
-    add("--training", type=int, default=6000, help="events under the new policy before the retrain")
-    add("--after", type=int, default=6000, help="events sent once the retrained set is active")
-    add("--policy-size", type=float, default=1.0, help="how far bank_c tightens (1: the full change)")
+    add("--change", type=int, default=2000, help="world events before bank_c tightens its policy")
+    add("--training", type=int, default=5000, help="events under the new policy before the retrain")
+    add(
+        "--challenge",
+        type=int,
+        default=3000,
+        help="events scored with the retrained set as a challenger before its promotion (0: activate it directly)",
+    )
+    add("--after", type=int, default=8000, help="events sent once the retrained set is active")
+    add("--policy-size", type=float, default=0.5, help="how far bank_c tightens (1: the full change of the world)")
     add("--seed", type=int, default=2026)
     add("--rate", type=float, default=1000.0, help="events/s offered by the synthetic CRM")
     add("--time-scale", type=float, default=3000.0, help="divide the world's bank decision delays by this")

@@ -90,20 +90,41 @@ def read_bank_rows(capture_dir: Path, bank: str, index_of: Mapping[str, int], ti
     )
 
 
+def challenger_rows(rows: BankRows, shadow: Mapping[str, tuple[float, str]]) -> BankRows:
+    """The challenger's figures on the champion's outcomes it shadowed: ``shadow`` maps a scored event to the
+    challenger's probability and model version (the monitor's capture keeps the champion's rows only)."""
+    keep = np.array([event in shadow for event in rows.event_id.tolist()], dtype=bool)
+    events = rows.event_id[keep].tolist()
+    return BankRows(
+        version=np.array([shadow[e][1] for e in events], dtype=object),
+        probability=np.array([shadow[e][0] for e in events], dtype=np.float64),
+        positive=rows.positive[keep],
+        event_index=rows.event_index[keep],
+        arrived_ms=rows.arrived_ms[keep],
+        event_id=rows.event_id[keep],
+    )
+
+
 @dataclass(frozen=True)
 class Phases:
-    """bank_c's realised quality before the change, after it (old model), and once the retrained one is active."""
+    """bank_c's realised quality before the change, after it (old model), the champion and the challenger on
+    the same applications while the retrained model was shadowed, and once the retrained one is active."""
 
     baseline: Quality
     degraded: Quality
+    shadow_champion: Quality
+    shadow_challenger: Quality
     retrained: Quality
 
 
-def phases(rows: BankRows, change: int, old: str, new: str) -> Phases:
+def phases(rows: BankRows, challenger: BankRows, change: int, old: str, new: str) -> Phases:
     scored_old = rows.version == old
+    paired = np.isin(rows.event_id, challenger.event_id)
     return Phases(
-        rows.mask_quality(scored_old & (rows.event_index < change)),
-        rows.mask_quality(scored_old & (rows.event_index >= change)),
+        rows.mask_quality(scored_old & (rows.event_index < change) & ~paired),
+        rows.mask_quality(scored_old & (rows.event_index >= change) & ~paired),
+        rows.mask_quality(paired),
+        challenger.mask_quality(np.isin(challenger.event_id, rows.event_id)),
         rows.mask_quality(rows.version == new),
     )
 
@@ -189,11 +210,13 @@ class Marks:
 
     change: int | None
     trigger: int | None
+    shadow: int | None
     activation: int | None
 
     @classmethod
-    def of(cls, rows: BankRows, change: int, trigger: int | None, new: str) -> Marks:
-        return cls(_first(rows.event_index >= change), trigger, _first(rows.version == new))
+    def of(cls, rows: BankRows, challenger: BankRows, change: int, trigger: int | None, new: str) -> Marks:
+        shadowed = _first(np.isin(rows.event_id, challenger.event_id))
+        return cls(_first(rows.event_index >= change), trigger, shadowed, _first(rows.version == new))
 
 
 def _first(where: np.ndarray) -> int | None:
@@ -211,9 +234,9 @@ def rolling(rows: BankRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ends, np.array(aucs), np.array(eces)
 
 
-def plot(rows: BankRows, marks: Marks, bank: str, out: Path) -> None:
-    """bank's realised AUC and ECE over its outcomes in arrival order, the change, trigger and activation
-    marked; written to ``out`` as PNG."""
+def plot(rows: BankRows, challenger: BankRows, marks: Marks, bank: str, out: Path) -> None:
+    """bank's realised AUC and ECE over its outcomes in arrival order (the challenger's beside them on the same
+    applications), the change, trigger, shadow and activation marked; written to ``out`` as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,14 +244,20 @@ def plot(rows: BankRows, marks: Marks, bank: str, out: Path) -> None:
 
     ends, aucs, eces = rolling(rows)
     figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
-    top.plot(ends, aucs, color="tab:blue")
+    top.plot(ends, aucs, color="tab:blue", label="served model")
     top.set_ylabel("realised AUC")
     bottom.plot(ends, eces, color="tab:red")
+    if len(challenger.positive) >= WINDOW:
+        position = {event: i for i, event in enumerate(rows.event_id.tolist())}
+        c_ends, c_aucs, c_eces = rolling(challenger)
+        x = np.array([position.get(challenger.event_id[end - 1], end) for end in c_ends])
+        top.plot(x, c_aucs, color="tab:purple", linestyle="-.", label="challenger, same applications")
+        bottom.plot(x, c_eces, color="tab:purple", linestyle="-.")
     bottom.axhline(0.03, color="grey", linestyle=":", linewidth=1)
     bottom.set_ylabel("realised ECE")
     bottom.set_xlabel(f"{bank} outcomes, in the order they arrived (each point: the last {WINDOW})")
     labelled = [("policy change", marks.change, "black"), ("trigger fired", marks.trigger, "tab:orange")]
-    labelled.append(("retrained model active", marks.activation, "tab:green"))
+    labelled += [("challenger shadowed", marks.shadow, "tab:purple"), ("promoted", marks.activation, "tab:green")]
     for label, at, colour in labelled:
         if at is None:
             continue

@@ -36,7 +36,7 @@ class Timeline:
     started: float = field(default_factory=time.monotonic)
     sent: int = 0
     joined: int = 0  # the bank's
-    joined_all: int = 0  # every model's
+    outcomes_read: int = 0  # outcome messages the monitor has read
     events: list[tuple[str, int, str]] = field(default_factory=list)  # (kind, the bank's outcomes joined, line)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -92,18 +92,19 @@ class Service:
         return lines[-1] if lines else f"(exit {self.process.returncode})"
 
 
-def run_command(argv: list[str], log: Path) -> subprocess.CompletedProcess[str]:
-    """A one-shot command (``python -m MODULE ...``), its output appended to ``log``."""
+def run_command(argv: list[str], log: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """A one-shot command (``python -m MODULE ...``), its output appended to ``log``; a failure ends the demo
+    when ``check``."""
     done = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, check=False)
     with log.open("a") as out:
         out.write(f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}")
-    if done.returncode != 0:
+    if check and done.returncode != 0:
         raise SystemExit(f"{argv[0]} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}")
     return done
 
 
 def monitor_figures(metrics_port: int) -> dict[tuple[str, str], float] | None:
-    """The monitor's samples by (name, model), from its /metrics (None: not answering yet)."""
+    """The monitor's samples by (name, model or topic), from its /metrics (None: not answering yet)."""
     from urllib.request import urlopen
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -114,7 +115,7 @@ def monitor_figures(metrics_port: int) -> dict[tuple[str, str], float] | None:
     except OSError:
         return None
     return {
-        (sample.name, sample.labels.get("model", "")): sample.value
+        (sample.name, sample.labels.get("model", sample.labels.get("topic", ""))): sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }

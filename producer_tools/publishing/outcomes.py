@@ -89,15 +89,19 @@ def world_truth(count: int, seed: int, scenario: str, schema_version: str) -> di
 
 
 def answer_scores(
-    args: argparse.Namespace, truths: dict[str, Truth] | None = None, stop: threading.Event | None = None
+    args: argparse.Namespace,
+    truths: dict[str, Truth] | None = None,
+    stop: threading.Event | None = None,
+    tally: OutcomeTally | None = None,
 ) -> OutcomeTally:
     """Read scores from the beginning, publish their outcomes when due, until idle (or ``stop``); the tally.
 
     ``truths`` (by event id) defaults to the world regenerated from ``args``; the demo passes the world it sent.
+    ``tally``: counted into as it goes, so a caller in another thread can watch the progress.
     """
     if truths is None:
         truths = world_truth(args.count, args.seed, args.scenario, args.schema_version)
-    answerer = _Answerer(args, truths)
+    answerer = _Answerer(args, truths, tally)
     consumer = Consumer(
         {
             **client_config(args.bootstrap_servers),
@@ -132,12 +136,12 @@ def answer_scores(
 class _Answerer:
     """Plans the outcomes of the scores read and sends them when due."""
 
-    def __init__(self, args: argparse.Namespace, truths: dict[str, Truth]) -> None:
+    def __init__(self, args: argparse.Namespace, truths: dict[str, Truth], tally: OutcomeTally | None = None) -> None:
         self._args, self._truths = args, truths
         self._draws = OutcomeDraws(args.missing, args.duplicates)
         self._decoder, self._encode = ResultDecoder(), SingleObjectEncoder(load_catalog().outcome)
         self.producer = Producer(producer_config(args.bootstrap_servers))
-        self.tally = OutcomeTally()
+        self.tally = tally if tally is not None else OutcomeTally()
         self.schedule = OutcomeSchedule(args.time_scale, getattr(args, "lead_time_scale", None))
         self._scores: set[str] = set()
         self._applications: set[str] = set()

@@ -1,5 +1,6 @@
 """`make demo-lifecycle` in small, on the session broker: the model loop's timeline happens in order (change,
-trigger, retrain, activation, the first result of the retrained model, the figures) and the PNG is written."""
+trigger, retrain, the retrained model shadowed then promoted on the monitor's verdict, its first result, the
+figures) and the PNG is written. The full change (size 1) makes the challenger's win clear on a small run."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ STORY = [
     r"trigger fired for bank_c: cusum [\d.]+",
     r"retrain started: crm-train --from-capture CAPTURE --bank bank_c --since \S+ --warm-start",
     r"retrain finished: model set \w+, bank_c \S+ on \d+ rows, offline AUC 0\.\d+",
-    r"crm-scorer models activate \w+: published on the control topic",
+    r"crm-scorer models shadow \w+: bank_c's retrained model beside the champion",
+    r"crm-scorer models promote bank_c: bank_c: challenger AUC minus champion [-+][\d.]+ .*: wins",
     r"the scorer swapped to \w+ between two batches, no restart",
     r"first result scored by bank_c \S+: event [\d,]+",
     r"realised bank_c after the change \(\S+\): AUC 0\.\d+, ECE 0\.\d+",
+    r"shadowed: challenger \S+ AUC 0\.\d+, ECE 0\.\d+",
     r"realised bank_c once retrained \(\S+\): AUC 0\.\d+, ECE 0\.\d+",
 ]
 
@@ -29,7 +32,8 @@ def test_the_lifecycle_demo_tells_the_model_loop_in_order(kafka_bootstrap: str, 
     plot = tmp_path / "lifecycle.png"
     command = [
         *(sys.executable, "-m", "producer_tools.commands.cli", "lifecycle-demo"),
-        *("--change", "1000", "--training", "2000", "--after", "1500", "--rate", "2000"),
+        *("--change", "1000", "--training", "2000", "--challenge", "2000", "--after", "1500"),
+        *("--policy-size", "1.0", "--rate", "2000"),
         *("--namespace", f"lifecycle-{uuid.uuid4().hex[:8]}-", "--plot", str(plot)),
     ]
     env = os.environ | {BOOTSTRAP_ENV: kafka_bootstrap}
