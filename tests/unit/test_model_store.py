@@ -157,3 +157,24 @@ def test_models_list_marks_the_active_set(two_sets: tuple[ModelStore, str, str],
     out = capsys.readouterr().out
     assert f"* {first} " in out and f"  {second}  " in out and f" {first} " in out.split(second)[1]
     assert "bank_c bank_c-" in out
+
+
+@pytest.mark.parametrize(
+    ("spoil", "problem"),
+    [
+        (lambda d: flip_a_byte(d / "bank_c.ubj"), "bank_c file bank_c.ubj sha256 does not match the manifest"),
+        (
+            other_pipeline,
+            f"built for feature pipeline 0123456789abcdef, this scorer runs pipeline {pipeline_version()}",
+        ),
+    ],
+)
+def test_models_activate_of_a_spoilt_set_is_one_line_and_changes_nothing(
+    two_sets: tuple[ModelStore, str, str], capsys: pytest.CaptureFixture[str], spoil, problem: str
+) -> None:
+    store, first, second = two_sets
+    spoil(store.directory(second))
+    record = (store.root / RECORD).read_bytes()
+    assert main(["models", "--store", str(store.root), "activate", second]) == 2  # refused before any broker is asked
+    assert capsys.readouterr().err == f"crm-scorer: refusing model set {second}: {problem}\n"
+    assert (store.root / RECORD).read_bytes() == record and store.active() == first
