@@ -213,7 +213,7 @@ def registry_source(settings: MonitorSettings) -> SchemaSource | None:
 
 
 def summary_line(state: MonitorState) -> str:
-    """``joined=N duplicates=D unmatched=U drift=[...]`` and each model's count-window AUC / ECE."""
+    """``joined=N duplicates=D unmatched=U drift=[...] retrain=[...]`` and each model's count-window AUC / ECE."""
     c = state.counters
     joined = sum(v for k, v in c.items() if k.startswith("joined/"))
     fired = sorted(k.partition("/")[2] for k, v in c.items() if k.startswith("drift/") and v)
@@ -221,6 +221,7 @@ def summary_line(state: MonitorState) -> str:
         f"scores={c.get('scores', 0)} outcomes={c.get('outcomes', 0)} joined={joined}",
         f"duplicates={c.get('outcomes_duplicate', 0)} unmatched={c.get('outcomes_unmatched', 0)}",
         f"drift={','.join(fired) or '-'}",
+        f"retrain={','.join(sorted(m for m, d in state.decisions.items() if d.retrain)) or '-'}",
     ]
     for (model, window), q in sorted(state.figures.items()):
         if window == "count":

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consumer.monitor.loop import summary_line
 from consumer.monitor.metrics import MonitorMetrics, MonitorState
 from consumer.monitor.quality import ece
 from consumer.monitor.trigger import Decision, TriggerBounds, bound, cusum, decide, retrain_line, sampling_ece
@@ -117,6 +118,7 @@ def test_the_monitor_recommends_retraining_the_bank_that_changed_once_and_export
     assert {m for m, d in state.decisions.items() if d.retrain} == {"bank_c"}
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["retraining recommended for bank_c"]
     assert state.retrain_since == {"bank_c": 0} and again.retrain_since == {"bank_c": 0}
+    assert " drift=bank_c retrain=bank_c " in summary_line(state)
     registry = CollectorRegistry()
     metrics = MonitorMetrics(registry)
     metrics.state.publish(state)
