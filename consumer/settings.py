@@ -216,11 +216,15 @@ class Settings(LayeredSettings):
     def config_hash(self) -> str:
         """Short hash of what shapes a score (banks, features, thresholds), published with every result.
 
-        The artifacts' location is left out (it differs per machine); their versions are in every result.
+        Where the sets live and how activations travel are left out (they differ per machine and per deployment,
+        not per score); the model versions are in every result.
         """
-        models = self.models.model_dump(mode="json", exclude={"artifacts_dir"})
+        models = self.models.model_dump(mode="json", exclude=_NOT_SHAPING_A_SCORE)
         content = json.dumps(models, sort_keys=True).encode()
         return hashlib.sha256(content).hexdigest()[:12]
+
+
+_NOT_SHAPING_A_SCORE = {"artifacts_dir", "store_dir", "control_topic", "shadow_topic", "channel"}
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:

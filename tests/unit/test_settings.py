@@ -73,5 +73,6 @@ def test_a_password_file_is_read_only_when_connecting(tmp_path: Path) -> None:
 def test_config_hash_depends_on_models_not_on_where_artifacts_live(tmp_path: Path) -> None:
     base = load_settings(None)
     moved = load_settings(None, models={"artifacts_dir": str(tmp_path)})
+    stored = load_settings(None, models={"store_dir": str(tmp_path), "control_topic": "ops.models", "channel": "eu"})
     fewer = load_settings(None, models={"banks": [{"name": "bank_a"}]})
-    assert base.config_hash() == moved.config_hash() != fewer.config_hash()
+    assert base.config_hash() == moved.config_hash() == stored.config_hash() != fewer.config_hash()
