@@ -34,21 +34,15 @@ class GatewayProcess:
     """``crm-scorer gateway`` on ``lanes`` in a subprocess, on a free port, with its store in ``store``."""
 
     def __init__(self, lanes: Lanes, store: Path, log_dir: Path, **env: str) -> None:
-        self.args = [
-            *GATEWAY,
-            "--bootstrap-servers",
-            lanes.bootstrap,
-            "--input-topic",
-            lanes.input,
-            "--output-topic",
-            lanes.output,
-            "--dlq-topic",
-            lanes.dlq,
-            "--port",
-            "0",
-            "--store-path",
-            str(store),
-        ]
+        flags = {
+            "--bootstrap-servers": lanes.bootstrap,
+            "--input-topic": lanes.input,
+            "--output-topic": lanes.output,
+            "--dlq-topic": lanes.dlq,
+            "--port": "0",
+            "--store-path": str(store),
+        }
+        self.args = [*GATEWAY, *(part for flag in flags.items() for part in flag)]
         self.env = os.environ | {"CRM_GATEWAY_READINESS_INTERVAL_S": "0.5", "CRM_GATEWAY_PUBLISH_TIMEOUT_S": "4"} | env
         self.log_path = log_dir / f"gateway-{time.monotonic_ns()}.log"
         self.url = ""
@@ -56,16 +50,22 @@ class GatewayProcess:
     def __enter__(self) -> GatewayProcess:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + 60
-        while not self.url:
-            assert self.process.poll() is None, f"gateway exited:\n{self.log}"
-            assert time.monotonic() < deadline, f"gateway did not listen within 60 s:\n{self.log}"
-            found = _LISTENING.search(self.log)
-            self.url = found.group(1) if found else ""
-            time.sleep(0.1)
-        self.client = httpx.Client(base_url=self.url, timeout=30)
-        self.wait_ready(True)
+        self.client = httpx.Client(timeout=30)
+        try:
+            self.url = self._listening(deadline=time.monotonic() + 120)
+            self.client.base_url = httpx.URL(self.url)
+            self.wait_ready(True, timeout=120)  # a loaded machine: models load, the view assigns itself
+        except BaseException:
+            self.__exit__()
+            raise
         return self
+
+    def _listening(self, deadline: float) -> str:
+        while not (found := _LISTENING.search(self.log)):
+            assert self.process.poll() is None, f"gateway exited:\n{self.log}"
+            assert time.monotonic() < deadline, f"gateway did not listen in time:\n{self.log}"
+            time.sleep(0.1)
+        return found.group(1)
 
     def __exit__(self, *exc: object) -> None:
         self.client.close()
@@ -87,7 +87,7 @@ class GatewayProcess:
             assert time.monotonic() < deadline, f"/readyz never became {ready}:\n{self.log[-3000:]}"
             time.sleep(0.2)
 
-    def result(self, task_id: str, timeout: float = 60.0) -> httpx.Response:
+    def result(self, task_id: str, timeout: float = 120.0) -> httpx.Response:
         """``get_result`` once ``check_task`` says true (the earlier clients' polling)."""
         deadline = time.monotonic() + timeout
         while self.client.get("/check_task", params={"task_id": task_id}).json() is not True:

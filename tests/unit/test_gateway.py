@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ from consumer.gateway.lead import LeadScorer
 from consumer.gateway.middleware import GatewayMetrics
 from consumer.gateway.routes import Gateway
 from consumer.gateway.runtime import serve
-from consumer.gateway.settings import GatewaySettings
+from consumer.gateway.settings import ENV_PREFIX, GatewaySettings
 from consumer.gateway.store import Task, TaskStore, ViewBatch
 from consumer.service import build_offline_engine
 from consumer.settings import load_settings
@@ -95,6 +96,14 @@ class Harness:
         labels = {"route": route, "method": "GET" if "task" in route or "result" in route else "POST"}
         value = self.metrics.registry.get_sample_value("crm_gateway_requests_total", labels | {"status": str(status)})
         return value or 0.0
+
+
+@pytest.fixture(autouse=True)
+def no_gateway_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's settings come from each test, never from a developer's CRM_GATEWAY_* variables."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="module")
