@@ -89,16 +89,6 @@ class TriggerSettings(_Section):
     ece_excess: float = Field(0.03, gt=0, description="ECE above sampling noise that counts as one weak signal")
 
 
-class TriggerSettings(_Section):
-    """The retraining trigger (``consumer.monitor.trigger``); bounds chosen on the world, docs/retraining-trigger.md."""
-
-    window: int = Field(1000, ge=50, description="Latest outcomes per model the trigger's signals are computed over")
-    odds_ratio: float = Field(2.0, gt=1, description="The CUSUM tests for the odds of a positive moved by this factor")
-    cusum: float = Field(12.0, gt=0, description="CUSUM threshold: past it, retraining is recommended on its own")
-    auc_gap: float = Field(0.05, gt=0, description="Expected minus realised AUC that counts as one weak signal")
-    ece_excess: float = Field(0.03, gt=0, description="ECE above sampling noise that counts as one weak signal")
-
-
 class LifecycleSettings(_Section):
     """Promotion and the rollback rule (``consumer.monitor.rollback``, docs/model-lifecycle.md)."""
 
@@ -129,7 +119,6 @@ class MonitorSettings(LayeredSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
-    trigger: TriggerSettings = Field(default_factory=TriggerSettings)
     trigger: TriggerSettings = Field(default_factory=TriggerSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     capture_dir: Path | None = Field(None, description="Append every joined row to Parquet here (None: off)")
