@@ -82,6 +82,20 @@ class _ViewSlot:
         return self.view is not None and self.view.ready()
 
 
+def _view_counter(metrics: GatewayMetrics) -> Callable[[ViewBatch, int, dict[str, int]], None]:
+    """What the view tells the metrics after each poll."""
+
+    def count(batch: ViewBatch, skipped: int, answered: dict[str, int]) -> None:
+        now_ms = time.time() * 1000
+        for accepted_ms in answered.values():
+            metrics.upload_to_answer.observe(max(0.0, now_ms - accepted_ms) / 1000)
+        metrics.view_records.labels("result").inc(len(batch.results))
+        metrics.view_records.labels("dead_letter").inc(len(batch.dead_letters))
+        metrics.view_records.labels("skipped").inc(skipped)
+
+    return count
+
+
 def build_gateway(scorer: Settings, settings: GatewaySettings, registry: CollectorRegistry) -> tuple[Gateway, Any]:
     """The gateway's edges, not started: returns it and a callable that starts them (and returns a stopper)."""
     catalog = load_catalog()
@@ -96,17 +110,10 @@ def build_gateway(scorer: Settings, settings: GatewaySettings, registry: Collect
     )
     slot = _ViewSlot()
 
-    def count(batch: ViewBatch, skipped: int, answered: dict[str, int]) -> None:
-        now_ms = time.time() * 1000
-        for accepted_ms in answered.values():
-            metrics.upload_to_answer.observe(max(0.0, now_ms - accepted_ms) / 1000)
-        metrics.view_records.labels("result").inc(len(batch.results))
-        metrics.view_records.labels("dead_letter").inc(len(batch.dead_letters))
-        metrics.view_records.labels("skipped").inc(skipped)
-
     def start_view(store: TaskStore) -> None:
         conf = view_consumer_config(scorer.kafka, settings.view_group_id)
-        slot.view = ScoresView(conf, (scorer.topics.output, scorer.topics.dlq), store, results.decode, count)
+        topics = (scorer.topics.output, scorer.topics.dlq)
+        slot.view = ScoresView(conf, topics, store, results.decode, _view_counter(metrics))
         slot.view.start()
 
     opener = StoreOpener(settings.store_path, start_view)
