@@ -57,6 +57,7 @@ class ScoresView:
         self._decode = decode
         self._on_batch = on_batch
         self._assigned = threading.Event()
+        self._last_wait = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gateway-scores-view", daemon=True)
 
@@ -95,11 +96,11 @@ class ScoresView:
             try:
                 metadata = consumer.list_topics(topic, timeout=5)
             except KafkaException as exc:
-                log.warning("scores view: no metadata for %s yet: %s", topic, exc)
+                self._waiting(f"no metadata for {topic} yet: {exc}")
                 return False
             described = metadata.topics.get(topic)
             if described is None or described.error is not None or not described.partitions:
-                log.warning("scores view: topic %s is not there yet", topic)
+                self._waiting(f"topic {topic} is not there yet")
                 return False
             stored = self._store.offsets(topic)
             partitions += [TopicPartition(topic, p, stored.get(p, OFFSET_BEGINNING)) for p in described.partitions]
@@ -107,6 +108,12 @@ class ScoresView:
         self._assigned.set()
         log.info("scores view: reading %d partitions of %s and %s", len(partitions), self._scores, self._dlq)
         return True
+
+    def _waiting(self, why: str) -> None:
+        """Log why the view cannot start yet, once per reason (it retries every second)."""
+        if why != self._last_wait:
+            log.warning("scores view: %s; retrying", why)
+            self._last_wait = why
 
     def _apply(self, messages: list[Message]) -> None:
         batch = ViewBatch({}, {}, {})
