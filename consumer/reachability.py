@@ -56,7 +56,10 @@ def require_kafka(
     logger.addHandler(heard)
     where = conf.get("bootstrap.servers", "?")
     try:
-        admin = AdminClient({k: v for k, v in conf.items() if k not in _CALLBACKS} | {"logger": logger})
+        # a metadata request naming a missing topic must not create it (with broker defaults, on a broker that
+        # auto-creates): the scores topic has to be co-partitioned with the outcomes
+        checks = {"logger": logger, "allow.auto.create.topics": False}
+        admin = AdminClient({k: v for k, v in conf.items() if k not in _CALLBACKS} | checks)
     except KafkaException as exc:  # a certificate or key file librdkafka cannot load, a bad property
         raise ConfigError(f"cannot make a Kafka client for {where}: {reason(None, exc)}") from exc
     _await_metadata(admin, heard, where, timeout_s, hint)
