@@ -33,7 +33,7 @@ class GatewaySettings(BaseSettings):
     host: str = Field("127.0.0.1", description="address uvicorn listens on")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port (0 = pick a free one)")
     store_path: Path = Field(
-        Path("state/gateway"),
+        Path("gateway-state"),
         description="the scores view's RocksDB folder; rebuilt from the scores and dead-letter topics when missing",
     )
     view_group_id: str = Field(
