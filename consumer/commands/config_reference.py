@@ -229,6 +229,7 @@ def render_markdown(docs: list[SettingDoc]) -> str:
         "client, the monitor's group) stay with that command. Their environment variables are",
         "`CRM_MONITOR_KAFKA__*` / `CRM_MONITOR_SCHEMA_REGISTRY__*` for the monitor and `CRM_PRODUCER_KAFKA__*` /",
         "`CRM_PRODUCER_SCHEMA_REGISTRY__*` for the tools; `--bootstrap-servers` overrides the file for each.",
+        "`crm-scorer config` prints the settings as read (`--monitor`: the monitor's), every secret masked.",
         "",
     ]
     sections: dict[str, list[SettingDoc]] = {"": []}  # top-level keys (guarantee, workers) first
