@@ -59,3 +59,28 @@ def test_prometheus_fires_concept_drift_and_the_retraining_trigger_for_the_chang
     assert named("OutcomesStoppedArriving") == set() and named("JoinCoverageLow") == set()
     rules = [r for g in prometheus.api("rules")["data"]["groups"] for r in g["rules"]]
     assert all(r["health"] != "err" for r in rules), [r.get("lastError") for r in rules]
+
+
+def test_prometheus_fires_promoted_model_rolled_back_once_the_rule_rolls_back(
+    start_prometheus: Callable[[int], Prometheus],
+) -> None:
+    metrics = MonitorMetrics(CollectorRegistry())
+    metrics.rollbacks.labels("bank_c")  # at zero: increase() needs a sample before the rollback
+    server, _ = start_http_server(0, "127.0.0.1", registry=metrics.registry)
+    try:
+        prometheus = start_prometheus(int(server.server_address[1]))
+
+        def rolled_back() -> list[dict[str, Any]]:
+            alerts: list[dict[str, Any]] = prometheus.api("alerts")["data"]["alerts"]
+            return [a for a in alerts if a["labels"]["alertname"] == "PromotedModelRolledBack"]
+
+        wait_until(lambda: bool(prometheus.query("crm_monitor_rollbacks_total")["data"]["result"]), 30, "a scrape")
+        assert rolled_back() == []
+        metrics.rollbacks.labels("bank_c").inc()
+        wait_until(lambda: [a["state"] for a in rolled_back()] == ["firing"], 30, "PromotedModelRolledBack")
+        (alert,) = rolled_back()
+        assert alert["labels"]["model"] == "bank_c"
+        assert alert["annotations"]["runbook_url"] == "docs/model-lifecycle.md#runbook-a-promotion-rolled-back"
+    finally:
+        server.shutdown()
+        server.server_close()
