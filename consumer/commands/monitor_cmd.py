@@ -61,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)-7s %(name)s: %(message)s")
     settings = load_monitor_settings(args.config, args.connection, **overrides(args))
     t = settings.topics
-    require_kafka(settings.librdkafka(), [topic for topic in (t.scores, t.outcomes, t.applications) if topic])
+    hint = "--bootstrap-servers / --connection / kafka.* (CRM_MONITOR_KAFKA__*) and that the broker runs"
+    require_kafka(
+        settings.librdkafka(), [topic for topic in (t.scores, t.outcomes, t.applications) if topic], hint=hint
+    )
     summary = run_monitor(settings, until_idle_s=args.until_idle)
     print(summary, flush=True)
     return 0
