@@ -18,8 +18,9 @@ its concept-drift detector fired recently in, one ``Decision`` out. The signals,
 - ``detector``: the ADWIN detector (``windows.Detectors``) fired within the model's count window.
 
 The CUSUM past its threshold is enough on its own (its threshold sets its false-alarm rate); the three others
-are weaker alone and count only two at a time. Nothing is decided, and no signal is exported, before the model
-has ``min_outcomes`` outcomes.
+are weaker alone and count only two at a time, and the bounds of the AUC gap and the ECE excess, set for a full
+window, widen as ``sqrt(window / n)`` over n < ``window`` outcomes. Nothing is decided, and no signal is
+exported, before the model has ``min_outcomes`` outcomes.
 """
 
 from __future__ import annotations
