@@ -13,8 +13,10 @@ from prometheus_client import CollectorRegistry
 from consumer.monitor.loop import summary_line
 from consumer.monitor.metrics import MonitorMetrics, MonitorState
 from consumer.monitor.quality import ece
+from consumer.monitor.settings import load_monitor_settings
 from consumer.monitor.trigger import Decision, TriggerBounds, bound, cusum, decide, retrain_line, sampling_ece
 from producer_tools.world.outcomes import PolicyChange
+from schemas.errors import ConfigError
 from tests.unit.test_monitor import _core, _messages, _run
 
 BOUNDS = TriggerBounds()
@@ -140,3 +142,13 @@ def test_quality_figures_wait_for_min_outcomes(tmp_path: Path) -> None:
     assert {m for m, _ in state.figures} == {m for m in state.decisions if counts[m] >= 1000}
     assert any(not d.signals for d in state.decisions.values())  # a bank with fewer has no decision either
     core._store.close()
+
+
+def test_the_trigger_settings_come_from_the_monitor_settings_and_a_bad_bound_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRM_MONITOR_TRIGGER__CUSUM", "9")
+    assert TriggerBounds.of(load_monitor_settings()) == TriggerBounds(cusum=9.0)
+    monkeypatch.setenv("CRM_MONITOR_TRIGGER__CUSUM", "-1")
+    with pytest.raises(ConfigError, match=r"trigger\.cusum: Input should be greater than 0"):
+        load_monitor_settings()
