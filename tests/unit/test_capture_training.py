@@ -15,6 +15,7 @@ from models.capture_rows import read_capture
 from models.capture_training import CaptureTraining, selected, train_from_capture
 from models.config import DEFAULT_ARTIFACTS_DIR, ModelsConfig
 from models.manifest import Manifest
+from models.store import ModelStore
 from producer_tools.world import generate
 from schemas import SingleObjectEncoder, load_catalog
 from schemas.errors import CaptureError
@@ -219,3 +220,22 @@ def test_crm_train_from_capture_writes_a_set_that_loads(
     card = (out / "MODEL_CARD.md").read_text()
     assert "- routing rule(s) that selected the labels: top2-approved.v1" in card
     assert "| bank_a | kept from the parent |" in card
+
+
+def test_with_a_store_the_new_set_is_added_beside_the_active_parent_and_not_activated(
+    capture: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ModelStore(tmp_path / "store")
+    parent = store.add(DEFAULT_ARTIFACTS_DIR)
+    store.activate(parent, ["bank_a", "bank_b", "bank_c", "bank_d", "bank_e", "lead"], by="test", reason="start")
+    config = tmp_path / "scorer.yaml"
+    config.write_text(f"models:\n  store_dir: {tmp_path / 'store'}\n")
+
+    code = train_cli.main(["--from-capture", str(capture), "--bank", "lead", "--config", str(config), "--folds", "3"])
+
+    assert code == 0
+    added = [v for v in store.versions() if v != parent]
+    assert len(added) == 1
+    assert store.active() == parent
+    assert store.manifest(added[0]).parent == parent
+    assert f"model set {added[0]} added to the store" in capsys.readouterr().out
