@@ -12,6 +12,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from models.artifacts import ModelSet
+from models.store import REFUSAL_REASONS
+
 Scope = dict[str, Any]
 ASGIApp = Any
 
@@ -59,6 +62,29 @@ class GatewayMetrics:
         self.ready = Gauge(
             "crm_gateway_ready", "1 when the broker and the state store are available", registry=registry
         )
+        self.model_info = Gauge(
+            "crm_gateway_model_info",
+            "Model versions predict scores with (value 1)",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.model_set_refused = Counter(
+            "crm_gateway_model_set_refused_total",
+            "Activated model sets predict refused (failed verification or loading); the running set kept answering",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in REFUSAL_REASONS:  # exported at zero from the start, as the scorer's
+            self.model_set_refused.labels(reason)
+
+    def models_served(self, models: ModelSet) -> None:
+        """``crm_gateway_model_info`` names ``models``' versions only."""
+        self.model_info.clear()
+        for model, version in models.versions().items():
+            self.model_info.labels(model, version).set(1)
+
+    def set_refused(self, reason: str) -> None:
+        self.model_set_refused.labels(reason).inc()
 
 
 class RequestMetrics:

@@ -2,8 +2,9 @@
 
 The broker, credentials, topics and models are the scorer's (``consumer.settings.Settings``): the producer and
 the view's consumer connect with its shared connection model (``consumer.connection.KafkaConnection``), and
-the lead scorer is the stream's engine (``consumer.service``) on the same verified model set. Nothing here
-connects before ``serve`` starts.
+the lead scorer is the stream's engine (``consumer.service``) on the same verified model set: the store's active
+set when ``models.store_dir`` is set, then every activation on the control topic, followed by the scorer's own
+``ModelFollower``. Nothing here connects before ``serve`` starts.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from consumer.gateway.routes import Gateway
 from consumer.gateway.settings import GatewaySettings
 from consumer.gateway.store import TaskStore, ViewBatch
 from consumer.gateway.view import ScoresView, view_consumer_config
+from consumer.kafka.model_control import KafkaControlFeed, ModelFollower, control_consumer_conf
 from consumer.service import build_offline_engine, registry_source
 from consumer.settings import Settings
+from models.store import ModelStore
 from schemas import ResultDecoder, SingleObjectEncoder, load_catalog
 from schemas.errors import ConfigError
 
@@ -102,7 +105,9 @@ def build_gateway(scorer: Settings, settings: GatewaySettings, registry: Collect
     metrics = GatewayMetrics(registry)
     encode = SingleObjectEncoder(catalog.application_event_latest)
     results = ResultDecoder(catalog, registry_source(scorer))
-    leads = LeadScorer(build_offline_engine(scorer), encode, ResultDecoder(catalog).decode)
+    engine = build_offline_engine(scorer)
+    decode = ResultDecoder(catalog).decode
+    leads = LeadScorer(engine, encode, decode, metrics.models_served, metrics.set_refused)
     publisher = KafkaPublisher(
         producer_config(scorer.kafka, settings.publish_timeout_s),
         scorer.topics.input,
@@ -121,17 +126,36 @@ def build_gateway(scorer: Settings, settings: GatewaySettings, registry: Collect
 
     def start() -> Callable[[], None]:
         opener.start()
+        follower = model_follower(scorer, settings, leads.version, metrics.set_refused)
+        leads.follow(follower.start() if follower is not None else None)
 
         def stop() -> None:
             if slot.view is not None:
                 slot.view.close()
             opener.close()
             publisher.close()
+            if follower is not None:
+                follower.close()
             leads.close()
 
         return stop
 
     return gw, start
+
+
+def model_follower(
+    scorer: Settings, settings: GatewaySettings, serving: str, refused: Callable[[str], None]
+) -> ModelFollower | None:
+    """The scorer's follower of model-set activations, for predict (None without a model store, as the scorer)."""
+    models = scorer.models
+    if models.store_dir is None:
+        return None
+    conf = control_consumer_conf(view_consumer_config(scorer.kafka, settings.view_group_id), settings.view_group_id)
+    conf["client.id"] = f"{scorer.kafka.client_id or 'crm-scorer'}-gateway-models"
+    topic, channel = models.control_topic, models.channel
+    log.info("predict follows model-set activations on %s (channel %s), serving %s", topic, channel, serving)
+    feed = KafkaControlFeed(conf, topic, channel)
+    return ModelFollower(feed, ModelStore(models.store_dir), models, serving, refused)
 
 
 def serve(scorer: Settings, settings: GatewaySettings) -> None:

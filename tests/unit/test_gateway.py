@@ -1,7 +1,8 @@
 """The gateway's HTTP contract in-process: the earlier services' requests, answers and errors.
 
 The Kafka edge is an in-memory fake (``FakePublisher``), the state store a real RocksDB folder, and the lead
-scorer the stream's own engine on the committed models.
+scorer the stream's own engine on the committed models (and, for activations, a model store holding them and a
+small set trained for the test, followed by the scorer's own ``ModelFollower``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,16 @@ from consumer.gateway.routes import Gateway
 from consumer.gateway.runtime import serve
 from consumer.gateway.settings import ENV_PREFIX, GatewaySettings
 from consumer.gateway.store import Task, TaskStore, ViewBatch
+from consumer.kafka.model_control import ModelFollower
 from consumer.service import build_offline_engine
 from consumer.settings import load_settings
 from models.artifacts import ModelSet
+from models.config import DEFAULT_ARTIFACTS_DIR
+from models.manifest import Manifest
+from models.store import Activation, ModelStore
 from schemas import EventDecoder, ResultDecoder, SingleObjectEncoder, load_catalog
 from schemas.errors import ConfigError
+from tests.model_sets import flip_a_byte, small_model_set, store_with_two_sets
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
 FORM = PRESCORING_FORM
@@ -74,9 +80,11 @@ class FakeView:
 
 
 class Harness:
-    def __init__(self, store: TaskStore, lead: LeadScorer, settings: GatewaySettings) -> None:
+    def __init__(
+        self, store: TaskStore, lead: LeadScorer, settings: GatewaySettings, metrics: GatewayMetrics | None = None
+    ) -> None:
         self.publisher, self.view, self.store = FakePublisher(), FakeView(), store
-        self.metrics = GatewayMetrics(CollectorRegistry())
+        self.metrics = metrics or GatewayMetrics(CollectorRegistry())
         self.store_open = True
         self.gateway = Gateway(
             self.publisher,
@@ -270,6 +278,52 @@ def test_predict_rejects_unknown_keys_by_name_and_unsafe_lead_ids(gw: Harness) -
     conflict = gw.client.post("/api/v1/predict", json=both)
     assert conflict.status_code == 422
     assert "last_activity_email_opened and last_activity_sms_sent" in conflict.json()["detail"][0]["msg"]
+
+
+class NoFeed:
+    """The control topic's place: the test hands the follower each activation itself (``follow``)."""
+
+    def poll(self, timeout_s: float) -> list[bytes]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def activation_of(store: ModelStore, version: str) -> bytes:
+    return Activation(version, store.manifest_sha256(version), "2026-12-06T20:00:00.000+00:00", "test", "").to_json()
+
+
+def test_predict_follows_activations_and_keeps_its_set_when_one_is_refused(tmp_path: Path) -> None:
+    small_model_set(tmp_path / "trained", parent=Manifest.read(DEFAULT_ARTIFACTS_DIR).version)
+    store, first, second = store_with_two_sets(tmp_path / "models", tmp_path / "trained")
+    settings = load_settings(None, dedup={"enabled": False}, models={"store_dir": str(store.root)})
+    catalog, metrics = load_catalog(), GatewayMetrics(CollectorRegistry())
+    encode, decode = SingleObjectEncoder(catalog.application_event_latest), ResultDecoder(catalog).decode
+    leads = LeadScorer(build_offline_engine(settings), encode, decode, metrics.models_served, metrics.set_refused)
+    follower = ModelFollower(NoFeed(), store, settings.models, leads.version, metrics.set_refused)
+    leads.follow(follower)
+    lead_version = {v: store.manifest(v).models["lead"].version for v in (first, second)}
+    with TaskStore(tmp_path / "tasks") as tasks:
+        client = Harness(tasks, leads, GatewaySettings(), metrics).client
+
+        def answered_by() -> str:
+            answer = client.post("/api/v1/predict", json=LEAD)
+            assert answer.status_code == 200, answer.text
+            return str(answer.json()["prediction"]["model_version"])
+
+        assert answered_by() == lead_version[first], "the store's active set at start"
+        follower.follow(activation_of(store, second))  # verified and loaded here; taken before the next batch
+        assert answered_by() == lead_version[second]
+        info = {"model": "lead", "version": lead_version[second]}
+        assert metrics.registry.get_sample_value("crm_gateway_model_info", info) == 1
+        rollback = activation_of(store, first)
+        flip_a_byte(store.directory(first) / "bank_c.ubj")
+        follower.follow(rollback)
+        assert answered_by() == lead_version[second], "a refused set: the running one keeps answering"
+        refused = metrics.registry.get_sample_value("crm_gateway_model_set_refused_total", {"reason": "verification"})
+        assert refused == 1
+    leads.close()
 
 
 def test_the_mapping_table_covers_the_lead_models_one_hot_inputs(model_set: ModelSet) -> None:
