@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from consumer.monitor.trigger import sampling_ece
 from models.artifacts import load_models
 from models.calibration import sigmoid
 from models.config import ModelsConfig
@@ -141,6 +142,9 @@ class Targets:
     realised_auc: float  # as the stream scored them and the bank answered
     offline_auc: float  # the set's model scored offline on the same applications, same answers
     realised_ece: float
+    sampling_ece: float  # what a calibrated model with these probabilities shows from sampling alone
+    predicted: float  # mean probability on those routed applications
+    observed: float  # their approval rate
 
     def lines(self) -> list[str]:
         ratio = self.auc / self.oracle
@@ -152,7 +156,9 @@ class Targets:
             f"routed applications answered after the activation ({self.routed:,}): realised AUC "
             f"{self.realised_auc:.4f}, offline AUC {self.offline_auc:.4f}, gap {gap:.4f} "
             f"(target <= 0.02: {_met(gap <= 0.02)}); realised ECE {self.realised_ece:.4f} "
-            f"(target < 0.03: {_met(self.realised_ece < 0.03)})",
+            f"(target < 0.03: {_met(self.realised_ece < 0.03)}; a calibrated model shows {self.sampling_ece:.4f} "
+            f"on as many outcomes from sampling alone; approval rate {self.observed:.3f} against "
+            f"{self.predicted:.3f} predicted)",
         ]
 
 
@@ -195,6 +201,9 @@ def measure_targets(
         realised_auc=quality(y_routed, p_stream).auc,
         offline_auc=quality(y_routed, p_new[answered[known]]).auc,
         realised_ece=quality(y_routed, p_stream).ece,
+        sampling_ece=sampling_ece(p_stream),
+        predicted=float(p_stream.mean()) if p_stream.size else float("nan"),
+        observed=float(y_routed.mean()) if y_routed.size else float("nan"),
     )
 
 

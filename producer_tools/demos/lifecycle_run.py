@@ -106,15 +106,20 @@ class Run:
 
 
 def seed_store(run: Run) -> str:
-    """The store with the committed set active, and the scorer.yaml every command of the run reads."""
+    """The store with the committed set active, and the scorer.yaml every command of the run reads (the
+    scorer, crm-train and crm-scorer models: one broker, the run's topics, store and control topic)."""
     store = run.store
     first = store.add(DEFAULT_ARTIFACTS_DIR)
     store.activate(first, MODELS, getpass.getuser(), "the committed set")
+    name = run.topics.name
     config = yaml.safe_load(DEFAULT_CONFIG_FILE.read_text())
     config["kafka"]["bootstrap_servers"] = run.bootstrap
+    config["topics"] = {"input": name("crm.applications"), "output": name("crm.scores")}
+    config["topics"]["dlq"] = name("crm.applications.dlq")
+    config["consumer"]["group_id"] = name("crm-scorer")
     config["models"]["store_dir"] = str(store.root)
-    config["models"]["control_topic"] = run.topics.name("crm.models")
-    config["models"]["shadow_topic"] = run.topics.name("crm.scores.shadow")
+    config["models"]["control_topic"] = name("crm.models")
+    config["models"]["shadow_topic"] = name("crm.scores.shadow")
     run.config.write_text(yaml.safe_dump(config, sort_keys=False))
     return first
 
@@ -122,15 +127,7 @@ def seed_store(run: Run) -> str:
 def start_services(run: Run) -> None:
     """The scorer (following the store's activations) and the monitor (capturing, every second's figures)."""
     name = run.topics.name
-    scorer = {
-        "--config": run.config,
-        "--metrics-port": 0,
-        "--input-topic": name("crm.applications"),
-        "--output-topic": name("crm.scores"),
-        "--dlq-topic": name("crm.applications.dlq"),
-        "--group-id": name("crm-scorer"),
-    }
-    run.scorer = Service(["run", *argv_of(scorer)], {}, run.folder / "scorer.log")
+    run.scorer = Service(["run", "--config", str(run.config), "--metrics-port", "0"], {}, run.folder / "scorer.log")
     run.monitor_port = free_port()
     monitor = {
         "--bootstrap-servers": run.bootstrap,
