@@ -67,8 +67,9 @@ def test_the_published_results_are_the_champions_with_or_without_a_challenger(
 
 
 def test_a_challenger_retrained_on_another_seed_flips_some_decisions(
-    engine: ScoringEngine, other_seed: ModelSet, capsys: pytest.CaptureFixture[str]
+    engine: ScoringEngine, other_seed: ModelSet
 ) -> None:
+    """Prints each model's agreement and flips (``-s``)."""
     engine.set_challenger(Challenger(other_seed, challenged_names(engine.models, other_seed)))
     tallies = merged(engine)
     assert set(tallies) == set(ALL)
@@ -78,12 +79,9 @@ def test_a_challenger_retrained_on_another_seed_flips_some_decisions(
         and bank_c.agreed + bank_c.to_approve + bank_c.to_decline == bank_c.scored
     )
     assert 0 < bank_c.to_approve + bank_c.to_decline < bank_c.scored / 2
-    with capsys.disabled():
-        for name, t in sorted(tallies.items()):
-            share = t.agreed / t.scored
-            print(
-                f"\n{name}: agreement {share:.3f}, flips to approve {t.to_approve}, to decline {t.to_decline}", end=""
-            )
+    for name, t in sorted(tallies.items()):
+        share = t.agreed / t.scored
+        print(f"\n{name}: agreement {share:.3f}, flips to approve {t.to_approve}, to decline {t.to_decline}", end="")
 
 
 def test_a_challenger_is_dropped_once_its_set_is_the_champion(engine: ScoringEngine, other_seed: ModelSet) -> None:
