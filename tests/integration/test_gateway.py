@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,16 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
+from consumer.commands.cli import main
 from consumer.gateway.examples import LEAD_REQUEST as LEAD
 from consumer.gateway.examples import PRESCORING_FORM as FORM
+from models.config import DEFAULT_ARTIFACTS_DIR
+from models.manifest import Manifest
 from producer_tools.publishing.topics import read_all
 from producer_tools.servers.broker import LocalBroker
 from schemas.dead_letter import DeadLetterInfo
 from tests.integration.harness import Lanes, ScorerProcess
+from tests.model_sets import small_model_set, store_with_two_sets
 
 GATEWAY = [sys.executable, "-m", "consumer.commands.cli", "gateway"]
 _LISTENING = re.compile(r"listening on (http://\S+)")
@@ -188,6 +193,28 @@ def test_uploads_are_refused_while_the_broker_is_away(lanes: Lanes, local_broker
     # every acknowledged upload is on the topic; the refused one is not
     keys = [key for key, _ in _read_keys(lanes)]
     assert keys == [accepted.json()["task_id"].encode()]
+
+
+def test_predict_follows_an_activation(lanes: Lanes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    small_model_set(tmp_path / "trained", parent=Manifest.read(DEFAULT_ARTIFACTS_DIR).version)
+    store, first, second = store_with_two_sets(tmp_path / "models", tmp_path / "trained")
+    monkeypatch.setenv("CRM_SCORER_MODELS__STORE_DIR", str(store.root))  # the gateway's and the command's
+    monkeypatch.setenv("CRM_SCORER_MODELS__CONTROL_TOPIC", f"models-{uuid.uuid4().hex[:12]}")
+    lead = {version: store.manifest(version).models["lead"].version for version in (first, second)}
+    with GatewayProcess(lanes, tmp_path / "store", tmp_path) as gateway:
+
+        def answered_by() -> str:
+            answer = gateway.client.post("/api/v1/predict", json=LEAD)
+            assert answer.status_code == 200, answer.text
+            return str(answer.json()["prediction"]["model_version"])
+
+        assert answered_by() == lead[first]
+        assert main(["models", "--bootstrap-servers", lanes.bootstrap, "activate", second]) == 0
+        deadline = time.monotonic() + 60
+        while (version := answered_by()) != lead[second]:
+            assert version == lead[first] and time.monotonic() < deadline, gateway.log[-3000:]
+            time.sleep(0.2)
+        assert f"predict scores with model set {second} from this batch on (was {first})" in gateway.log
 
 
 def _read_keys(lanes: Lanes) -> list[tuple[bytes | None, bytes | None]]:
