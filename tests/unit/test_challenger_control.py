@@ -3,6 +3,7 @@ in for the control topic), the scorer's comparison metrics, and the monitor's ve
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -12,14 +13,22 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from consumer.commands.promotion import parse_verdict
 from consumer.core.challenger import Challenger
+from consumer.core.engine import BatchOutcome
 from consumer.kafka.challenger_control import ChallengerFollower
+from consumer.kafka.loop import ScoringLoop
+from consumer.kafka.memory import MemoryBroker
 from consumer.monitor.metrics import MonitorMetrics, MonitorState
 from consumer.monitor.paired import compare
+from consumer.service import build_engine
+from consumer.settings import load_settings
+from consumer.telemetry.observer import NullObserver
 from consumer.telemetry.shadow import ShadowMetrics, ShadowReport
 from models import challengers
 from models.artifacts import ModelSet
 from models.config import ModelsConfig
 from models.store import ModelStore, StoreError
+from producer_tools.world import generate
+from schemas import ResultDecoder, SingleObjectEncoder, load_catalog
 from tests.model_sets import flip_a_byte
 from tests.unit.test_monitor_lifecycle import synthetic, two_set_store
 
@@ -111,3 +120,41 @@ def test_promote_reads_the_monitors_verdict_from_its_metrics() -> None:
     assert verdict.wins and verdict.outcomes == 1000 and verdict.lower_bound > 0
     assert verdict.line().startswith("bank_c: challenger AUC minus champion +") and verdict.line().endswith(": wins")
     assert not parse_verdict(text, "bank_a").wins, "no challenger of bank_a: no verdict, no win"
+
+
+class StopWhenScored(NullObserver):
+    def __init__(self, expected: int) -> None:
+        self.loop: ScoringLoop | None = None
+        self.expected, self.scored, self.rounds = expected, 0, 0
+
+    def batch_scored(self, outcome: BatchOutcome, consumed: int) -> None:
+        self.scored += len(outcome.scored)
+
+    def heartbeat(self) -> None:
+        self.rounds += 1
+        if self.loop is not None and (self.scored >= self.expected or self.rounds > 500):
+            self.loop.request_stop()
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_the_loop_publishes_the_challengers_scores_beside_unchanged_results(
+    store: tuple[ModelStore, str, str], guarantee: str
+) -> None:
+    models, _, second = store
+    settings = load_settings(None, guarantee=guarantee, consumer={"batch_size": 10, "instance_id": "unit"})
+    events = [SingleObjectEncoder(load_catalog().application_event_latest)(e) for e in generate(60, seed=5).events]
+    broker = MemoryBroker()
+    for value in events:
+        broker.append(settings.topics.input, value)
+    record = challengers.shadow(models, second, ("bank_c",), "test", "")
+    follower = ChallengerFollower(ListFeed(), models, settings.models, lambda _: None, poll_s=0.01)
+    follower.follow(record.to_json())  # loaded before the first batch: the loop hands it over between two batches
+    observer = StopWhenScored(len(events))
+    engine = build_engine(settings)
+    observer.loop = ScoringLoop(settings, engine, observer, clients=broker.clients(), shadow=follower)
+    observer.loop.run()
+    shadowed = [json.loads(r.value or b"") for r in broker.records(settings.models.shadow_topic)]
+    results = {str(ResultDecoder().decode(r.value or b"")["event_id"]) for r in broker.records(settings.topics.output)}
+    assert len(results) == len(events) and len(events) - 5 < len(shadowed) <= len(events), "every fresh row"
+    assert {s["event_id"] for s in shadowed} <= results
+    assert {s["models"]["bank_c"][2] for s in shadowed} == {models.manifest(second).models["bank_c"].version}
