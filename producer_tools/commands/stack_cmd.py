@@ -16,10 +16,11 @@ from producer_tools.servers.process import BrokerError
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "stack",
-        help="run the whole stack (Kafka, registry, two scorers, producer, Prometheus) without Docker",
+        help="run the whole stack (Kafka, registry, two scorers, gateway, producer, Prometheus) without Docker",
         description="Apache Kafka, Apicurio Registry, two scorer replicas in one group (Confluent framing), the "
-        "synthetic CRM at a steady rate with about 1%% malformed messages, and Prometheus with the alert rules, "
-        "as local processes; Ctrl-C stops them all. Needs java 17+ (Kafka), java 21+ (the registry) and mvn.",
+        "synthetic CRM at a steady rate with about 1%% malformed messages, the HTTP gateway, and Prometheus with the "
+        "alert rules, as local processes; Ctrl-C stops them all. Needs java 17+ (Kafka), java 21+ (the registry) "
+        "and mvn.",
     )
     parser.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
     parser.add_argument("--bad-ratio", type=float, default=0.01, help="share of malformed messages (default 0.01)")
@@ -36,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    print("starting Apache Kafka, Apicurio Registry, two scorers, the producer and Prometheus...", flush=True)
+    print(
+        "starting Apache Kafka, Apicurio Registry, two scorers, the gateway, the producer and Prometheus...", flush=True
+    )
     try:
         with Stack(
             args.folder, ports=StackPorts(), rate=args.rate, bad_ratio=args.bad_ratio, prometheus=not args.no_prometheus

@@ -4,8 +4,9 @@ Apache Kafka (one KRaft node, :mod:`producer_tools.servers.apache_kafka`), Apicu
 (:mod:`producer_tools.servers.apicurio`),
 the three topics, two ``crm-scorer run`` replicas in one consumer group with Confluent framing (each its own
 process, instance id and metrics port), the synthetic CRM producing at a steady rate with about 1% malformed
-messages, and Prometheus (Debian's package, installed by ``scripts/install-prometheus.sh`` when missing) with
-``configs/prometheus.yml``'s rules, scraping both replicas. Grafana has no Debian package; its dashboard's
+messages, the HTTP gateway (``crm-scorer gateway``, its scores view in the stack's folder), and Prometheus
+(Debian's package, installed by ``scripts/install-prometheus.sh`` when missing) with ``configs/prometheus.yml``'s
+rules, scraping both replicas and the gateway. Grafana has no Debian package; its dashboard's
 queries are evaluated against Prometheus by the test suite instead. Every process logs into the stack's folder.
 """
 
@@ -19,6 +20,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ class StackPorts:
     registry: int = 8081
     scorers: tuple[int, int] = (9400, 9401)
     prometheus: int = 9090
+    gateway: int = 8000
 
 
 def _port(wanted: int) -> int:
@@ -70,9 +73,11 @@ class Stack:
         self.registry = ApicurioRegistry(_port(wanted.registry), data_dir=self.folder / "registry")
         self.scorer_ports = tuple(_port(p) for p in wanted.scorers)
         self.prometheus_port = _port(wanted.prometheus) if prometheus else None
+        self.gateway_port = _port(wanted.gateway)
         self._rate, self._bad_ratio = rate, bad_ratio
         self._scorers: list[ServerProcess] = []
         self._prometheus: ServerProcess | None = None
+        self._gateway: ServerProcess | None = None
         self._producer: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._producer_thread: threading.Thread | None = None
@@ -85,6 +90,7 @@ class Stack:
         urls = {"kafka": self.kafka.bootstrap_servers, "schema registry": self.registry.url}
         for i, port in enumerate(self.scorer_ports):
             urls[f"scorer {i + 1}"] = f"http://{HOST}:{port}/metrics"
+        urls["gateway"] = f"http://{HOST}:{self.gateway_port}/docs"
         if self.prometheus_url:
             urls["prometheus"] = self.prometheus_url
         urls["logs"] = str(self.folder)
@@ -97,6 +103,7 @@ class Stack:
         ensure_topics(self.kafka.bootstrap_servers, {TOPICS["input"]: 6, TOPICS["output"]: 6, TOPICS["dlq"]: 1})
         for i, port in enumerate(self.scorer_ports):
             self._scorers.append(self._scorer(i, port))
+        self._gateway = self._start_gateway(self.gateway_port)
         self._producer_thread = threading.Thread(target=self._produce_forever, name="stack-producer", daemon=True)
         self._producer_thread.start()
         if self.prometheus_port:
@@ -104,8 +111,9 @@ class Stack:
         return self
 
     def processes(self) -> list[ServerProcess]:
-        """The scorer replicas and Prometheus (the broker and the registry have objects of their own)."""
-        return [*self._scorers, *([self._prometheus] if self._prometheus else [])]
+        """The scorer replicas, the gateway and Prometheus (the broker and the registry have objects of their own)."""
+        others = [server for server in (self._gateway, self._prometheus) if server is not None]
+        return [*self._scorers, *others]
 
     def problems(self) -> list[str]:
         """Parts that stopped running, each with the tail of its log (empty while all is well)."""
@@ -127,9 +135,10 @@ class Stack:
             self._producer.wait(15)
         if self._producer_thread is not None:
             self._producer_thread.join(15)
-        for server in [*([self._prometheus] if self._prometheus else []), *self._scorers]:
+        servers = [*reversed(self.processes())]
+        for server in servers:
             server.request_stop()
-        for server in [*([self._prometheus] if self._prometheus else []), *self._scorers]:
+        for server in servers:
             server.stop(20)
         self.registry.stop()
         self.kafka.stop()
@@ -175,6 +184,21 @@ class Stack:
         )
         return server
 
+    def _start_gateway(self, port: int) -> ServerProcess:
+        """``crm-scorer gateway`` on the stack's topics; ready once the broker, its store and its view are."""
+        topics = [(f"--{name}-topic", topic) for name, topic in TOPICS.items()]
+        command = [
+            *(sys.executable, "-m", "consumer.commands.cli", "gateway"),
+            *("--bootstrap-servers", self.kafka.bootstrap_servers),
+            *(part for flag in topics for part in flag),
+            *("--port", str(port), "--store-path", str(self.folder / "gateway-state")),
+        ]
+        env = {"CRM_SCORER_SCHEMA_REGISTRY__URL": self.registry.url}  # the results are Confluent-framed
+        server = ServerProcess("gateway", command, self.folder / "gateway.log", env=env)
+        server.start()
+        server.wait_until(lambda: _http_status(f"http://{HOST}:{port}/readyz") == 200, 120, f"be ready on port {port}")
+        return server
+
     def _produce_forever(self) -> None:
         """The synthetic CRM: runs of ``crm-producer produce`` at the stack's rate, each with the next seed."""
         seed = 1
@@ -214,7 +238,8 @@ class Stack:
     def _start_prometheus(self, port: int) -> ServerProcess:
         binary = prometheus_binary()
         path = self.folder / "prometheus.yml"
-        path.write_text(yaml.safe_dump(local_prometheus_config([f"{HOST}:{p}" for p in self.scorer_ports], "5s")))
+        scorers, gateway = [f"{HOST}:{p}" for p in self.scorer_ports], [f"{HOST}:{self.gateway_port}"]
+        path.write_text(yaml.safe_dump(local_prometheus_config(scorers, "5s", gateway)))
         command = [
             binary,
             f"--config.file={path}",
@@ -228,15 +253,19 @@ class Stack:
         return server
 
 
-def local_prometheus_config(targets: list[str], interval: str) -> dict[str, Any]:
-    """``configs/prometheus.yml`` for scorers on this machine: the same rules (by absolute path) and scrape job,
-    the replicas named by address instead of found by DNS (as compose does), scraped every ``interval``."""
+def local_prometheus_config(targets: list[str], interval: str, gateways: Sequence[str] = ()) -> dict[str, Any]:
+    """``configs/prometheus.yml`` for scorers (and gateways) on this machine: the same rules (by absolute path)
+    and scrape jobs, each target named by address instead of found by DNS (as compose does), scraped every
+    ``interval``; a job with no target here (no gateway) is left out."""
     config: dict[str, Any] = yaml.safe_load((CONFIGS / "prometheus.yml").read_text())
     config["global"] |= {"scrape_interval": interval, "evaluation_interval": interval}
     config["rule_files"] = [str(CONFIGS / name) for name in config["rule_files"]]
-    scrape = config["scrape_configs"][0]
-    scrape.pop("dns_sd_configs", None)
-    scrape["static_configs"] = [{"targets": targets}]
+    local = {"crm-scorer": list(targets), "crm-gateway": list(gateways)}
+    jobs = [job for job in config["scrape_configs"] if local.get(job["job_name"])]
+    for job in jobs:
+        job.pop("dns_sd_configs", None)
+        job["static_configs"] = [{"targets": local[job["job_name"]]}]
+    config["scrape_configs"] = jobs
     return config
 
 

@@ -17,10 +17,10 @@ from tests.integration.faults.support import count_topic, wait_until
 def stack(tmp_path: Path) -> Stack:
     """Needs what the registry needs (Java 21+, mvn); the stack starts its own registry and broker."""
     require_registry()
-    return Stack(tmp_path / "stack", ports=StackPorts(0, (0, 0), 0), rate=300, bad_ratio=0.02)
+    return Stack(tmp_path / "stack", ports=StackPorts(0, (0, 0), 0, 0), rate=300, bad_ratio=0.02)
 
 
-def test_the_stack_comes_up_prometheus_scrapes_both_replicas_results_flow_and_the_rules_evaluate(
+def test_the_stack_comes_up_prometheus_scrapes_both_replicas_and_the_gateway_results_flow_and_the_rules_evaluate(
     stack: Stack,
 ) -> None:
     with stack:
@@ -29,9 +29,10 @@ def test_the_stack_comes_up_prometheus_scrapes_both_replicas_results_flow_and_th
 
         def targets_up() -> bool:
             active = prometheus_api(base, "targets")["activeTargets"]
-            return len(active) == 2 and all(t["health"] == "up" for t in active)
+            jobs = sorted(t["labels"]["job"] for t in active)
+            return jobs == ["crm-gateway", "crm-scorer", "crm-scorer"] and all(t["health"] == "up" for t in active)
 
-        wait_until(targets_up, 60, "both scorer replicas up in Prometheus")
+        wait_until(targets_up, 60, "both scorer replicas and the gateway up in Prometheus")
         bootstrap = stack.kafka.bootstrap_servers
         wait_until(lambda: count_topic(bootstrap, TOPICS["output"]) > 500, 90, "500 results")
         wait_until(lambda: count_topic(bootstrap, TOPICS["dlq"]) > 0, 60, "the malformed traffic dead-lettered")
@@ -48,7 +49,7 @@ def test_the_stack_comes_up_prometheus_scrapes_both_replicas_results_flow_and_th
         wait_until(rules_evaluated, 60, "every alert rule loaded and evaluated")
         assert not stack.problems()
         processes = stack.processes()
-        assert len(processes) == 3 and all(p.is_running() for p in processes), "two scorers and Prometheus"
+        assert len(processes) == 4 and all(p.is_running() for p in processes), "two scorers, the gateway, Prometheus"
     time.sleep(0.5)
     assert not any(p.is_running() for p in processes) and not stack.kafka.is_running()
     assert not stack.registry.is_running()

@@ -16,13 +16,16 @@ import yaml
 
 from consumer.commands.cli import build_parser as scorer_parser
 from consumer.commands.config_reference import setting_docs
+from consumer.gateway.settings import ENV_PREFIX as GATEWAY_ENV_PREFIX
+from consumer.gateway.settings import GatewaySettings
 from consumer.settings import ENV_PREFIX, Settings
 from producer_tools.commands.cli import build_parser as producer_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-SERVICES = {"kafka", "schema-registry", "topic-init", "scorer", "producer", "prometheus", "grafana"}
+SERVICES = {"kafka", "schema-registry", "topic-init", "scorer", "gateway", "producer", "prometheus", "grafana"}
+GATEWAY_PORT = 8000
 PINNED = re.compile(r"^[\w./-]+:v?\d+(\.\d+)+[\w.-]*$")
 
 
@@ -96,6 +99,7 @@ def test_published_ports(services: dict[str, dict[str, Any]]) -> None:
         "kafka": "9092:9092",
         "schema-registry": "8081:8080",
         "scorer": "9400-9401:9400",
+        "gateway": f"{GATEWAY_PORT}:{GATEWAY_PORT}",
         "prometheus": "9090:9090",
         "grafana": "3000:3000",
     }
@@ -144,6 +148,46 @@ def test_scorer_command_parses_with_crm_scorer_run(services: dict[str, dict[str,
     args = scorer_parser().parse_args(["run", *services["scorer"]["command"]])
     assert args.command == "run"
     assert args.config == Path("/app/configs/scorer.yaml")
+
+
+def test_the_gateway_is_the_scorers_image_running_crm_scorer_gateway(services: dict[str, dict[str, Any]]) -> None:
+    gateway, scorer = services["gateway"], services["scorer"]
+    assert (gateway["image"], gateway["build"]) == (scorer["image"], scorer["build"])
+    assert gateway["entrypoint"] == ["crm-scorer", "gateway"]
+    args = scorer_parser().parse_args(gateway["entrypoint"][1:] + gateway["command"])
+    assert (args.command, args.config, args.host, args.port) == (
+        "gateway",
+        Path("/app/configs/scorer.yaml"),
+        "0.0.0.0",
+        GATEWAY_PORT,
+    )
+    assert gateway["depends_on"] == scorer["depends_on"]
+    assert set(scorer["volumes"]) <= set(gateway["volumes"]), "the scorers' scorer.yaml and models"
+
+
+def test_the_gateways_settings_load_from_its_compose_environment(
+    services: dict[str, dict[str, Any]], compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {k: str(v) for k, v in services["gateway"]["environment"].items()}
+    gateway_names = {GATEWAY_ENV_PREFIX + name.upper() for name in GatewaySettings.model_fields}
+    unknown = {n for n in env if n not in known_env_names() and n not in gateway_names}
+    assert not unknown, f"read by neither the scorer's settings nor the gateway's: {sorted(unknown)}"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    scorer = scorer_env(services)
+    settings = Settings()
+    assert settings.kafka.bootstrap_servers == scorer["CRM_SCORER_KAFKA__BOOTSTRAP_SERVERS"]
+    assert settings.schema_registry.url == scorer["CRM_SCORER_SCHEMA_REGISTRY__URL"]
+    store = GatewaySettings().store_path
+    volumes = dict(v.split(":")[:2] for v in services["gateway"]["volumes"] if not v.startswith("."))
+    assert any(store.is_relative_to(target) for target in volumes.values()), "the store survives a restart"
+    assert set(volumes) <= set(compose["volumes"])
+
+
+def test_the_gateways_healthcheck_asks_its_readyz(services: dict[str, dict[str, Any]]) -> None:
+    probe = " ".join(services["gateway"]["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{GATEWAY_PORT}/readyz" in probe
+    assert "curl" not in probe  # python:slim has none
 
 
 def test_dockerfile_entrypoint_is_crm_scorer_run_in_exec_form() -> None:
@@ -228,9 +272,10 @@ def test_prometheus_gets_the_projects_config_and_rules_and_scrapes_the_scorer(
     config = yaml.safe_load((ROOT / "configs/prometheus.yml").read_text())
     for rule_file in config["rule_files"]:
         assert f"/etc/prometheus/{rule_file}" in mounts.values(), f"rule file {rule_file} is not mounted"
-    port = Settings().metrics.port
-    scrape = yaml.safe_dump(config["scrape_configs"])
-    assert f"scorer:{port}" in scrape or ("scorer" in scrape and str(port) in scrape)
+    found = {job["job_name"]: job["dns_sd_configs"][0] for job in config["scrape_configs"]}
+    jobs = {name: (sd["names"], sd["port"]) for name, sd in found.items()}
+    assert jobs["crm-scorer"] == (["scorer"], Settings().metrics.port)
+    assert jobs["crm-gateway"] == (["gateway"], GATEWAY_PORT)
 
 
 def test_grafana_provisioning_reaches_prometheus_and_the_dashboard(services: dict[str, dict[str, Any]]) -> None:
