@@ -158,7 +158,7 @@ def test_a_worse_model_is_promoted_and_rolled_back_by_the_rule(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     model_store, first, worse = store
-    events = [t.event for t in world_truth(EVENTS, SEED, "baseline", "v2").values()]
+    events = [dict(t.event) for t in world_truth(EVENTS, SEED, "baseline", "v2").values()]
     phases = [encoded(events[:1200]), encoded(events[1200:3000]), encoded(events[3000:])]
     settings = monitor_settings(lanes, env, model_store.root, tmp_path / "monitor")
     with contextlib.ExitStack() as stack:
@@ -182,6 +182,11 @@ def test_a_worse_model_is_promoted_and_rolled_back_by_the_rule(
         scorer.stop()
     rule_line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("rollback rule: "))
     report(side_by_side, rule_line)
+    assert_phases(lanes, model_store, first, worse, events)
+
+
+def assert_phases(lanes: Lanes, model_store: ModelStore, first: str, worse: str, events: list[Any]) -> None:
+    """One result per event; the committed bank_c before the promotion and after the rollback; the record."""
     by_event = versions_by_event(lanes)
     assert len(by_event) == EVENTS and all(len(v) == 1 for v in by_event.values()), "nothing lost, no duplicate"
     bank_c = {name: model_store.manifest(name).models["bank_c"].version for name in (first, worse)}
