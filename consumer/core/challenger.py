@@ -11,7 +11,6 @@ Pure: plain arrays in, plain values out; no Kafka, no metrics, no files.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -110,12 +109,20 @@ def shadow_record(
 ) -> bytes:
     """The shadow topic's value for one scored application: the score it shadows (``event_id``, as the result
     names it), when, and per challenged model [probability, approved, model version] as in the monitor's
-    snapshot of a result. JSON: a record for the monitor, not part of the result contract."""
-    models = {
-        name: [float(s.challenger[row]), bool(s.challenger_approved[row]), s.version] for name, s in scores.items()
-    }
-    record = {"event_id": event_id, "application_id": application_id, "scored_at": scored_at_ms, "models": models}
-    return json.dumps(record, separators=(",", ":")).encode()
+    snapshot of a result. JSON: a record for the monitor, not part of the result contract.
+
+    Written with a format string rather than ``json.dumps`` (a third of the cost): the ids are validated to
+    ``[A-Za-z0-9._:-]`` before scoring and model versions are ours, so nothing needs escaping, and ``repr`` of a
+    finite float is valid JSON (``tests/unit/test_challenger.py`` checks it reads back as ``json.dumps`` writes it).
+    """
+    models = ",".join(
+        f'"{name}":[{float(s.challenger[row])!r},{"true" if s.challenger_approved[row] else "false"},"{s.version}"]'
+        for name, s in scores.items()
+    )
+    return (
+        f'{{"event_id":"{event_id}","application_id":"{application_id}","scored_at":{scored_at_ms},'
+        f'"models":{{{models}}}}}'
+    ).encode()
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

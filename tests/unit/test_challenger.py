@@ -105,3 +105,19 @@ def test_rank_correlation_and_psi_see_a_different_ranking_and_distribution() -> 
     assert spearman(a, 1 - a) == pytest.approx(-1.0)
     assert abs(spearman(a, rng.uniform(size=5000))) < 0.05
     assert psi(a, a**3) > 0.5 > psi(a, rng.uniform(size=5000))
+
+
+def test_a_shadow_record_reads_back_as_json_writes_it(engine: ScoringEngine, other_seed: ModelSet) -> None:
+    engine.set_challenger(Challenger(other_seed, ("bank_c", "lead")))
+    outcome = engine.score_batch(EVENTS[:20])
+    record = json.loads(outcome.shadow_records[3][1])
+    shadow = outcome.shadow["bank_c"]
+    assert set(record) == {"event_id", "application_id", "scored_at", "models"} and set(record["models"]) == {
+        "bank_c",
+        "lead",
+    }
+    assert record["models"]["bank_c"] == [
+        float(shadow.challenger[3]),
+        bool(shadow.challenger_approved[3]),
+        shadow.version,
+    ]
