@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--store", type=Path, help="models.store_dir")
     parser.add_argument("--bootstrap-servers", help="kafka.bootstrap_servers (activate, rollback)")
     actions = parser.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="every set: version, parent, pipeline, created, models; * = active")
+    actions.add_parser("list", help="every set: version, parent, pipeline, created, models; * = active; the challenger")
     verify = actions.add_parser("verify", help="check sets (default: every set); one line per problem")
     verify.add_argument("versions", nargs="*", metavar="VERSION")
     add = actions.add_parser("add", help="copy a trained set (a directory with manifest.json) into the store")
@@ -107,6 +107,9 @@ def _list(store: ModelStore) -> int:
         pipeline = manifest.pipeline_version or "-"
         print(f"{mark} {version:<14} {parent:<14} {pipeline:<17} {store.created(version)}")
         print("    " + ", ".join(f"{name} {entry.version}" for name, entry in manifest.models.items()))
+    shadow = challengers.current(store)
+    if shadow is not None and not shadow.cleared:
+        print(f"challenger: {shadow.version} ({', '.join(shadow.models)}), by {shadow.by} at {shadow.at}")
     return 0
 
 

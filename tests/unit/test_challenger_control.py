@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from consumer.commands.cli import main
 from consumer.commands.promotion import parse_verdict
 from consumer.core.challenger import Challenger
 from consumer.core.engine import BatchOutcome
@@ -158,3 +159,12 @@ def test_the_loop_publishes_the_challengers_scores_beside_unchanged_results(
     assert len(results) == len(events) and len(events) - 5 < len(shadowed) <= len(events), "every fresh row"
     assert {s["event_id"] for s in shadowed} <= results
     assert {s["models"]["bank_c"][2] for s in shadowed} == {models.manifest(second).models["bank_c"].version}
+
+
+def test_models_list_names_the_challenger(
+    store: tuple[ModelStore, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    models, _, second = store
+    challengers.shadow(models, second, ("bank_c",), "ops", "retrained")
+    assert main(["models", "--store", str(models.root), "list"]) == 0
+    assert f"challenger: {second} (bank_c), by ops at " in capsys.readouterr().out
