@@ -162,12 +162,34 @@ class BatchPublisher:
                 # exactly-once: refused in an aborted transaction; its dead letter goes in this one instead
                 self._dead_letter(messages[scored.index], RESULT_REJECTED, refusal, None, failed_at, ack)
                 continue
-            self._produce(self._output, scored.value, scored.key, None, ack)
+            self._produce_result(messages, scored, failed_at, ack)
         for rejected in outcome.rejected:
             error = rejected.error
             self._dead_letter(messages[rejected.index], error.reason, str(error), error.field, failed_at, ack)
         if outcome.shadow_records and self._shadow is not None:
             self._publish_shadow(outcome.shadow_records)
+
+    def _produce_result(
+        self, messages: Sequence[Message], scored: ScoredMessage, failed_at: dt.datetime, ack: _BatchAcks
+    ) -> None:
+        """Produce one result; one the client refuses at once for what it is (larger than the producer's
+        ``message.max.bytes``) is dead-lettered in its place: nothing of it was produced, so the dead letter
+        takes its slot in the batch (and in the open transaction, under exactly-once)."""
+        try:
+            self._produce(self._output, scored.value, scored.key, None, ack)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _REFUSED_RECORD:
+                raise
+            source = messages[scored.index]
+            log.warning(
+                "the producer refused a result for %s [%d] @ %d (%s): dead-lettering its event",
+                source.topic(),
+                source.partition() or 0,
+                source.offset() or 0,
+                exc.args[0].str(),
+            )
+            error = f"the producer refused the result ({len(scored.value)} bytes): {exc.args[0].str()}"
+            self._dead_letter(source, RESULT_REJECTED, error, None, failed_at, ack)
 
     def _publish_shadow(self, records: list[tuple[bytes, bytes]]) -> None:
         """A challenger's scores: a measurement, never the decision. Their acknowledgements hold no offsets

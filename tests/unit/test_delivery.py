@@ -7,7 +7,7 @@ import weakref
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.core.engine import BatchOutcome, ScoredMessage
 from consumer.core.offsets import InFlightBatch
@@ -214,3 +214,40 @@ def test_inside_a_transaction_a_refused_result_is_dead_lettered_when_the_batch_i
     ((dead, _),) = producer.pending
     assert dead.topic() == "dlq"
     assert dead_letter_info(dead).reason == "result_rejected"
+
+
+class SizeLimitedProducer(FakeProducer):
+    """Refuses at once, like confluent-kafka's ``produce()`` above the producer's ``message.max.bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(None)
+        self.max_bytes = max_bytes
+
+    def produce(
+        self,
+        topic: str,
+        value: str | bytes | None = None,
+        key: str | bytes | None = None,
+        *,
+        on_delivery: DeliveryCallback | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        if len(_bytes(value) or b"") > self.max_bytes:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Message size too large"))
+        super().produce(topic, value, key, on_delivery=on_delivery, headers=headers)
+
+
+@pytest.mark.parametrize("requeue", [True, False], ids=["at_least_once", "exactly_once"])
+def test_a_result_the_client_refuses_for_size_is_dead_lettered_with_the_input_bytes(requeue: bool) -> None:
+    producer = SizeLimitedProducer(max_bytes=len(b"event-bytes"))
+    publisher = BatchPublisher(producer, "out", "dlq", renew=None, requeue=requeue)
+    source = consumed("in", b"event-bytes", b"app-0")
+    batch = InFlightBatch({("in", 4): 18}, pending=1)
+    publisher.publish(batch, [source], BatchOutcome(scored=[ScoredMessage(0, b"app-0", b"a-result-too-large", 0)]))
+    ((dead, _),) = producer.pending
+    assert (dead.topic(), dead.value(), dead.key()) == ("dlq", b"event-bytes", b"app-0")
+    info = dead_letter_info(dead)
+    assert (info.reason, info.topic, info.partition, info.offset) == ("result_rejected", "in", 4, 17)
+    assert "the producer refused the result (18 bytes)" in info.error
+    producer.poll()
+    assert batch.done and publisher.waiting_retries == 0
