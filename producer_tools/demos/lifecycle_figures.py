@@ -213,9 +213,10 @@ def _bank_model(config: ModelsConfig, directory: Path, bank: str) -> Any:
 
 @dataclass(frozen=True)
 class Marks:
-    """Where the plot marks each moment, in the bank's outcomes (None: it did not happen): the first outcome of
-    an application under the new policy, the outcomes the monitor had joined when its trigger fired, and the
-    first outcome of an application the retrained model scored."""
+    """Where the plot marks each moment, in the bank's outcomes in arrival order (None: it did not happen): the
+    first outcome of an application under the new policy, the outcomes sent when the trigger's line was seen
+    (the monitor reads behind the traffic on a busy machine), the first outcome of an application the
+    challenger shadowed, and the first the retrained model scored."""
 
     change: int | None
     trigger: int | None
@@ -223,8 +224,9 @@ class Marks:
     activation: int | None
 
     @classmethod
-    def of(cls, rows: BankRows, challenger: BankRows, change: int, trigger: int | None, new: str) -> Marks:
+    def of(cls, rows: BankRows, challenger: BankRows, change: int, trigger_ms: float | None, new: str) -> Marks:
         shadowed = _first(np.isin(rows.event_id, challenger.event_id))
+        trigger = None if trigger_ms is None else int(np.searchsorted(rows.arrived_ms, trigger_ms))
         return cls(_first(rows.event_index >= change), trigger, shadowed, _first(rows.version == new))
 
 
@@ -265,7 +267,10 @@ def plot(rows: BankRows, challenger: BankRows, marks: Marks, bank: str, out: Pat
     bottom.axhline(0.03, color="grey", linestyle=":", linewidth=1)
     bottom.set_ylabel("realised ECE")
     bottom.set_xlabel(f"{bank} outcomes, in the order they arrived (each point: the last {WINDOW})")
-    labelled = [("policy change", marks.change, "black"), ("trigger fired", marks.trigger, "tab:orange")]
+    labelled = [
+        ("policy change", marks.change, "black"),
+        ("trigger fired (outcomes sent by then)", marks.trigger, "tab:orange"),
+    ]
     labelled += [("challenger shadowed", marks.shadow, "tab:purple"), ("promoted", marks.activation, "tab:green")]
     for label, at, colour in labelled:
         if at is None:

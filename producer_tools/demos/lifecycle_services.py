@@ -37,7 +37,7 @@ class Timeline:
     sent: int = 0
     joined: int = 0  # the bank's
     outcomes_read: int = 0  # outcome messages the monitor has read
-    events: list[tuple[str, int, str]] = field(default_factory=list)  # (kind, the bank's outcomes joined, line)
+    events: list[tuple[str, int, float, str]] = field(default_factory=list)  # (kind, joined, wall ms, line)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, kind: str, text: str, joined: int | None = None) -> None:
@@ -46,12 +46,16 @@ class Timeline:
             elapsed = time.monotonic() - self.started
             count = self.joined if joined is None else joined
             line = f"{elapsed:6.1f} s  events {self.sent:>7,}  {self.bank} outcomes {count:>6,}  {text}"
-            self.events.append((kind, count, line))
+            self.events.append((kind, count, time.time() * 1000.0, line))
             print(f"timeline  {line}", flush=True)
 
     def at(self, kind: str) -> int | None:
         """The bank's outcomes joined at the first event of ``kind`` (None: it did not happen)."""
-        return next((joined for k, joined, _ in self.events if k == kind), None)
+        return next((joined for k, joined, _, _ in self.events if k == kind), None)
+
+    def wall_ms(self, kind: str) -> float | None:
+        """When the first event of ``kind`` was told (wall-clock ms; None: it did not happen)."""
+        return next((at for k, _, at, _ in self.events if k == kind), None)
 
 
 class Service:
