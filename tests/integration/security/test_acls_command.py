@@ -34,7 +34,27 @@ def test_at_least_once_needs_no_transactional_id_and_the_commands_name_every_ope
         for ops, resource in (
             ("--operation Read --operation Describe", f"--topic {t.input}"),
             ("--operation Read", f"--group {settings.consumer.group_id}"),
+            ("--operation Read --operation Describe", f"--topic {settings.models.control_topic}"),
+            ("--operation Read", f"--group {settings.consumer.group_id}.models"),
             ("--operation Write --operation Describe", f"--topic {t.output}"),
             ("--operation Write --operation Describe", f"--topic {t.dlq}"),
+            ("--operation Write --operation Describe", f"--topic {settings.models.shadow_topic}"),
         )
     ]
+
+
+def test_the_gateway_and_the_monitor_reach_the_model_topics_they_use(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["acls", "--role", "gateway", "--format", "json"]) == 0
+    gateway = json.loads(capsys.readouterr().out)
+    assert main(["acls", "--role", "monitor", "--format", "json"]) == 0
+    monitor = json.loads(capsys.readouterr().out)
+    models = load_settings(None).models
+    assert gateway and monitor
+    assert {a["principal"] for a in gateway} == {"User:crm-gateway"}
+    assert {(a["resource_name"], a["operation"]) for a in gateway if a["resource_type"] == "GROUP"} == {
+        ("crm-gateway-view", "READ"),
+        ("crm-gateway-view.models", "READ"),
+    }
+    assert (models.control_topic, "READ") in {(a["resource_name"], a["operation"]) for a in gateway}
+    assert (models.control_topic, "WRITE") in {(a["resource_name"], a["operation"]) for a in monitor}
+    assert (models.shadow_topic, "READ") in {(a["resource_name"], a["operation"]) for a in monitor}
