@@ -24,6 +24,7 @@ _COMMAND_MODULES = [
     "consumer.commands.gateway_cmd",
     "consumer.commands.models_cmd",
     "consumer.commands.check_schema_cmd",
+    "consumer.commands.check_cmd",
 ]
 
 

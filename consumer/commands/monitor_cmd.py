@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from consumer.commands.check_cmd import add_check_options, run_monitor_check
 from consumer.monitor.loop import run_monitor
 from consumer.monitor.settings import load_monitor_settings
 from consumer.reachability import require_kafka
@@ -38,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--capture-dir", type=Path, help="capture_dir: append joined rows to Parquet here")
     add("--until-idle", type=float, default=None, help="stop after this many seconds without a message")
     add("--log-level", default="INFO")
+    add("--check", action="store_true", help="check the deployment (crm-scorer check, the monitor's needs) and exit")
+    add_check_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -59,6 +62,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)-7s %(name)s: %(message)s")
+    if args.check:
+        return run_monitor_check(args, lambda: load_monitor_settings(args.config, args.connection, **overrides(args)))
     settings = load_monitor_settings(args.config, args.connection, **overrides(args))
     t = settings.topics
     hint = "--bootstrap-servers / --connection / kafka.* (CRM_MONITOR_KAFKA__*) and that the broker runs"
