@@ -20,6 +20,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from consumer.host.worker import run_worker
+from consumer.kafka.watchdog import CALL_OF_EXIT_CODE
 from consumer.settings import Settings
 from consumer.telemetry.logs import configure_logging
 from consumer.telemetry.observer import ObserverFactory
@@ -84,6 +85,7 @@ class WorkerPool:
         self._context = mp.get_context("spawn")  # a fresh interpreter per worker: no inherited Kafka or XGBoost state
         self._processes: dict[int, BaseProcess] = {}
         self._stopping = False
+        self.watchdog_firings: dict[str, int] = {}  # per call: workers ended by their watchdog and replaced
 
     def run(self) -> int:
         for worker in range(self._settings.workers):
@@ -117,6 +119,8 @@ class WorkerPool:
             code = process.exitcode
             if not code:  # running, or left cleanly
                 continue
+            if (call := CALL_OF_EXIT_CODE.get(code)) is not None:
+                self.watchdog_firings[call] = self.watchdog_firings.get(call, 0) + 1
             if not self._budget.take():
                 log.error(
                     "worker %d %s; %d restarts within %.0f s already: stopping the host",
@@ -139,6 +143,8 @@ class WorkerPool:
 
 
 def _exit_reason(code: int) -> str:
+    if (call := CALL_OF_EXIT_CODE.get(code)) is not None:
+        return f"was ended by its watchdog ({call} blocked past its bound, exit status {code})"
     return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
 
 

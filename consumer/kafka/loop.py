@@ -24,9 +24,11 @@ from consumer.core.offsets import InFlightBatch
 from consumer.kafka.challenger_control import ChallengerFollower
 from consumer.kafka.clients import Clients, Source, next_offsets
 from consumer.kafka.delivery import PublishError
+from consumer.kafka.fault_inject import injected_hang
 from consumer.kafka.guarantees import AtLeastOnce, ExactlyOnce, Guarantee
 from consumer.kafka.model_control import KafkaControlFeed, ModelFollower, control_consumer_conf
 from consumer.kafka.registry_gate import RegistryGate
+from consumer.kafka.watchdog import CallWatchdog, Watched
 from consumer.settings import Settings
 from consumer.telemetry.logs import KAFKA_LOG, Throttle
 from consumer.telemetry.observer import LoopObserver, NullObserver, Offsets
@@ -35,6 +37,7 @@ from models.store import ModelStore
 from schemas.errors import RegistryUnavailableError
 
 log = logging.getLogger(__name__)
+_LIBRDKAFKA_TRANSACTION_TIMEOUT_S = 60.0  # librdkafka's default transaction.timeout.ms
 _BROKER_DOWN_CODES = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
 
@@ -69,6 +72,10 @@ class ScoringLoop:
         self._gate = RegistryGate(engine.decoder, self.observer.registry_state, self.observer.writer_schema_seen)
         self._follower = follower
         self._shadow = shadow
+        # every blocking librdkafka call runs under a bound; one that outlives it ends this worker process
+        self.watchdog = CallWatchdog()
+        self._fault = injected_hang()
+        self._transaction_timeout_s = _LIBRDKAFKA_TRANSACTION_TIMEOUT_S
 
     def request_stop(self) -> None:
         self._stop = True
@@ -85,7 +92,7 @@ class ScoringLoop:
         guarantee = self._guarantee()
         guarantee.start()
         followers = self._start_followers()
-        source = self._clients.source(self._consumer_conf())
+        source = self._watched(self._clients.source(self._consumer_conf()))
         try:
             source.subscribe([self.settings.topics.input], on_assign=self._on_assign,
                              on_revoke=partial(self._on_revoke, guarantee),
@@ -114,15 +121,22 @@ class ScoringLoop:
     def _guarantee(self) -> Guarantee:
         settings, topics = self.settings, self.settings.topics
         conf = settings.librdkafka("producer", self.worker) | {"error_cb": self._on_kafka_error, "logger": KAFKA_LOG}
+        self._transaction_timeout_s = conf.get("transaction.timeout.ms", 60_000) / 1000
         if settings.guarantee == "exactly_once":
             # a coordinator that is up aborts an open transaction by itself after transaction.timeout.ms
             wedged_after_s = 2 * conf["transaction.timeout.ms"] / 1000
-            return ExactlyOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._transaction_committed,
+            return ExactlyOnce(self._new_sink(conf), topics.output, topics.dlq, self._transaction_committed,
                                reset=settings.consumer.auto_offset_reset, stalled=self._stalled,
                                wedged_after_s=wedged_after_s, transactional_id=conf["transactional.id"],
                                stopping=lambda: self._stop, shadow=settings.models.shadow_topic)  # fmt: skip
-        return AtLeastOnce(lambda: self._clients.sink(conf), topics.output, topics.dlq, self._report,
+        return AtLeastOnce(self._new_sink(conf), topics.output, topics.dlq, self._report,
                            stalled=self._stalled, shadow=settings.models.shadow_topic)  # fmt: skip
+
+    def _new_sink(self, conf: dict[str, Any]) -> Any:
+        return lambda: self._watched(self._clients.sink(conf))
+
+    def _watched(self, client: Any) -> Any:
+        return Watched(client, self.watchdog, self._transaction_timeout_s, self._fault)
 
     def _control_follower(self) -> ModelFollower | None:
         models = self.settings.models
