@@ -57,6 +57,7 @@ class BenchPlan:
     soak_events: int = 0
     config: Path | None = None
     curve: bool = True
+    challenger: Path | None = None  # a model set scored in the champion's shadow by a second ceiling run
 
 
 @dataclass
@@ -90,8 +91,11 @@ def fresh_lanes(run_id: str, phase: str, input_topic: str | None = None) -> Lane
     return Lanes(input_topic or f"{base}-in", f"{base}-out", f"{base}-dlq", f"{base}-group")
 
 
-def measure_ceiling(values: list[bytes | None], config: Path | None, workdir: Path) -> dict[str, Any]:
-    """``crm-scorer bench-engine`` on ``values`` in a fresh process; its JSON measurement.
+def measure_ceiling(
+    values: list[bytes | None], config: Path | None, workdir: Path, challenger: Path | None = None
+) -> dict[str, Any]:
+    """``crm-scorer bench-engine`` on ``values`` in a fresh process (with ``challenger``'s set in the champion's
+    shadow when given); its JSON measurement.
 
     Raises:
         BrokerError: the command failed (its output is in the message).
@@ -112,6 +116,8 @@ def measure_ceiling(values: list[bytes | None], config: Path | None, workdir: Pa
     ]
     if config is not None:
         args += ["--config", str(config)]
+    if challenger is not None:
+        args += ["--challenger", str(challenger)]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
     messages.unlink()
     if done.returncode != 0:

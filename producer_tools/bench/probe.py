@@ -170,7 +170,15 @@ class ScorerProcess:
     """``crm-scorer run`` on one phase's lanes; stopped with SIGTERM (finish the batch, flush, commit)."""
 
     def __init__(
-        self, bootstrap: str, lanes: Lanes, workers: int, log_path: Path, config: Path | None, metrics_port: int
+        self,
+        bootstrap: str,
+        lanes: Lanes,
+        workers: int,
+        log_path: Path,
+        config: Path | None,
+        metrics_port: int,
+        extra_args: Sequence[str] = (),
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.workers = workers
         self.log_path = log_path
@@ -197,8 +205,9 @@ class ScorerProcess:
         ]
         if config is not None:
             args += ["--config", str(config)]
+        args += extra_args
         # The local broker makes a join wait about half the session timeout: keep it short (as the tests do).
-        env = os.environ | {"CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000"}
+        env = os.environ | {"CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000"} | (extra_env or {})
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.peak_rss: dict[int, float] = {}

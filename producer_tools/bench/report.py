@@ -58,6 +58,12 @@ def table(d: dict[str, Any]) -> str:
         f"p99 {d['latency_p99_ms']:.1f} ms",
         f"{'peak RSS per worker':<30} {d['peak_rss_mb']:>10.0f} MiB",
     ]
+    if "challenger_us_per_event" in d:
+        own = "  ".join(f"{k} {v:.1f}" for k, v in d["challenger_models_us_per_event"].items())
+        lines.append(
+            f"{'ceiling with the challenger':<30} {n(d['ceiling_challenger_events_per_s']):>10} events/s"
+            f"   challenger {d['challenger_us_per_event']:+.1f} us/event ({own})"
+        )
     lines += _curve_lines(d.get("curve") or [])
     soak = d.get("soak")
     if soak:
@@ -173,6 +179,20 @@ def report(
         "ceiling": ceiling,
         "runs": {"one_worker": one.__dict__, "two_workers": two.__dict__},
         "soak": None if soak is None else soak.__dict__,
+    } | challenger_keys(ceiling)
+
+
+def challenger_keys(ceiling: dict[str, Any]) -> dict[str, Any]:
+    """With ``--challenger``: the ceiling with it, its models' own cost (``<model>:challenger``) and the whole
+    difference per event between the two ceilings (the challenger's models plus its comparison)."""
+    shadowed = ceiling.get("with_challenger")
+    if not shadowed:
+        return {}
+    own = {k: v for k, v in shadowed["model_us"].items() if k.endswith(":challenger")}
+    return {
+        "ceiling_challenger_events_per_s": shadowed["events_per_s"],
+        "challenger_models_us_per_event": own,
+        "challenger_us_per_event": 1e6 / shadowed["events_per_s"] - 1e6 / ceiling["events_per_s"],
     }
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ from producer_tools.bench.phases import (
 )
 from producer_tools.bench.probe import CpuWatch, Lanes
 from producer_tools.bench.report import relay_keys, report
+from producer_tools.bench.switch import SwitchPlan, run_switches
 from producer_tools.publishing.topics import ensure_topics
 
 T = TypeVar("T")
@@ -109,7 +110,30 @@ def _preload_and_ceiling(run: _Run) -> tuple[Lanes, int, dict[str, Any]]:
     run.say("ceiling: the engine alone, one process, no Kafka")
     values = [m.value for m in messages]
     ceiling = run.watched("ceiling", lambda: measure_ceiling(values, plan.config, run.workdir))
+    if plan.challenger is not None:
+        run.say(f"ceiling with the challenger {plan.challenger}: the same bytes, the set in the champion's shadow")
+        shadowed = run.watched(
+            "ceiling_challenger", lambda: measure_ceiling(values, plan.config, run.workdir, plan.challenger)
+        )
+        ceiling = ceiling | {"with_challenger": shadowed}
     return shared, malformed, ceiling
+
+
+def run_switch_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say, switch: SwitchPlan) -> dict[str, Any]:
+    """``bench --switch``: one worker's rate measured on the preloaded topic (unless ``switch.rate`` is set),
+    then an activation and a rollback at half that rate, for each guarantee."""
+    run = _Run(plan, bootstrap, workdir, say)
+    data: dict[str, Any] = {"outside_cpu_percent": run.outside}
+    if not switch.rate:
+        messages = list(workload(plan.events, plan.seed, plan.bad_ratio))
+        shared = run.lanes("one")
+        ensure_topics(bootstrap, {shared.input: plan.partitions})
+        say(f"one worker over {plan.events:,} preloaded events: its capacity")
+        preload(bootstrap, shared.input, messages)
+        one = run.watched("one_worker", lambda: run.phase(shared, 1))
+        data["one_worker_events_per_s"] = one.events_per_s
+        switch = replace(switch, rate=round(one.events_per_s / 2))
+    return data | {"switch": run_switches(bootstrap, run.run_id, plan, switch, workdir, say)}
 
 
 def _curve(run: _Run, one_worker_rate: float, half: LatencyResult) -> list[dict[str, float]]:

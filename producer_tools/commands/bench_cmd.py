@@ -46,12 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--seed", type=int, default=2026)
     add("--json", dest="json_path", type=Path, default=None, help="write the report here")
     add("--workdir", type=Path, default=None, help="keep the scorer logs here (default: a temporary directory)")
+    add("--challenger", type=Path, default=None, metavar="DIR", help="also the ceiling with this set as challenger")
+    add("--switch", action="store_true", help="instead: an activation and a rollback under load, both guarantees")
+    add("--switch-rate", type=float, default=None, help="--switch: events/s offered (default: half of one worker)")
+    add("--switch-seconds", type=float, default=None, help="--switch: seconds of load per guarantee (default 30)")
+    add("--train-events", type=int, default=None, help="--switch: crm-train --count of the second set (20,000)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from producer_tools.bench.report import machine, table
-    from producer_tools.bench.run import run_bench
+    from producer_tools.bench.switch import switch_table
     from producer_tools.servers.broker import BrokerError, BrokerKind, ExternalBroker, broker_from_env
     from producer_tools.servers.kafka_jars import kafka_unavailable_reason
 
@@ -67,17 +72,32 @@ def run(args: argparse.Namespace) -> int:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
             say(f"broker {broker.kind} {broker.version} at {broker.bootstrap_servers} {broker.settings}")
-            data = run_bench(_plan(args), broker.bootstrap_servers, workdir, say)
+            data = _measure(args, broker.bootstrap_servers, workdir)
     except BrokerError as exc:
         print(f"crm-scorer bench: {exc}", file=sys.stderr)
         return 2
     data["machine"] = machine()
     data["broker"], data["broker_version"] = broker.kind, broker.version
     data["command"] = "crm-scorer " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "crm-scorer bench"
-    print(table(data))
+    print(switch_table(data["switch"]) if args.switch else table(data))
     if args.json_path is not None:
         _write(args.json_path, data)
     return 0
+
+
+def _measure(args: argparse.Namespace, bootstrap: str, workdir: Path) -> dict[str, Any]:
+    """The full bench, or with ``--switch`` the switch under load."""
+    from producer_tools.bench.run import run_bench, run_switch_bench
+    from producer_tools.bench.switch import SwitchPlan
+
+    if not args.switch:
+        return run_bench(_plan(args), bootstrap, workdir, say)
+    switch = SwitchPlan(
+        rate=args.switch_rate or 0.0,
+        seconds=args.switch_seconds or (QUICK_LATENCY_S * 2 if args.quick else 30.0),
+        train_events=args.train_events or (3000 if args.quick else 20_000),
+    )
+    return run_switch_bench(_plan(args), bootstrap, workdir, say, switch)
 
 
 def _plan(args: argparse.Namespace) -> BenchPlan:
@@ -92,6 +112,7 @@ def _plan(args: argparse.Namespace) -> BenchPlan:
         soak_events=args.soak,
         config=args.config,
         curve=not args.quick,
+        challenger=args.challenger,
     )
 
 
