@@ -7,7 +7,7 @@ EVENTS ?= 20000
 # The demo's local broker: tansu (no Java) or kafka (Apache Kafka from Maven Central; needs java and mvn).
 BROKER ?= tansu
 
-.PHONY: demo demo-lifecycle stack test test-unit test-integration test-faults test-security lint format train bench bench-quick clean
+.PHONY: demo demo-lifecycle stack test test-unit test-integration test-faults test-security lint format train bench bench-quick bench-switch clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(VENV)/bin/crm-scorer bench --quick
+
+# An activation and a rollback under steady load (half one worker's rate), both guarantees (docs/model-lifecycle.md).
+bench-switch: $(STAMP)
+	$(VENV)/bin/crm-scorer bench --switch --json bench-switch.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

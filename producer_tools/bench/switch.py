@@ -2,8 +2,9 @@
 
 For each guarantee: one ``crm-scorer run`` worker follows a model store (the committed set, active, and a second
 set trained for the run by ``crm-train``) through a control topic of the run's own; a producer offers a steady
-rate with live event times; a third of the way in ``crm-scorer models activate`` names the second set, two thirds
-of the way ``crm-scorer models rollback`` returns to the first. Then every result is read back (``read_committed``)
+rate with live event times; a quarter of the way in ``crm-scorer models activate`` names the second set, half way
+(once the swap is logged) ``crm-scorer models rollback`` returns to the first: the command takes seconds to start,
+and the rollback's own 5 s after need load. Then every result is read back (``read_committed``)
 and checked (``producer_tools.bench.switch_figures``), and the throughput and latency around each switch, the
 swap's own milliseconds (from the scorer's log) and the CPU other processes took are reported.
 
@@ -106,7 +107,7 @@ def _one_guarantee(
     expected = {m.event_id for m in warm + templates if m.poison is None and m.event_id}
     results = _read_results(bootstrap, lanes, len(expected))
     checked = check_results(results, expected, sets, switches)
-    paced = [r for r in results if r.timestamp_ms >= switches[0].issued_ms - plan.seconds * 1000 / 3]
+    paced = [r for r in results if r.timestamp_ms >= switches[0].issued_ms - plan.seconds * 1000 / 4]
     dips = [around(paced, s["first_result_ms"]) if s["first_result_ms"] else {} for s in checked["switches"]]
     return checked | {"around": dips, "swap_ms": swap_ms(log), "log": str(log)}
 
@@ -121,8 +122,8 @@ def _offer_and_switch(
     versions: tuple[str, str],
     log: Path,
 ) -> list[Switch]:
-    """Offer ``templates`` at the plan's rate in a thread; activate the second set at a third of the run and
-    roll back at two thirds. Returns the switches with the time each command was issued."""
+    """Offer ``templates`` at the plan's rate in a thread; activate the second set a quarter of the way in and
+    roll back half way. Returns the switches with the time each command was issued."""
     failure: list[BaseException] = []
 
     def send() -> None:
@@ -135,8 +136,8 @@ def _offer_and_switch(
     sender.start()
     started, switches = time.monotonic(), []
     for share, (action, version, *extra) in (
-        (1 / 3, ("activate", versions[1], versions[1])),
-        (2 / 3, ("rollback", versions[0])),
+        (1 / 4, ("activate", versions[1], versions[1])),
+        (1 / 2, ("rollback", versions[0])),
     ):
         time.sleep(max(0.0, started + share * plan.seconds - time.monotonic()))
         issued_ms = int(time.time() * 1000)
