@@ -120,7 +120,7 @@ class WorkerPool:
             if not code:  # running, or left cleanly
                 continue
             if (call := CALL_OF_EXIT_CODE.get(code)) is not None:
-                self.watchdog_firings[call] = self.watchdog_firings.get(call, 0) + 1
+                self._watchdog_fired(worker, call)
             if not self._budget.take():
                 log.error(
                     "worker %d %s; %d restarts within %.0f s already: stopping the host",
@@ -134,6 +134,15 @@ class WorkerPool:
             log.error("worker %d %s; starting a replacement", worker, _exit_reason(code))
             self._start(worker)
         return False
+
+    def _watchdog_fired(self, worker: int, call: str) -> None:
+        """Count a worker its watchdog ended: here and, with metrics on, in crm_scorer_watchdog_firings_total
+        (the worker could not report it: it ended at once)."""
+        self.watchdog_firings[call] = self.watchdog_firings.get(call, 0) + 1
+        if self._observer_factory is not None:
+            observer = self._observer_factory(self._settings, worker)
+            if observer is not None:
+                observer.watchdog_fired(call)
 
     def _forward(self, signum: int, _frame: FrameType | None) -> None:
         self._stopping = True

@@ -109,6 +109,8 @@ class Telemetry:
                 self.metrics.record_models(report.models, report.banks, report.worker)
             if report.refused is not None:
                 self.metrics.model_set_refused.labels(report.refused).inc()
+            if report.watchdog is not None:
+                self.metrics.watchdog_firings.labels(report.watchdog).inc()
             if report.profile is not None:
                 self._follow_profile(report.profile)
             if report.lags is not None:

@@ -145,6 +145,7 @@ class WorkerStateReport:
     dropped: int = 0
     refused: str | None = None  # an activated model set refused, by reason
     profile: tuple[str, str] | None = None  # with models: the set's reference profile (sha256, the set's directory)
+    watchdog: str | None = None  # the worker was ended by its watchdog, in this call (the host reports it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +209,11 @@ class ScorerMetrics:
             "crm_scorer_model_set_refused_total",
             "Activated model sets a worker refused (failed verification or loading); the running set kept scoring",
             ["reason"],
+        )
+        self.watchdog_firings = counter(
+            "crm_scorer_watchdog_firings_total",
+            "Workers ended by their watchdog: a librdkafka call blocked past its bound (the host replaced them)",
+            ["call"],
         )
         self._served: dict[int, dict[str, str]] = {}  # per worker: model -> version, for model_info
         self.contract_violations = Gauge(
@@ -398,6 +404,9 @@ class WorkerObserver:
 
     def model_set_refused(self, reason: str) -> None:
         self.sink(WorkerStateReport(self.worker, refused=reason))
+
+    def watchdog_fired(self, call: str) -> None:
+        self.sink(WorkerStateReport(self.worker, watchdog=call))
 
     def batch_scored(self, outcome: BatchOutcome, consumed: int) -> None:
         self.sink(summarise_batch(outcome, consumed, self.worker, self._thresholds, self.drift))

@@ -42,6 +42,9 @@ class LoopObserver(Protocol):
     def heartbeat(self) -> None:
         """The loop went round once (for /healthz)."""
 
+    def watchdog_fired(self, call: str) -> None:
+        """The worker was ended by its watchdog, blocked in ``call`` (reported by the host, which saw it exit)."""
+
     def assignment_changed(self, partitions: int) -> None: ...
 
     def broker_state(self, up: bool) -> None: ...
@@ -77,6 +80,9 @@ class NullObserver:
         pass
 
     def heartbeat(self) -> None:
+        pass
+
+    def watchdog_fired(self, call: str) -> None:
         pass
 
     def assignment_changed(self, partitions: int) -> None:

@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from consumer.host.supervisor import _exit_reason
+from consumer.host.supervisor import WorkerPool, _exit_reason
 from consumer.kafka.fault_inject import injected_hang
 from consumer.kafka.watchdog import WATCHDOG_EXIT_CODES, CallWatchdog, Watched, bound_of
+from consumer.settings import load_settings
+from consumer.telemetry.host import Telemetry
 
 
 class BlockingProducer:
@@ -83,3 +86,25 @@ def test_an_injected_hang_happens_once_per_marker_file(tmp_path: Path) -> None:
 def test_a_malformed_fault_spec_is_refused_naming_the_variable() -> None:
     with pytest.raises(ValueError, match="CRM_SCORER_FAULT_INJECT must be hang:<call>:<n>:<marker file>"):
         injected_hang("hang:commit_transaction")
+
+
+class ExitedProcess:
+    def __init__(self, exitcode: int) -> None:
+        self.exitcode = exitcode
+
+
+def test_the_host_replaces_a_worker_its_watchdog_ended_and_counts_the_firing_by_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings(None, workers=2)
+    registry = CollectorRegistry()
+    telemetry = Telemetry(settings, registry)
+    pool = WorkerPool(settings, lambda _settings, worker: telemetry.observer(worker))
+    started: list[int] = []
+    monkeypatch.setattr(pool, "_start", started.append)
+    pool._processes[1] = ExitedProcess(WATCHDOG_EXIT_CODES["send_offsets_to_transaction"])  # type: ignore[assignment]
+    assert pool._replace_crashed() is False
+    assert started == [1], "replaced under the same worker number, so the same instance and transactional id"
+    labels = {"call": "send_offsets_to_transaction"}
+    assert registry.get_sample_value("crm_scorer_watchdog_firings_total", labels) == 1.0
+    assert pool.watchdog_firings == {"send_offsets_to_transaction": 1}
