@@ -27,7 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=3000,
         help="events scored with the retrained set as a challenger before its promotion (0: activate it directly)",
     )
-    add("--after", type=int, default=8000, help="events sent once the retrained set is active")
+    add(
+        "--after-events",
+        "--after",
+        dest="after",
+        type=int,
+        default=26000,
+        help="events sent once the retrained set is active (26,000: about 5,000 bank_c outcomes to judge its ECE by)",
+    )
     add("--policy-size", type=float, default=0.5, help="how far bank_c tightens (1: the full change of the world)")
     add("--seed", type=int, default=2026)
     add("--rate", type=float, default=1000.0, help="events/s offered by the synthetic CRM")
