@@ -237,7 +237,7 @@ def _report(run: Run, first: str, second: str, truths: dict[str, Truth]) -> int:
     targets = figures.measure_targets(config, dirs, after, run.policy, run.args.seed, rows, new)
     for line in targets.lines():
         print(f"target    {line}", flush=True)
-    marks = figures.Marks.of(rows, challenger, run.args.change, run.timeline.wall_ms("trigger"), new)
+    marks = figures.Marks.of(rows, challenger, run.args.change, run.timeline.at("trigger"), new)
     figures.plot(rows, challenger, marks, BANK, run.args.plot)
     print(f"plot      {run.args.plot}", flush=True)
     return 0

@@ -227,9 +227,10 @@ def _bank_model(config: ModelsConfig, directory: Path, bank: str) -> Any:
 @dataclass(frozen=True)
 class Marks:
     """Where the plot marks each moment, in the bank's outcomes in arrival order (None: it did not happen): the
-    first outcome of an application under the new policy, the outcomes sent when the trigger's line was seen
-    (the monitor reads behind the traffic on a busy machine), the first outcome of an application the
-    challenger shadowed, and the first the retrained model scored."""
+    first outcome of an application under the new policy, the bank's outcomes the monitor had joined when the
+    trigger fired (its own figure: on a busy machine it reads behind the traffic, so a wall-clock mark falls
+    late), the first outcome of an application the challenger shadowed, and the first the retrained model
+    scored."""
 
     change: int | None
     trigger: int | None
@@ -237,9 +238,9 @@ class Marks:
     activation: int | None
 
     @classmethod
-    def of(cls, rows: BankRows, challenger: BankRows, change: int, trigger_ms: float | None, new: str) -> Marks:
+    def of(cls, rows: BankRows, challenger: BankRows, change: int, trigger_joined: int | None, new: str) -> Marks:
         shadowed = _first(np.isin(rows.event_id, challenger.event_id))
-        trigger = None if trigger_ms is None else int(np.searchsorted(rows.arrived_ms, trigger_ms))
+        trigger = None if trigger_joined is None else min(trigger_joined, len(rows.positive))
         return cls(_first(rows.event_index >= change), trigger, shadowed, _first(rows.version == new))
 
 
@@ -282,7 +283,7 @@ def plot(rows: BankRows, challenger: BankRows, marks: Marks, bank: str, out: Pat
     bottom.set_xlabel(f"{bank} outcomes, in the order they arrived (each point: the last {WINDOW})")
     labelled = [
         ("policy change", marks.change, "black"),
-        ("trigger fired (outcomes sent by then)", marks.trigger, "tab:orange"),
+        ("trigger fired (outcomes the monitor had joined)", marks.trigger, "tab:orange"),
     ]
     labelled += [("challenger shadowed", marks.shadow, "tab:purple"), ("promoted", marks.activation, "tab:green")]
     for label, at, colour in labelled:

@@ -53,10 +53,6 @@ class Timeline:
         """The bank's outcomes joined at the first event of ``kind`` (None: it did not happen)."""
         return next((joined for k, joined, _, _ in self.events if k == kind), None)
 
-    def wall_ms(self, kind: str) -> float | None:
-        """When the first event of ``kind`` was told (wall-clock ms; None: it did not happen)."""
-        return next((at for k, _, at, _ in self.events if k == kind), None)
-
 
 class Service:
     """``crm-scorer COMMAND ...`` as a subprocess, its output in ``log``."""

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from models.evaluation import expected_calibration_error
-from producer_tools.demos.lifecycle_figures import calibrated_ece
+from producer_tools.demos.lifecycle_figures import BankRows, Marks, calibrated_ece
 
 
 def probabilities(n: int, seed: int = 7) -> np.ndarray:
@@ -39,3 +39,24 @@ def test_the_same_seed_gives_the_same_figures() -> None:
 def test_no_outcomes_give_no_figure() -> None:
     median, p95 = calibrated_ece(np.array([]))
     assert math.isnan(median) and math.isnan(p95)
+
+
+def bank_rows(versions: list[str], event_index: list[int]) -> BankRows:
+    n = len(versions)
+    return BankRows(
+        version=np.array(versions),
+        probability=np.full(n, 0.5),
+        positive=np.zeros(n, dtype=np.int8),
+        event_index=np.array(event_index),
+        arrived_ms=np.arange(n, dtype=np.float64),
+        event_id=np.array([f"e{i}" for i in event_index]),
+    )
+
+
+def test_the_trigger_is_marked_at_the_outcomes_the_monitor_had_joined_not_at_wall_time() -> None:
+    rows = bank_rows(["old"] * 6 + ["new"] * 4, list(range(10)))
+    challenger = bank_rows(["new"] * 2, [4, 5])
+    marks = Marks.of(rows, challenger, change=3, trigger_joined=5, new="new")
+    assert marks == Marks(change=3, trigger=5, shadow=4, activation=6)
+    assert Marks.of(rows, challenger, 3, 40, "new").trigger == 10  # never past the last outcome
+    assert Marks.of(rows, challenger, 3, None, "new").trigger is None
