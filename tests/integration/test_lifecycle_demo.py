@@ -32,7 +32,7 @@ def test_the_lifecycle_demo_tells_the_model_loop_in_order(kafka_bootstrap: str, 
     plot = tmp_path / "lifecycle.png"
     command = [
         *(sys.executable, "-m", "producer_tools.commands.cli", "lifecycle-demo"),
-        *("--change", "1000", "--training", "2000", "--challenge", "2000", "--after", "1500"),
+        *("--change", "1000", "--training", "2000", "--challenge", "2000", "--after-events", "1500"),
         *("--policy-size", "1.0", "--rate", "2000"),
         *("--namespace", f"lifecycle-{uuid.uuid4().hex[:8]}-", "--plot", str(plot)),
     ]
@@ -48,4 +48,6 @@ def test_the_lifecycle_demo_tells_the_model_loop_in_order(kafka_bootstrap: str, 
         positions.append(found[0])
     assert positions == sorted(positions), "\n".join(timeline)
     assert re.search(r"^target\s+whole post-change population", done.stdout, re.M), done.stdout[-2000:]
+    noise = r"realised ECE 0\.\d+ .*shows 0\.\d+ median, 0\.\d+ at the 95th percentile"
+    assert re.search(noise, done.stdout), done.stdout[-2000:]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
