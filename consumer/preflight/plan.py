@@ -45,7 +45,7 @@ def scorer_plan(settings: Settings, principal: str | None = None, outcomes: str 
     pairs = ((t.output, outcomes),) if outcomes else ()
     return Plan(
         "scorer",
-        settings.librdkafka("consumer"),
+        settings.kafka.librdkafka(),
         tuple(dict.fromkeys((t.input, t.output, t.dlq, *([outcomes] if outcomes else [])))),
         pairs,
         tuple(acls),
@@ -65,5 +65,11 @@ def monitor_plan(settings: MonitorSettings, principal: str | None = None) -> Pla
     pairs = tuple((t.scores, other) for other in (t.outcomes, t.applications) if other)
     subject = value_subject(t.scores)
     return Plan(
-        "monitor", settings.librdkafka(), topics, pairs, tuple(acls), settings.schema_registry.client_config(), subject
+        "monitor",
+        settings.kafka.librdkafka(),
+        topics,
+        pairs,
+        tuple(acls),
+        settings.schema_registry.client_config(),
+        subject,
     )
