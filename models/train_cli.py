@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ def write_model_card(out_dir: Path, manifest: Manifest, fresh: dict[str, Quality
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm-train", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('crm-scorer')}")
     parser.add_argument("--count", type=int, default=120_000, help="synthetic events to train on")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data", type=Path, help="train on this labelled JSONL instead of the synthetic world")
