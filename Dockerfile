@@ -48,5 +48,7 @@ EXPOSE 9400
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:9400/healthz', timeout=4)"]
 # Exec form: the scorer is PID 1 and gets SIGTERM itself (finish the batch, flush, commit, leave the group).
+# The config comes from CRM_SCORER_CONFIG (read by `run` when --config is absent), not from CMD: arguments given
+# to `docker run <image> --workers 2` replace CMD, and would drop the config with it.
+ENV CRM_SCORER_CONFIG=/app/configs/scorer.yaml
 ENTRYPOINT ["crm-scorer", "run"]
-CMD ["--config", "/app/configs/scorer.yaml"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +12,16 @@ from consumer.host.supervisor import run_workers
 from consumer.settings import load_settings
 from consumer.telemetry.host import serve_telemetry
 
+# The config file `run` reads when --config is absent (the image sets it: extra `docker run` arguments keep it).
+CONFIG_ENV = "CRM_SCORER_CONFIG"
+log = logging.getLogger(__name__)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="consume application events and publish scores")
-    parser.add_argument("--config", type=Path, default=None, help="scorer.yaml (default: configs/scorer.yaml)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help=f"scorer.yaml (unset: ${CONFIG_ENV}, else configs/scorer.yaml)"
+    )
     parser.add_argument("--bootstrap-servers", help="kafka.bootstrap_servers")
     parser.add_argument("--group-id", help="consumer.group_id")
     parser.add_argument("--input-topic", help="topics.input")
@@ -42,7 +50,19 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def config_path(args: argparse.Namespace) -> Path | None:
+    """--config, else the file ``$CRM_SCORER_CONFIG`` names (None: the default file, if there is one)."""
+    named = os.environ.get(CONFIG_ENV)
+    return args.config if args.config is not None else (Path(named) if named else None)
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config, **overrides(args))
+    settings = load_settings(config_path(args), **overrides(args))
+    if settings.source is None:
+        log.warning(
+            "NO CONFIG FILE: no --config, no $%s and no configs/scorer.yaml; scoring with the built-in defaults, the "
+            "environment and flags only: pass --config FILE",
+            CONFIG_ENV,
+        )
     with serve_telemetry(settings) as observer_factory:
         return run_workers(settings, observer_factory)
