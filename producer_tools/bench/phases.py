@@ -133,13 +133,20 @@ def preload(bootstrap: str, topic: str, messages: list[OutboundMessage]) -> None
 
 
 def run_phase(
-    bootstrap: str, lanes: Lanes, workers: int, total: int, plan: BenchPlan, workdir: Path, relay: bool = False
+    bootstrap: str,
+    lanes: Lanes,
+    workers: int,
+    total: int,
+    plan: BenchPlan,
+    workdir: Path,
+    relay: bool = False,
+    env: dict[str, str] | None = None,
 ) -> RunResult:
-    """Start ``crm-scorer run`` (or the relay) on a topic already holding ``total`` messages; measure until all
-    are done."""
+    """Start ``crm-scorer run`` (or the relay; with ``env`` added to its environment) on a topic already holding
+    ``total`` messages; measure until all are done."""
     ensure_topics(bootstrap, {lanes.output: plan.partitions, lanes.dlq: 1})
     port = free_port()
-    scorer = start_process(bootstrap, lanes, workers, plan, workdir, port, relay)
+    scorer = start_process(bootstrap, lanes, workers, plan, workdir, port, relay, env)
     try:
         wait_until_done(bootstrap, lanes, total, plan.partitions, scorer)
         stages = {} if relay else scrape_stage_us(port)
@@ -152,13 +159,20 @@ def run_phase(
 
 
 def start_process(
-    bootstrap: str, lanes: Lanes, workers: int, plan: BenchPlan, workdir: Path, port: int, relay: bool
+    bootstrap: str,
+    lanes: Lanes,
+    workers: int,
+    plan: BenchPlan,
+    workdir: Path,
+    port: int,
+    relay: bool,
+    env: dict[str, str] | None = None,
 ) -> ScorerProcess:
     """``crm-scorer run`` with ``workers`` on ``lanes`` (metrics on ``port``), or the relay in its place."""
     log = workdir / f"{lanes.group}.log"
     if relay:
         return RelayProcess(bootstrap, lanes, log, plan.config)
-    return ScorerProcess(bootstrap, lanes, workers, log, plan.config, port)
+    return ScorerProcess(bootstrap, lanes, workers, log, plan.config, port, extra_env=env)
 
 
 def wait_until_done(

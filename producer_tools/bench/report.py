@@ -64,6 +64,9 @@ def table(d: dict[str, Any]) -> str:
             f"{'ceiling with the challenger':<30} {n(d['ceiling_challenger_events_per_s']):>10} events/s"
             f"   challenger {d['challenger_us_per_event']:+.1f} us/event ({own})"
         )
+        lines.append(
+            f"{'one worker with the challenger':<30} {n(d['one_worker_challenger_events_per_s']):>10} events/s"
+        )
     lines += _curve_lines(d.get("curve") or [])
     soak = d.get("soak")
     if soak:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from producer_tools.bench.challenger import challenger_env
 from producer_tools.bench.latency import LatencyResult, run_latency, run_soak
 from producer_tools.bench.phases import (
     CURVE_SHARES,
@@ -79,6 +80,7 @@ def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[
     shared, malformed, ceiling = _preload_and_ceiling(run)
     say("one worker")
     one = run.watched("one_worker", lambda: run.phase(shared, 1))
+    challenged = _with_challenger(run, shared) if plan.challenger is not None else {}
     say("two workers")
     two = run.watched("two_workers", lambda: run.phase(run.lanes("two", shared.input), 2))
     say("relay baseline: the same topic, the scorer's Kafka settings, no scoring")
@@ -93,7 +95,21 @@ def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[
         say(f"soak: {plan.soak_events:,} events through one worker")
         soak = run.watched("soak", lambda: run_soak(bootstrap, run.run_id, plan, workdir))
     data = report(plan, malformed, ceiling, one, two, latency, soak)
-    return data | relay_keys(one, relay, relay_latency, latency) | {"curve": curve, "outside_cpu_percent": run.outside}
+    data |= relay_keys(one, relay, relay_latency, latency) | challenged
+    return data | {"curve": curve, "outside_cpu_percent": run.outside}
+
+
+def _with_challenger(run: _Run, shared: Lanes) -> dict[str, Any]:
+    """One worker on the preloaded topic with ``--challenger``'s set in the champion's shadow."""
+    assert run.plan.challenger is not None
+    run.say(f"one worker with the challenger {run.plan.challenger}")
+    lanes = run.lanes("challenger", shared.input)
+    env = challenger_env(run.bootstrap, lanes, run.plan.challenger, run.workdir)
+    plan, workdir = run.plan, run.workdir
+    result = run.watched(
+        "one_worker_challenger", lambda: run_phase(run.bootstrap, lanes, 1, plan.events, plan, workdir, env=env)
+    )
+    return {"one_worker_challenger_events_per_s": result.events_per_s, "one_worker_challenger": result.__dict__}
 
 
 def _preload_and_ceiling(run: _Run) -> tuple[Lanes, int, dict[str, Any]]:

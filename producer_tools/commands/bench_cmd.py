@@ -43,13 +43,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--latency-seconds", type=float, default=None, help="length of the paced latency run (default 20 s)")
     add("--soak", type=int, default=0, metavar="N", help="also run one worker over N events and report memory")
     add("--config", type=Path, default=None, help="scorer.yaml for every scorer process")
-    add("--seed", type=int, default=2026)
+    add("--seed", type=int, default=2026, help="the synthetic world's seed")
     add("--json", dest="json_path", type=Path, default=None, help="write the report here")
     add("--workdir", type=Path, default=None, help="keep the scorer logs here (default: a temporary directory)")
     add("--challenger", type=Path, default=None, metavar="DIR", help="also the ceiling with this set as challenger")
     add("--switch", action="store_true", help="instead: an activation and a rollback under load, both guarantees")
     add("--switch-rate", type=float, default=None, help="--switch: events/s offered (default: half of one worker)")
     add("--switch-seconds", type=float, default=None, help="--switch: seconds of load per guarantee (default 30)")
+    add(
+        "--switch-guarantee",
+        choices=("at_least_once", "exactly_once", "both"),
+        default="both",
+        help="--switch: the guarantee(s) measured (default both)",
+    )
     add("--train-events", type=int, default=None, help="--switch: crm-train --count of the second set (20,000)")
     parser.set_defaults(handler=run)
 
@@ -88,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 def _measure(args: argparse.Namespace, bootstrap: str, workdir: Path) -> dict[str, Any]:
     """The full bench, or with ``--switch`` the switch under load."""
     from producer_tools.bench.run import run_bench, run_switch_bench
-    from producer_tools.bench.switch import SwitchPlan
+    from producer_tools.bench.switch import GUARANTEES, SwitchPlan
 
     if not args.switch:
         return run_bench(_plan(args), bootstrap, workdir, say)
@@ -96,6 +102,7 @@ def _measure(args: argparse.Namespace, bootstrap: str, workdir: Path) -> dict[st
         rate=args.switch_rate or 0.0,
         seconds=args.switch_seconds or (QUICK_LATENCY_S * 2 if args.quick else 30.0),
         train_events=args.train_events or (3000 if args.quick else 20_000),
+        guarantees=GUARANTEES if args.switch_guarantee == "both" else (args.switch_guarantee,),
     )
     return run_switch_bench(_plan(args), bootstrap, workdir, say, switch)
 

@@ -41,6 +41,14 @@ def test_lost_duplicated_mixed_and_misplaced_results_are_counted() -> None:
     assert checked["misplaced"] == 2
 
 
+def test_a_result_of_an_event_sent_malformed_is_not_unexpected_but_one_never_sent_is() -> None:
+    scored = results(timeline())
+    valid = {r.event_id for r in scored[1:]}
+    checked = check_results(scored, valid, SETS, SWITCHES, known_ids=valid | {"e0"})
+    assert (checked["lost"], checked["unexpected"]) == (0, 0)
+    assert check_results(scored, valid, SETS, SWITCHES, known_ids=valid)["unexpected"] == 1
+
+
 def test_a_switch_whose_set_never_scored_is_reported_without_a_time() -> None:
     scored = results([(ts, OLD) for ts in range(0, 30_000, 100)])
     checked = check_results(scored, {r.event_id for r in scored}, SETS, SWITCHES)
