@@ -119,10 +119,12 @@ def write_model_card(out_dir: Path, manifest: Manifest, fresh: dict[str, Quality
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crm-train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="crm-train", description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('crm-scorer')}")
     parser.add_argument("--count", type=int, default=120_000, help="synthetic events to train on")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=7, help="the synthetic world's seed")
     parser.add_argument("--data", type=Path, help="train on this labelled JSONL instead of the synthetic world")
     parser.add_argument(
         "--config", type=Path, default=None, help="scorer.yaml (default: the project's configs/scorer.yaml)"
@@ -133,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where the set is written (default: models/artifacts; a new directory with --from-capture)",
     )
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     parser.add_argument("--eval-count", type=int, default=50_000, help="fresh synthetic events to evaluate on")
-    parser.add_argument("--eval-seed", type=int, default=2027)
+    parser.add_argument("--eval-seed", type=int, default=2027, help="seed of the evaluation world")
     parser.add_argument("--evaluate", action="store_true", help="only evaluate the artifacts in --out")
     capture_cli.add_arguments(parser)
     return parser

@@ -9,6 +9,7 @@ from importlib.metadata import entry_points, version
 from pathlib import Path
 from typing import Any
 
+from consumer.help_format import CommandParser
 from consumer.kafka.delivery import PublishError
 from schemas.errors import ArtifactError, ConfigError, RegistryUnavailableError
 
@@ -31,7 +32,7 @@ _COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm-scorer", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('crm-scorer')}")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     for register in _plugin_commands():

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--host", help="address to listen on (default 127.0.0.1)")
     add("--port", type=int, help="HTTP port (0 = pick a free port)")
     add("--store-path", type=Path, help="the scores view's RocksDB folder")
-    add("--log-level", default="INFO")
+    add("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     parser.set_defaults(handler=run)
 
 

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--metrics-port", type=int, help="metrics_port (0 = pick a free port)")
     add("--capture-dir", type=Path, help="capture_dir: append joined rows to Parquet here")
     add("--until-idle", type=float, default=None, help="stop after this many seconds without a message")
-    add("--log-level", default="INFO")
+    add("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     add("--check", action="store_true", help="check the deployment (crm-scorer check, the monitor's needs) and exit")
     add_check_options(parser)
     parser.set_defaults(handler=run)

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dlq-topic", help="topics.dlq")
     parser.add_argument("--metrics-port", type=int, help="metrics.port (0 = pick a free port)")
     parser.add_argument("--workers", type=int, help="worker processes in the group on this host")
-    parser.add_argument("--guarantee", choices=["at_least_once", "exactly_once"])
+    parser.add_argument("--guarantee", choices=["at_least_once", "exactly_once"], help="guarantee: delivery semantics")
     parser.add_argument("--schema-registry-url", help="schema_registry.url (Confluent framing)")
     parser.add_argument("--batch-size", type=int, help="consumer.batch_size")
     parser.add_argument("--log-json", action="store_const", const=True, help="log.json: one JSON object per line")

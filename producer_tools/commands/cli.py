@@ -12,6 +12,7 @@ from importlib.metadata import version
 
 from confluent_kafka import KafkaError, KafkaException
 
+from consumer.help_format import CommandParser
 from producer_tools.servers.broker import BOOTSTRAP_ENV
 
 # Modules that contribute subcommands, in the order `--help` lists them.
@@ -34,7 +35,7 @@ _COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm-producer", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('crm-scorer')}")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser

@@ -23,9 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--rate", type=float, default=5000.0, help="events/s offered by the synthetic CRM")
     parser.add_argument("--bad-ratio", type=float, default=0.01, help="share of malformed messages")
-    parser.add_argument("--metrics-port", type=int, default=9400)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--metrics-port", type=int, default=9400, help="the scorer's metrics port")
+    parser.add_argument("--workers", type=int, default=1, help="scorer worker processes")
+    parser.add_argument("--seed", type=int, default=2026, help="the synthetic world's seed")
     parser.add_argument(
         "--broker",
         choices=KINDS,

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="events sent once the retrained set is active (26,000: about 5,000 bank_c outcomes to judge its ECE by)",
     )
     add("--policy-size", type=float, default=0.5, help="how far bank_c tightens (1: the full change of the world)")
-    add("--seed", type=int, default=2026)
+    add("--seed", type=int, default=2026, help="the synthetic world's seed")
     add("--rate", type=float, default=1000.0, help="events/s offered by the synthetic CRM")
     add("--time-scale", type=float, default=3000.0, help="divide the world's bank decision delays by this")
     add("--plot", type=Path, default=Path("lifecycle-demo.png"), help="where the PNG of bank_c's quality goes")

@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
     add("--partitions", type=int, default=None, help="create the topic with this many partitions if it is missing")
     add("--count", type=int, default=DEFAULT_COUNT, help="the world's size, as given to `produce`")
     add("--seed", type=int, default=42, help="the world's seed, as given to `produce` (also seeds the outcomes)")
-    add("--scenario", choices=SCENARIOS, default="baseline")
+    add("--scenario", choices=SCENARIOS, default="baseline", help="the world's scenario")
     add("--schema-version", choices=("v1", "v2", "mixed"), default="v1", help="as given to `produce`")
     add("--time-scale", type=float, default=0.0, help="divide the world's delays by this; 0 = publish at once")
     add("--lead-time-scale", type=float, default=None, help="the same for lead conversions (default --time-scale)")

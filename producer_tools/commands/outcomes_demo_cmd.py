@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("outcomes-demo", help="scorer + outcomes + monitor, with live quality figures")
     add = parser.add_argument
     add("--events", type=int, default=int(os.environ.get("EVENTS", "10000")), help="world events to send")
-    add("--seed", type=int, default=2026)
+    add("--seed", type=int, default=2026, help="the synthetic world's seed")
     add("--rate", type=float, default=1000.0, help="events/s offered by the synthetic CRM")
     add("--time-scale", type=float, default=3000.0, help="divide the world's bank decision delays by this")
     add("--policy-change", type=PolicyChange.parse, default=None, help="BANK@N: BANK tightens from event N on")

@@ -55,7 +55,7 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--count", type=non_negative(int), default=None, help="messages (world: default 1000; a file: at most)")
     add("--seed", type=int, default=42, help="world and poison seed: same seed, same messages")
-    add("--scenario", choices=SCENARIOS, default="baseline")
+    add("--scenario", choices=SCENARIOS, default="baseline", help="the world's scenario")
     add("--from-file", type=Path, default=None, help="JSONL events in the JSON view (as `generate` writes them)")
     add("--bad-ratio", type=ratio, default=0.0, help="share of messages replaced by poison (0..1)")
     add(
@@ -76,7 +76,7 @@ def _add_sending_arguments(parser: argparse.ArgumentParser) -> None:
     add("--partitions", type=int, default=None, help="create the topic with this many partitions if it is missing")
     add("--rate", type=non_negative(float), default=0.0, help="events per second; 0 = as fast as possible")
     add("--schema-version", choices=SCHEMA_CHOICES, default="v1", help="writer schema; mixed alternates v1 and v2")
-    add("--framing", choices=FRAMINGS, default="single-object")
+    add("--framing", choices=FRAMINGS, default="single-object", help="how each value is framed")
     add(
         "--schema-registry-url",
         default=None,

@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
         "--policy-change", type=PolicyChange.parse, default=defaults.policy, help="BANK@N[:SIZE] (default bank_c@20000)"
     )
     add("--evaluation", type=float, default=defaults.evaluation, help="share of post-change events held out")
-    add("--training-seed", type=int, default=defaults.training_seed)
+    add("--training-seed", type=int, default=defaults.training_seed, help="seed of the models trained")
     add("--capture-dir", type=Path, default=None, help="keep the capture here (an empty or new directory)")
     parser.set_defaults(handler=run)
 

@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
         default=[],
         help="FIELD=VALUE, FIELD>=N, ... (repeatable, all must hold)",
     )
-    parser.add_argument("--format", choices=("json", "table"), default="json")
+    parser.add_argument("--format", choices=("json", "table"), default="json", help="one JSON per line or a table")
     parser.add_argument("--max", type=int, default=None, help="stop after printing this many records")
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds with nothing new")
     parser.add_argument(
