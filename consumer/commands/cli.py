@@ -9,7 +9,7 @@ from importlib.metadata import entry_points, version
 from pathlib import Path
 from typing import Any
 
-from consumer.help_format import CommandParser
+from consumer.cli_style import CommandParser, configure_logs
 from consumer.kafka.delivery import PublishError
 from schemas.errors import ArtifactError, ConfigError, RegistryUnavailableError
 
@@ -57,6 +57,7 @@ def _plugin_commands() -> list[Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logs(args)
     try:
         return int(args.handler(args) or 0)
     except (ConfigError, ArtifactError) as exc:

@@ -7,9 +7,9 @@ below that name them); the gateway's own from ``CRM_GATEWAY_*`` and its flags. P
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
+from consumer.cli_style import add_log_options
 from consumer.gateway.runtime import serve
 from consumer.gateway.settings import load_gateway_settings
 from consumer.settings import load_settings
@@ -26,12 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--host", help="address to listen on (default 127.0.0.1)")
     add("--port", type=int, help="HTTP port (0 = pick a free port)")
     add("--store-path", type=Path, help="the scores view's RocksDB folder")
-    add("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    add_log_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level, format="%(levelname)-7s %(name)s: %(message)s")
     scorer = load_settings(
         args.config,
         kafka={"bootstrap_servers": args.bootstrap_servers},

@@ -11,10 +11,10 @@ or ``--until-idle`` seconds without a message.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
+from consumer.cli_style import add_log_options
 from consumer.commands.check_cmd import add_check_options, run_monitor_check
 from consumer.monitor.loop import run_monitor
 from consumer.monitor.settings import load_monitor_settings
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--metrics-port", type=int, help="metrics_port (0 = pick a free port)")
     add("--capture-dir", type=Path, help="capture_dir: append joined rows to Parquet here")
     add("--until-idle", type=float, default=None, help="stop after this many seconds without a message")
-    add("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    add_log_options(parser)
     add("--check", action="store_true", help="check the deployment (crm-scorer check, the monitor's needs) and exit")
     add_check_options(parser)
     parser.set_defaults(handler=run)
@@ -61,7 +61,6 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level, format="%(levelname)-7s %(name)s: %(message)s")
     if args.check:
         return run_monitor_check(args, lambda: load_monitor_settings(args.config, args.connection, **overrides(args)))
     settings = load_monitor_settings(args.config, args.connection, **overrides(args))

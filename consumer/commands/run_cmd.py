@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from consumer.cli_style import add_log_options
 from consumer.host.supervisor import run_workers
 from consumer.settings import load_settings
 from consumer.telemetry.host import serve_telemetry
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--guarantee", choices=["at_least_once", "exactly_once"], help="guarantee: delivery semantics")
     parser.add_argument("--schema-registry-url", help="schema_registry.url (Confluent framing)")
     parser.add_argument("--batch-size", type=int, help="consumer.batch_size")
-    parser.add_argument("--log-json", action="store_const", const=True, help="log.json: one JSON object per line")
+    add_log_options(parser, configure=False)  # log.level and log.json: the workers set their logging up
     parser.set_defaults(handler=run)
 
 
@@ -46,7 +47,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers,
         "guarantee": args.guarantee,
         "schema_registry": {"url": args.schema_registry_url},
-        "log": {"json": args.log_json},
+        "log": {"json": args.log_json, "level": args.log_level},
     }
 
 

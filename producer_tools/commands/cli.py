@@ -12,7 +12,7 @@ from importlib.metadata import version
 
 from confluent_kafka import KafkaError, KafkaException
 
-from consumer.help_format import CommandParser
+from consumer.cli_style import CommandParser, configure_logs
 from producer_tools.servers.broker import BOOTSTRAP_ENV
 
 # Modules that contribute subcommands, in the order `--help` lists them.
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logs(args)
     try:
         return int(args.handler(args) or 0)
     except KafkaException as exc:  # a broker call no command foresaw failing: one line rather than a traceback

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from consumer.cli_style import add_log_options
 from producer_tools.commands.arguments import (
     APPLICATIONS_TOPIC,
     DEFAULT_COUNT,
@@ -48,6 +49,7 @@ def register(subparsers: Any) -> None:
     )
     _add_sending_arguments(parser)
     _add_source_arguments(parser)
+    add_log_options(parser)
     parser.set_defaults(handler=run)
 
 

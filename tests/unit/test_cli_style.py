@@ -49,6 +49,25 @@ def test_every_option_of_every_subcommand_has_a_plain_text_help() -> None:
     assert not markup, f"RST markup in help texts: {markup}"
 
 
+LONG_RUNNING = [
+    "crm-scorer run",
+    "crm-scorer monitor",
+    "crm-scorer gateway",
+    "crm-producer produce",
+    "crm-producer outcomes",
+]
+
+
+def test_every_long_running_command_takes_log_level_and_log_json() -> None:
+    found = {
+        path: {o for a in parser._actions for o in a.option_strings}
+        for program, build in BUILDERS.items()
+        for path, parser in parsers(build(), program)
+    }
+    for command in LONG_RUNNING:
+        assert {"--log-level", "--log-json"} <= found[command], command
+
+
 @pytest.mark.parametrize("program", sorted(BUILDERS))
 def test_every_cli_prints_its_version(program: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
