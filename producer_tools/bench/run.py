@@ -104,6 +104,7 @@ def _with_challenger(run: _Run, shared: Lanes) -> dict[str, Any]:
     assert run.plan.challenger is not None
     run.say(f"one worker with the challenger {run.plan.challenger}")
     lanes = run.lanes("challenger", shared.input)
+    ensure_topics(run.bootstrap, {lanes.output: run.plan.partitions, lanes.dlq: 1})  # models shadow checks it
     env = challenger_env(run.bootstrap, lanes, run.plan.challenger, run.workdir)
     plan, workdir = run.plan, run.workdir
     result = run.watched(

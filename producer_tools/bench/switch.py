@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,19 @@ from models.config import DEFAULT_ARTIFACTS_DIR
 from models.store import ModelStore
 from producer_tools.bench.latency import _millis
 from producer_tools.bench.offer import live_stamped, offer
-from producer_tools.bench.phases import BenchPlan, Say, fresh_lanes, preload, wait_until_done, workload
+from producer_tools.bench.phases import (
+    BENCH_POISON,
+    BenchPlan,
+    Say,
+    fresh_lanes,
+    preload,
+    wait_until_done,
+    workload,
+    world_events,
+)
 from producer_tools.bench.probe import CpuWatch, Lanes, ScorerProcess, read_back
 from producer_tools.bench.switch_figures import ScoredResult, Switch, Versions, around, check_results, result_versions
+from producer_tools.publishing.publisher import OutboundMessage, event_encoders, event_messages
 from producer_tools.publishing.topics import ensure_topics
 from producer_tools.servers.broker import BrokerError, free_port
 from schemas import ResultDecoder
@@ -96,7 +107,7 @@ def _one_guarantee(
     env = {"CRM_SCORER_MODELS__STORE_DIR": str(store), "CRM_SCORER_MODELS__CONTROL_TOPIC": control}
     log = workdir / f"{lanes.group}.log"
     scorer = ScorerProcess(bootstrap, lanes, 1, log, bench.config, free_port(), ["--guarantee", guarantee], env)
-    templates = list(workload(max(1, int(plan.rate * plan.seconds)), bench.seed + 31337, bench.bad_ratio))
+    templates = list(_paced_workload(max(1, int(plan.rate * plan.seconds)), bench.seed + 31337, bench.bad_ratio))
     warm = list(workload(_WARMUP, bench.seed + 7919, 0.0))
     try:
         preload(bootstrap, lanes.input, warm)
@@ -112,6 +123,15 @@ def _one_guarantee(
     paced = [r for r in results if r.timestamp_ms >= switches[0].issued_ms - plan.seconds * 1000 / 4]
     dips = [around(paced, s["first_result_ms"]) if s["first_result_ms"] else {} for s in checked["switches"]]
     return checked | {"around": dips, "swap_ms": swap_ms(log), "log": str(log)}
+
+
+def _paced_workload(count: int, seed: int, bad_ratio: float) -> Iterator[OutboundMessage]:
+    """The bench's workload less the poison the live time stamp would heal (an ancient ``occurred_at``, which
+    ``live_stamped`` replaces with the wall clock): every message's fate is then known before it is sent."""
+    kinds = tuple(k for k in BENCH_POISON if k.name != "ancient_event_time")
+    return event_messages(
+        world_events(count, seed), event_encoders("mixed"), bad_ratio=bad_ratio, seed=seed, kinds=kinds
+    )
 
 
 def _offer_and_switch(
