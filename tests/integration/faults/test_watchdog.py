@@ -40,14 +40,14 @@ def test_a_hung_send_offsets_ends_the_worker_and_its_replacement_scores_everythi
     messages = valid_messages(_EVENTS, seed=404)
     env = {
         "CRM_SCORER_PRODUCER__DELIVERY_TIMEOUT_MS": "5000",
-        "CRM_SCORER_FAULT_INJECT": f"hang:send_offsets_to_transaction:20:{tmp_path / 'hung-once'}",
+        "CRM_SCORER_FAULT_INJECT": f"hang:send_offsets_to_transaction:5:{tmp_path / 'hung-once'}",
     }
     args = ("--guarantee", "exactly_once", "--workers", "2")
     with (
         ScorerProcess(lanes, tmp_path, *args, env=env) as scorer,
-        Feeder(lanes.bootstrap, lanes.input, pairs(messages), rate=500) as feeder,
+        Feeder(lanes.bootstrap, lanes.input, pairs(messages), rate=300) as feeder,
     ):
-        scorer.wait_for_log("fault injected: send_offsets_to_transaction blocks for ever", 60)
+        scorer.wait_for_log("fault injected: send_offsets_to_transaction blocks for ever", 180)
         scorer.wait_for_log("was ended by its watchdog (send_offsets_to_transaction", _BOUND_S + 15)
         delivered = feeder.join()
         wait_until(lambda: committed_total(lanes) >= len(messages), 120, "every offset committed", scorer)
