@@ -4,6 +4,7 @@ shown once (unless its help already names it, or there is none to show)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -23,6 +24,8 @@ class CommandParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", DefaultsShown)
+        if kwargs.get("description"):  # a module docstring: its RST quotes and escaped percent signs as plain text
+            kwargs["description"] = kwargs["description"].replace("``", "").replace("%%", "%")
         super().__init__(*args, **kwargs)
 
 
@@ -45,3 +48,31 @@ def configure_logs(args: argparse.Namespace) -> None:
         from consumer.telemetry.logs import configure_logging
 
         configure_logging(args.log_level, bool(args.log_json))
+
+
+IDLE_FLAG = "--idle-timeout"
+
+
+class _DeprecatedSpelling(argparse.Action):
+    """Stores the value; an option string other than the first is an old spelling, said on stderr."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None
+    ) -> None:
+        if option is not None and option != self.option_strings[0]:
+            print(f"{parser.prog}: {option} is deprecated, use {self.option_strings[0]}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_idle_timeout(parser: argparse.ArgumentParser, old: str, dest: str, default: float | None, help: str) -> None:
+    """``--idle-timeout SECONDS``: stop after this long with nothing new, the one name of every command that
+    reads until idle; ``old`` (the command's former spelling) is kept as a deprecated alias for one release."""
+    parser.add_argument(
+        IDLE_FLAG,
+        old,
+        dest=dest,
+        type=float,
+        default=default,
+        action=_DeprecatedSpelling,
+        help=f"{help} ({old} is a deprecated alias)",
+    )

@@ -120,7 +120,9 @@ def write_model_card(out_dir: Path, manifest: Manifest, fresh: dict[str, Quality
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="crm-train", description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog="crm-train",
+        description=__doc__.splitlines()[0].replace("``", ""),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('crm-scorer')}")
     parser.add_argument("--count", type=int, default=120_000, help="synthetic events to train on")

@@ -30,7 +30,7 @@ _COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crm-scorer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="crm-scorer", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('crm-scorer')}")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     for name in _COMMAND_MODULES:

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from consumer.cli_style import add_log_options
+from consumer.cli_style import add_idle_timeout, add_log_options
 from consumer.commands.check_cmd import add_check_options, run_monitor_check
 from consumer.monitor.loop import run_monitor
 from consumer.monitor.settings import load_monitor_settings
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--store-path", type=Path, help="store.path: the local RocksDB state store")
     add("--metrics-port", type=int, help="metrics_port (0 = pick a free port)")
     add("--capture-dir", type=Path, help="capture_dir: append joined rows to Parquet here")
-    add("--until-idle", type=float, default=None, help="stop after this many seconds without a message")
+    add_idle_timeout(parser, "--until-idle", "until_idle", None, "stop after this many seconds without a message")
     add_log_options(parser)
     add("--check", action="store_true", help="check the deployment (crm-scorer check, the monitor's needs) and exit")
     add_check_options(parser)

@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import Any
 
-from consumer.cli_style import add_log_options
+from consumer.cli_style import add_idle_timeout, add_log_options
 from producer_tools.commands.arguments import (
     DEFAULT_COUNT,
     OUTCOMES_TOPIC,
@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
     add("--missing", type=float, default=OutcomeDraws.missing, help="share of outcomes that never arrive")
     add("--duplicates", type=float, default=OutcomeDraws.duplicates, help="share of outcomes sent twice")
     add("--policy-change", type=PolicyChange.parse, default=None, help="BANK@N: BANK tightens from event N on")
-    add("--idle-exit", type=float, default=10.0, help="stop after this many seconds without a new score")
+    add_idle_timeout(parser, "--idle-exit", "idle_exit", 10.0, "stop after this many seconds without a new score")
     add("--max-scores", type=int, default=None, help="stop after answering this many scores")
     add_log_options(parser)
     parser.set_defaults(handler=run)

@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from typing import Any
 
+from consumer.cli_style import add_idle_timeout
 from producer_tools.commands.arguments import SCORES_TOPIC, add_bootstrap_argument, connect, registry_of, require_broker
 from producer_tools.publishing.topics import follow
 from producer_tools.publishing.views import Filter, dead_letter_row, render, score_row
@@ -43,7 +44,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--format", choices=("json", "table"), default="json", help="one JSON per line or a table")
     parser.add_argument("--max", type=int, default=None, help="stop after printing this many records")
-    parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds with nothing new")
+    add_idle_timeout(parser, "--timeout", "timeout", None, "stop after this many seconds with nothing new")
     parser.add_argument(
         "--schema-registry-url", default=None, help="for Confluent-framed results, over the connection file's"
     )

@@ -82,3 +82,36 @@ def test_a_subcommands_help_shows_the_defaults(capsys: pytest.CaptureFixture[str
     text = " ".join(capsys.readouterr().out.split())
     assert "one JSON per line or a table (default: json)" in text
     assert "(default: None)" not in text
+
+
+def test_every_help_page_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    pages = 0
+    for program, build in BUILDERS.items():
+        for path, parser in parsers(build(), program):
+            text = parser.format_help()
+            assert "``" not in text and "%%" not in text and ":ref:" not in text, path
+            pages += 1
+    assert pages > 20
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest"),
+    [
+        (["tail", "--timeout", "3"], "timeout"),
+        (["outcomes", "--idle-exit", "3"], "idle_exit"),
+    ],
+)
+def test_the_idle_timeout_has_one_name_and_the_old_spellings_still_work(
+    argv: list[str], dest: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new = producer_parser().parse_args([argv[0], "--idle-timeout", "3"])
+    assert getattr(new, dest) == 3.0 and capsys.readouterr().err == ""
+    old = producer_parser().parse_args(argv)
+    assert getattr(old, dest) == 3.0
+    assert f"{argv[1]} is deprecated, use --idle-timeout" in capsys.readouterr().err
+
+
+def test_the_monitors_until_idle_is_the_idle_timeout_too(capsys: pytest.CaptureFixture[str]) -> None:
+    assert scorer_parser().parse_args(["monitor", "--idle-timeout", "2"]).until_idle == 2.0
+    assert scorer_parser().parse_args(["monitor", "--until-idle", "2"]).until_idle == 2.0
+    assert "--until-idle is deprecated" in capsys.readouterr().err

@@ -56,7 +56,7 @@ def test_a_missing_config_file_is_named(command: str, capfd: pytest.CaptureFixtu
 @pytest.mark.parametrize(
     "argv",
     [
-        ["tail", "--timeout", "1"],
+        ["tail", "--idle-timeout", "1"],
         ["produce", "--count", "10"],
         ["replay-dlq", "--timeout", "1"],
     ],

@@ -80,10 +80,10 @@ def commands(config: Path, secure_lanes: SecureLanes, outcomes: str, group: str)
     """Each command's program and arguments, all on the one connection file."""
     lanes, store = secure_lanes.lanes, secure_lanes.folder / f"monitor-{time.monotonic_ns()}"
     on, world = ["--config", str(config)], ["--count", str(EVENTS), "--seed", str(SEED)]
-    tail = ["--topic", lanes.output, "--from-beginning", "--max", "3", "--timeout", "15"]
-    answer = ["--scores-topic", lanes.output, "--topic", outcomes, *world, "--idle-exit", "3"]
+    tail = ["--topic", lanes.output, "--from-beginning", "--max", "3", "--idle-timeout", "15"]
+    answer = ["--scores-topic", lanes.output, "--topic", outcomes, *world, "--idle-timeout", "3"]
     monitor = ["--connection", str(config), "--scores-topic", lanes.output, "--outcomes-topic", outcomes]
-    monitor += ["--group-id", group, "--store-path", str(store), "--metrics-port", "0", "--until-idle", "3"]
+    monitor += ["--group-id", group, "--store-path", str(store), "--metrics-port", "0", "--idle-timeout", "3"]
     return {
         "produce": ("crm-producer", ["produce", *on, "--topic", lanes.input, *world, "--bad-ratio", "0.25"]),
         "tail": ("crm-producer", ["tail", *on, *tail]),
