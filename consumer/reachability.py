@@ -16,7 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, KafkaRefusedError, KafkaUnreachableError
 
 DEFAULT_TIMEOUT_S = 10.0
 _STEP_S = 0.5
@@ -70,7 +70,7 @@ def require_kafka(
             raise ConfigError(f"Kafka at {where}: no metadata for topic {topic}: {reason(None, exc)}") from exc
         error = metadata.error if metadata is not None else None
         if error is not None and error.code() in _REFUSED:
-            raise ConfigError(
+            raise KafkaRefusedError(
                 f"Kafka at {where} refused to describe topic {topic}: {error.str()} (grant the ACLs "
                 "`crm-scorer acls` prints for this command)"
             )
@@ -85,11 +85,11 @@ def _await_metadata(admin: AdminClient, heard: _LastLine, where: str, timeout_s:
         except KafkaException as exc:
             admin.poll(0)  # serves the queued log lines to ``heard``
             if heard.line is not None and _AUTH_FAILED in heard.line:  # no retry mends a wrong password
-                raise ConfigError(
+                raise KafkaUnreachableError(
                     f"Kafka at {where} refused the credentials ({reason(heard.line, exc)}): check {hint}"
                 ) from exc
             if time.monotonic() >= deadline:
-                raise ConfigError(
+                raise KafkaUnreachableError(
                     f"no Kafka broker answered at {where} within {timeout_s:.0f} s ({reason(heard.line, exc)}): "
                     f"check {hint}"
                 ) from exc

@@ -12,6 +12,8 @@ while dependencies keep pointing one way::
     ├── RecordEncodingError        a record we write does not fit its own schema: our bug, never dead-lettered
     ├── RegistryUnavailableError   the Schema Registry did not answer: transient, retried, never dead-lettered
     ├── ConfigError                settings or scorer.yaml are wrong; names the key
+    │   ├── KafkaUnreachableError  no broker answered, or it refused the credentials (exit 5)
+    │   └── KafkaRefusedError      the broker refused to describe a topic: an ACL is missing (exit 7)
     ├── ArtifactError              a model artifact is missing, tampered with, or its manifest is inconsistent
     │   └── StoreError             models.store: an unknown version, a set failing verification, no rollback
     ├── CaptureError               the monitor's training capture cannot be trained on (a corrupt file, no rows)
@@ -81,6 +83,14 @@ class RegistryUnavailableError(CrmScorerError):
 
 class ConfigError(CrmScorerError):
     """Settings are wrong. The message names the key (dotted path) and the source (file or environment)."""
+
+
+class KafkaUnreachableError(ConfigError):
+    """No broker answered at the configured address, or it refused the credentials."""
+
+
+class KafkaRefusedError(ConfigError):
+    """The broker refused to describe a topic the command needs: an ACL is missing."""
 
 
 class ArtifactError(CrmScorerError):

@@ -10,8 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from consumer.cli_style import CommandParser, configure_logs
+from consumer.exit_codes import ACLS, KAFKA_UNREACHABLE
 from consumer.kafka.delivery import PublishError
-from schemas.errors import ArtifactError, ConfigError, RegistryUnavailableError
+from schemas.errors import (
+    ArtifactError,
+    ConfigError,
+    KafkaRefusedError,
+    KafkaUnreachableError,
+    RegistryUnavailableError,
+)
 
 # Modules that contribute subcommands through ``register(subparsers)``.
 _COMMAND_MODULES = [
@@ -60,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logs(args)
     try:
         return int(args.handler(args) or 0)
+    except KafkaUnreachableError as exc:  # at start: a restart may mend it once the broker runs
+        print(f"crm-scorer: {exc}", file=sys.stderr)
+        return KAFKA_UNREACHABLE
+    except KafkaRefusedError as exc:
+        print(f"crm-scorer: {exc}", file=sys.stderr)
+        return ACLS
     except (ConfigError, ArtifactError) as exc:
         print(f"crm-scorer: {exc}", file=sys.stderr)
         return 2
