@@ -39,7 +39,15 @@ from producer_tools.bench.phases import (
     world_events,
 )
 from producer_tools.bench.probe import CpuWatch, Lanes, ScorerProcess, read_back
-from producer_tools.bench.switch_figures import ScoredResult, Switch, Versions, around, check_results, result_versions
+from producer_tools.bench.switch_figures import (
+    WINDOW_MS,
+    ScoredResult,
+    Switch,
+    Versions,
+    around,
+    check_results,
+    result_versions,
+)
 from producer_tools.publishing.publisher import OutboundMessage, event_encoders, event_messages
 from producer_tools.publishing.topics import ensure_topics
 from producer_tools.servers.broker import BrokerError, free_port
@@ -107,12 +115,13 @@ def _one_guarantee(
     env = {"CRM_SCORER_MODELS__STORE_DIR": str(store), "CRM_SCORER_MODELS__CONTROL_TOPIC": control}
     log = workdir / f"{lanes.group}.log"
     scorer = ScorerProcess(bootstrap, lanes, 1, log, bench.config, free_port(), ["--guarantee", guarantee], env)
-    templates = list(_paced_workload(max(1, int(plan.rate * plan.seconds)), bench.seed + 31337, bench.bad_ratio))
+    # twice the planned load: the load goes on until the rollback has had its 5 s (``_Load``)
+    templates = list(_paced_workload(max(1, int(2 * plan.rate * plan.seconds)), bench.seed + 31337, bench.bad_ratio))
     warm = list(workload(_WARMUP, bench.seed + 7919, 0.0))
     try:
         preload(bootstrap, lanes.input, warm)
         wait_until_done(bootstrap, lanes, _WARMUP, bench.partitions, scorer)
-        switches = _offer_and_switch(bootstrap, lanes, templates, plan, store, control, versions, log)
+        switches, templates = _offer_and_switch(bootstrap, lanes, templates, plan, store, control, versions, log)
         wait_until_done(bootstrap, lanes, _WARMUP + len(templates), bench.partitions, scorer)
     finally:
         scorer.stop()
@@ -137,20 +146,22 @@ def _paced_workload(count: int, seed: int, bad_ratio: float) -> Iterator[Outboun
 def _offer_and_switch(
     bootstrap: str,
     lanes: Lanes,
-    templates: list[Any],
+    templates: list[OutboundMessage],
     plan: SwitchPlan,
     store: Path,
     control: str,
     versions: tuple[str, str],
     log: Path,
-) -> list[Switch]:
+) -> tuple[list[Switch], list[OutboundMessage]]:
     """Offer ``templates`` at the plan's rate in a thread; activate the second set a quarter of the way in and
-    roll back half way. Returns the switches with the time each command was issued."""
+    roll back half way; the load ends after ``plan.seconds`` and at least ``WINDOW_MS`` after the rollback's
+    swap. Returns the switches with the time each command was issued, and the messages sent."""
     failure: list[BaseException] = []
+    load = _Load(templates, time.monotonic() + plan.seconds)
 
     def send() -> None:
         try:
-            offer(bootstrap, lanes.input, live_stamped(templates), plan.rate)
+            offer(bootstrap, lanes.input, iter(load), plan.rate)
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
@@ -166,10 +177,25 @@ def _offer_and_switch(
         _models(store, bootstrap, control, action, *extra, "--reason", "bench --switch")
         switches.append(Switch(action, version, issued_ms))
         _wait_for_swaps(log, len(switches))  # the rollback follows an activation that took effect
+    load.until = max(load.until, time.monotonic() + WINDOW_MS / 1000 + 1)
     sender.join()
     if failure:
         raise BrokerError(f"offering to {lanes.input}: {failure[0]}")
-    return switches
+    return switches, templates[: load.sent]
+
+
+class _Load:
+    """The messages to offer, stamped live, until the monotonic time ``until`` (which may be moved later)."""
+
+    def __init__(self, templates: list[OutboundMessage], until: float) -> None:
+        self.templates, self.until, self.sent = templates, until, 0
+
+    def __iter__(self) -> Iterator[OutboundMessage]:
+        for message in live_stamped(self.templates):
+            if time.monotonic() >= self.until:
+                return
+            self.sent += 1
+            yield message
 
 
 def _read_results(bootstrap: str, lanes: Lanes, expected: int) -> list[ScoredResult]:
