@@ -7,7 +7,7 @@ in a temporary folder seeded with the committed set and following the control to
 with capture on; the world's traffic and outcomes, bank_c tightening its policy at ``--change``. The demo then
 does what the trigger's alert asks a person to do: ``crm-train --from-capture DIR --bank bank_c --since T``
 (T: when the first application under the new policy was scored), then ``deploy`` (``crm-scorer models
-activate``), and sends ``--after`` more applications. It prints one timeline, bank_c's realised AUC / ECE
+activate``), and sends ``--after-events`` more applications. It prints one timeline, bank_c's realised AUC / ECE
 before and after, the targets of docs/model-lifecycle.md, and writes a PNG of the realised figures over time.
 """
 
