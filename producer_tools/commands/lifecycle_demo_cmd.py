@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add(
         "--challenge",
         type=int,
-        default=3000,
+        default=6000,
         help="events scored with the retrained set as a challenger before its promotion (0: activate it directly)",
     )
     add(
