@@ -263,13 +263,20 @@ def switch_table(d: dict[str, Any]) -> str:
         g = d[guarantee]
         lines.append(
             f"{guarantee}: {g['results']:,} results, lost {g['lost']}, duplicates {g['duplicates']}, "
+            f"unexpected {g['unexpected']}, "
             f"mixed sets {g['mixed_sets']}, scored by a set not active {g['misplaced']}, "
             f"CPU taken by other processes {g['outside_cpu_percent']:.0f}%"
         )
         swaps = g["swap_ms"]
         for i, (switch, near) in enumerate(zip(g["switches"], g["around"], strict=True)):
             swap = f"{swaps[i]['ms']:.1f} ms" if i < len(swaps) else "n/a"
-            lines.append(f"  {switch['action']} {switch['version']}: swap {swap}; " + _around_line(near))
+            reached = switch["first_result_ms"]
+            after = (
+                ""
+                if reached is None
+                else f", first result {(reached - switch['issued_ms']) / 1000:.1f} s after the command"
+            )
+            lines.append(f"  {switch['action']} {switch['version']}: swap {swap}{after}; " + _around_line(near))
     return "\n".join(lines)
 
 
