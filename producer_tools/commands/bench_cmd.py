@@ -46,7 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--seed", type=int, default=2026, help="the synthetic world's seed")
     add("--json", dest="json_path", type=Path, default=None, help="write the report here")
     add("--workdir", type=Path, default=None, help="keep the scorer logs here (default: a temporary directory)")
-    add("--challenger", type=Path, default=None, metavar="DIR", help="also the ceiling with this set as challenger")
+    add(
+        "--challenger",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also the ceiling and one worker with this set as challenger",
+    )
     add("--switch", action="store_true", help="instead: an activation and a rollback under load, both guarantees")
     add("--switch-rate", type=float, default=None, help="--switch: events/s offered (default: half of one worker)")
     add("--switch-seconds", type=float, default=None, help="--switch: seconds of load per guarantee (default 30)")
