@@ -25,6 +25,7 @@ from tests.integration.harness import Lanes, ScorerProcess
 
 pytestmark = [
     pytest.mark.faults,
+    pytest.mark.unsettled,  # passed 4 of 6 runs on a loaded machine: in the 2 others no worker reached the hang
     pytest.mark.skipif(is_tansu(), reason="Tansu does not hide aborted transactions from read_committed"),
 ]
 _EVENTS = 6_000
