@@ -94,11 +94,19 @@ class ScoringLoop:
         followers = self._start_followers()
         source = self._watched(self._clients.source(self._consumer_conf()))
         try:
-            source.subscribe([self.settings.topics.input], on_assign=self._on_assign,
-                             on_revoke=partial(self._on_revoke, guarantee),
-                             on_lost=partial(self._on_lost, guarantee))  # fmt: skip
-            log.info("worker %d consuming %s as group %s (%s)", self.worker, self.settings.topics.input,
-                     self.settings.consumer.group_id, guarantee.name)  # fmt: skip
+            source.subscribe(
+                [self.settings.topics.input],
+                on_assign=self._on_assign,
+                on_revoke=partial(self._on_revoke, guarantee),
+                on_lost=partial(self._on_lost, guarantee),
+            )
+            log.info(
+                "worker %d consuming %s as group %s (%s)",
+                self.worker,
+                self.settings.topics.input,
+                self.settings.consumer.group_id,
+                guarantee.name,
+            )
             while not self._stop:
                 self._step(source, guarantee)
             log.info("worker %d stopping", self.worker)
@@ -114,8 +122,12 @@ class ScoringLoop:
                 follower.close()
 
     def _consumer_conf(self) -> dict[str, Any]:
-        callbacks = {"error_cb": self._on_kafka_error, "stats_cb": self.observer.kafka_stats, "logger": KAFKA_LOG,
-                     "on_commit": self._on_commit}  # fmt: skip
+        callbacks = {
+            "error_cb": self._on_kafka_error,
+            "stats_cb": self.observer.kafka_stats,
+            "logger": KAFKA_LOG,
+            "on_commit": self._on_commit,
+        }
         return self.settings.librdkafka("consumer", self.worker) | callbacks
 
     def _guarantee(self) -> Guarantee:
@@ -125,12 +137,26 @@ class ScoringLoop:
         if settings.guarantee == "exactly_once":
             # a coordinator that is up aborts an open transaction by itself after transaction.timeout.ms
             wedged_after_s = 2 * conf["transaction.timeout.ms"] / 1000
-            return ExactlyOnce(self._new_sink(conf), topics.output, topics.dlq, self._transaction_committed,
-                               reset=settings.consumer.auto_offset_reset, stalled=self._stalled,
-                               wedged_after_s=wedged_after_s, transactional_id=conf["transactional.id"],
-                               stopping=lambda: self._stop, shadow=settings.models.shadow_topic)  # fmt: skip
-        return AtLeastOnce(self._new_sink(conf), topics.output, topics.dlq, self._report,
-                           stalled=self._stalled, shadow=settings.models.shadow_topic)  # fmt: skip
+            return ExactlyOnce(
+                self._new_sink(conf),
+                topics.output,
+                topics.dlq,
+                self._transaction_committed,
+                reset=settings.consumer.auto_offset_reset,
+                stalled=self._stalled,
+                wedged_after_s=wedged_after_s,
+                transactional_id=conf["transactional.id"],
+                stopping=lambda: self._stop,
+                shadow=settings.models.shadow_topic,
+            )
+        return AtLeastOnce(
+            self._new_sink(conf),
+            topics.output,
+            topics.dlq,
+            self._report,
+            stalled=self._stalled,
+            shadow=settings.models.shadow_topic,
+        )
 
     def _new_sink(self, conf: dict[str, Any]) -> Any:
         return lambda: self._watched(self._clients.sink(conf))

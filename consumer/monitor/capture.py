@@ -106,9 +106,19 @@ def _schema() -> Any:
 
     text, number, flag, millis = pa.string(), pa.float64(), pa.bool_(), pa.int64()
     columns = [
-        ("outcome_id", text), ("application_id", text), ("score_event_id", text), ("model", text),
-        ("model_version", text), ("probability", number), ("decided", flag), ("positive", flag),
-        ("scored_at", millis), ("decided_at", millis), ("routing", text), ("amount", number),
-        ("delay_s", number), ("event", text),
-    ]  # fmt: skip
+        ("outcome_id", text),
+        ("application_id", text),
+        ("score_event_id", text),
+        ("model", text),
+        ("model_version", text),
+        ("probability", number),
+        ("decided", flag),
+        ("positive", flag),
+        ("scored_at", millis),
+        ("decided_at", millis),
+        ("routing", text),
+        ("amount", number),
+        ("delay_s", number),
+        ("event", text),
+    ]
     return pa.schema(columns)

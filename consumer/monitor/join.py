@@ -212,10 +212,19 @@ class PartitionJoin:
         self, outcome: dict[str, Any], score: dict[str, Any], model: str, figures: list[Any], suffix: str
     ) -> JoinedRow:
         row = JoinedRow(
-            outcome["event_id"], outcome["application_id"], score["event_id"], model, figures[2],
-            figures[0], figures[1], outcome["positive"], score["scored_at"], outcome["decided_at"],
-            outcome["routing"], outcome["amount"],
-        )  # fmt: skip
+            outcome["event_id"],
+            outcome["application_id"],
+            score["event_id"],
+            model,
+            figures[2],
+            figures[0],
+            figures[1],
+            outcome["positive"],
+            score["scored_at"],
+            outcome["decided_at"],
+            outcome["routing"],
+            outcome["amount"],
+        )
         row_key = self._key("row", row.model, _ts(row.scored_at), row.outcome_id)
         self._tx.put_json(row_key, asdict(row))
         self._tx.put(self._key("rid", row.outcome_id + suffix), row_key)

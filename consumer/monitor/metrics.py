@@ -167,9 +167,11 @@ class MonitorMetrics:
             "crm_monitor_messages", "Messages this process consumed, per topic", ["topic"], registry=self.registry
         )
         self.undecodable = Counter(
-            "crm_monitor_undecodable_messages", "Messages that did not decode, per topic", ["topic"],
+            "crm_monitor_undecodable_messages",
+            "Messages that did not decode, per topic",
+            ["topic"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.last_outcome = Gauge(
             "crm_monitor_last_outcome_timestamp_seconds",
             "Wall-clock time this process last read an outcome (outcomes stopped arriving: alert)",

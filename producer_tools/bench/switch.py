@@ -75,8 +75,15 @@ def prepare_store(workdir: Path, plan: SwitchPlan, say: Say) -> tuple[Path, str,
     """
     root, trained = workdir / "store", workdir / "second-set"
     say(f"training the second set: crm-train --count {plan.train_events:,} --seed {plan.train_seed}")
-    _command("producer_tools.commands.train_cmd", "--count", str(plan.train_events), "--seed",
-             str(plan.train_seed), "--out", str(trained))  # fmt: skip
+    _command(
+        "producer_tools.commands.train_cmd",
+        "--count",
+        str(plan.train_events),
+        "--seed",
+        str(plan.train_seed),
+        "--out",
+        str(trained),
+    )
     store = ModelStore(root)
     first, second = store.add(DEFAULT_ARTIFACTS_DIR), store.add(trained)
     store.activate(first, list(store.manifest(first).models), "crm-scorer bench", "bench --switch: the start")
@@ -257,8 +264,10 @@ def _command(module: str, *args: str, env: dict[str, str] | None = None) -> str:
 
 def switch_table(d: dict[str, Any]) -> str:
     """The printed summary of ``run_switches``' report: per guarantee, the checks, then each switch."""
-    lines = [f"switch: {d['offered_events_per_s']:,.0f} events/s offered for {d['seconds']:.0f} s per guarantee, "
-             f"sets {d['sets'][0]} (active at start) and {d['sets'][1]}"]  # fmt: skip
+    lines = [
+        f"switch: {d['offered_events_per_s']:,.0f} events/s offered for {d['seconds']:.0f} s per guarantee, "
+        f"sets {d['sets'][0]} (active at start) and {d['sets'][1]}"
+    ]
     for guarantee in (g for g in GUARANTEES if g in d):
         g = d[guarantee]
         lines.append(

@@ -74,8 +74,14 @@ def check_results(
         at = next((i for i in range(start, len(ordered)) if _took(ordered[i], switch, by_versions)), len(ordered))
         at_ms = ordered[at].timestamp_ms if at < len(ordered) else None
         misplaced += sum(1 for r in ordered[start:at] if by_versions[r.versions] != active)
-        reached.append({"action": switch.action, "version": switch.version, "issued_ms": switch.issued_ms,
-                        "first_result_ms": at_ms})  # fmt: skip
+        reached.append(
+            {
+                "action": switch.action,
+                "version": switch.version,
+                "issued_ms": switch.issued_ms,
+                "first_result_ms": at_ms,
+            }
+        )
         active, start = switch.version, at
     misplaced += sum(1 for r in ordered[start:] if by_versions[r.versions] != active)
     return {

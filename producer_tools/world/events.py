@@ -26,9 +26,22 @@ MEAN_REPLAY_LAG = 300  # events back to the application being updated or resubmi
 CHANNELS = ("pos", "web", "mobile_app", "call_center")
 CHANNEL_SHARES = (0.55, 0.25, 0.15, 0.05)
 REGIONS = (
-    "RU-MOW", "RU-SPE", "RU-MOS", "RU-SVE", "RU-TAT", "RU-NVS", "RU-KDA", "RU-BA", "RU-ROS", "RU-NIZ",
-    "RU-SAM", "RU-CHE", "RU-KYA", "RU-PER", "RU-VOR",
-)  # fmt: skip
+    "RU-MOW",
+    "RU-SPE",
+    "RU-MOS",
+    "RU-SVE",
+    "RU-TAT",
+    "RU-NVS",
+    "RU-KDA",
+    "RU-BA",
+    "RU-ROS",
+    "RU-NIZ",
+    "RU-SAM",
+    "RU-CHE",
+    "RU-KYA",
+    "RU-PER",
+    "RU-VOR",
+)
 REGION_SHARES = (0.24, 0.11, 0.08, 0.06, 0.05, 0.05, 0.06, 0.04, 0.05, 0.04, 0.04, 0.04, 0.04, 0.03, 0.03)
 # Each merchant sits in one region: a fixed table, the same in every world.
 MERCHANT_REGION = categorical(np.random.default_rng(20260302), 402, REGION_SHARES)

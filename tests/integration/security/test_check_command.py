@@ -89,8 +89,14 @@ def test_check_is_green_with_the_printed_acls_then_names_each_fault(
     code, lines = check(argv, capsys)
     assert code == exit_codes.OK, "\n".join(lines)
     assert [line.split()[1].rstrip(":") for line in lines[:-1]] == [
-        "settings", "artifacts", "reason", "broker", "acls", "topics", "schema"
-    ]  # fmt: skip
+        "settings",
+        "artifacts",
+        "reason",
+        "broker",
+        "acls",
+        "topics",
+        "schema",
+    ]
     assert f"{len(scorer_acls)} needed by User:crm-scorer, all granted" in "\n".join(lines)
 
     group_read = [a for a in scorer_acls if a.resource_type == "GROUP" and a.resource_name == lanes.group]
