@@ -26,10 +26,10 @@ from consumer.telemetry.metrics import (
     Report,
     SchemaContractReport,
     ScorerMetrics,
-    WorkerObserver,
 )
 from consumer.telemetry.observer import ObserverFactory
 from consumer.telemetry.shadow import ShadowMetrics, ShadowReport
+from consumer.telemetry.worker_observer import WorkerObserver
 from consumer.telemetry.worker_reports import draining_worker_reports
 from models.artifacts import models_dir
 from schemas.errors import ArtifactError

@@ -19,8 +19,9 @@ from typing import Any
 
 from consumer.settings import Settings
 from consumer.telemetry.drift import DriftCounter, load_reference_profile
-from consumer.telemetry.metrics import Report, Sink, WorkerObserver, WorkerStateReport
+from consumer.telemetry.metrics import Report, Sink, WorkerStateReport
 from consumer.telemetry.observer import LoopObserver
+from consumer.telemetry.worker_observer import WorkerObserver
 from models.artifacts import models_dir
 
 log = logging.getLogger(__name__)

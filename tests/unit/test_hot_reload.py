@@ -19,8 +19,8 @@ from consumer.service import build_engine
 from consumer.settings import load_settings
 from consumer.telemetry.drift import DriftMonitor, load_reference_profile
 from consumer.telemetry.host import Telemetry
-from consumer.telemetry.metrics import WorkerObserver
 from consumer.telemetry.observer import NullObserver
+from consumer.telemetry.worker_observer import WorkerObserver
 from models.artifacts import ModelSet, load_models
 from models.config import DEFAULT_ARTIFACTS_DIR, ModelsConfig
 from models.features import build_features

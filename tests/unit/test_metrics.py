@@ -22,10 +22,9 @@ from consumer.telemetry.metrics import (
     LATENCY_BUCKETS,
     STAGES,
     BulkHistogram,
-    WorkerObserver,
     WorkerStateReport,
-    parse_kafka_stats,
 )
+from consumer.telemetry.worker_observer import WorkerObserver, parse_kafka_stats
 from consumer.telemetry.worker_reports import QueueSink
 from models.features import build_features
 from producer_tools import world
