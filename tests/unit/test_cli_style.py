@@ -64,6 +64,7 @@ def test_every_long_running_command_takes_log_level_and_log_json() -> None:
         for program, build in BUILDERS.items()
         for path, parser in parsers(build(), program)
     }
+    assert LONG_RUNNING and set(LONG_RUNNING) <= set(found)
     for command in LONG_RUNNING:
         assert {"--log-level", "--log-json"} <= found[command], command
 
