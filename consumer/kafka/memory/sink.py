@@ -41,6 +41,7 @@ class MemorySink:
         headers: Headers | None = None,
     ) -> None:
         self._check_usable()
+        self.broker._raise_if_failing("produce")
         if self.transactional_id and self._transaction is None:
             raise KafkaException(KafkaError(KafkaError._STATE, "produce outside a transaction"))
         record = Record(_as_bytes(key), _as_bytes(value), headers)

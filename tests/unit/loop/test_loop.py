@@ -87,6 +87,19 @@ def test_an_aborted_transaction_is_rewound_and_scored_again_exactly_once(engine:
     assert len(event_ids(broker.records(OUTPUT, committed_only=False))) == len(EVENTS) + 10
 
 
+def test_a_produce_refused_because_the_transaction_awaits_its_abort_is_aborted_and_rescored(
+    engine: ScoringEngine,
+) -> None:
+    # Seen on Apache Kafka: the broker refused a record of the transaction (too large), and before the delivery
+    # report was served the next produce() raised _STATE ("Erroneous state"): abort and rescore, never crash.
+    broker = broker_with(EVENTS)
+    broker.fail_next("produce", KafkaError(KafkaError._STATE, "Unable to produce message: Local: Erroneous state"))
+    run(broker, settings_for("exactly_once"), engine, until=scored_all(broker))
+    ids = event_ids(broker.records(OUTPUT))
+    assert len(ids) == len(set(ids)) == len(EVENTS)
+    assert len(broker.aborted_transactions) == 1
+
+
 def test_a_retriable_commit_failure_is_retried_not_aborted(engine: ScoringEngine) -> None:
     broker = broker_with(EVENTS)
     broker.fail_next("commit_transaction", KafkaError(KafkaError._TIMED_OUT, retriable=True))
