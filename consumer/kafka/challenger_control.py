@@ -11,11 +11,10 @@ activation; the champion keeps scoring, and so does the challenger already in pl
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 from consumer.core.challenger import Challenger
-from consumer.kafka.model_control import ControlFeed, Refused, verified_set
+from consumer.kafka.model_control import ControlFeed, ControlFollower, Refused, verified_set
 from models.challengers import ShadowRecord
 from models.config import ModelsConfig
 from models.store import Activation, ModelStore
@@ -25,7 +24,7 @@ _POLL_S = 0.5
 _CLEAR = object()  # take(): the challenger was cleared
 
 
-class ChallengerFollower:
+class ChallengerFollower(ControlFollower):
     """Follows one channel's challenger records in a background thread; ``take`` hands over the newest, once."""
 
     def __init__(
@@ -36,17 +35,9 @@ class ChallengerFollower:
         refused: Callable[[str], None],
         poll_s: float = _POLL_S,
     ) -> None:
-        self._feed, self._store, self._config = feed, store, config
-        self._refused, self._poll_s = refused, poll_s
+        super().__init__(feed, store, config, refused, poll_s)
         self._wanted: tuple[str, tuple[str, ...]] = ("", ())  # (version, models) in place or ready
         self._ready: object = None  # a Challenger, _CLEAR, or None: nothing new
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="challenger-follower", daemon=True)
-
-    def start(self) -> ChallengerFollower:
-        self._thread.start()
-        return self
 
     def take(self) -> tuple[bool, Challenger | None]:
         """(True, the challenger or None when cleared) once after a change; (False, None): nothing new."""
@@ -58,14 +49,7 @@ class ChallengerFollower:
             return False, None
         return True, None if ready is _CLEAR else ready  # type: ignore[return-value]
 
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10.0)
-        self._feed.close()
-
     def follow(self, value: bytes) -> None:
-        """Act on one published value (the thread calls it; tests may too)."""
         try:
             record = ShadowRecord.from_json(value)
         except ValueError as exc:
@@ -88,17 +72,6 @@ class ChallengerFollower:
             return
         with self._lock:
             self._ready, self._wanted = Challenger(models, record.models), (record.version, record.models)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                values = self._feed.poll(self._poll_s)
-            except Exception:  # the follower must never end the worker; the next poll tries again
-                log.exception("reading the challenger records on the control topic failed")
-                self._stop.wait(self._poll_s)
-                continue
-            if values:
-                self.follow(values[-1])  # only the newest record matters
 
     def _refuse(self, refusal: Refused) -> None:
         log.error("%s; challenger refused, the champion keeps scoring", refusal)

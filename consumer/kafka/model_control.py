@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from models.artifacts import ModelSet, load_models
 from models.config import ModelsConfig
@@ -76,7 +76,49 @@ def verified_set(store: ModelStore, config: ModelsConfig, activation: Activation
         raise Refused("load", f"model set {version}: {exc}") from exc
 
 
-class ModelFollower:
+class ControlFollower:
+    """A background thread that reads a control feed and acts (``follow``) on the newest value of each poll.
+
+    What it acts on is verified and loaded in this thread, off the hot path; the loop takes the result between two
+    batches. Nothing it reads may end the worker: a failed poll is logged and tried again.
+    """
+
+    def __init__(
+        self, feed: ControlFeed, store: ModelStore, config: ModelsConfig, refused: Callable[[str], None], poll_s: float
+    ) -> None:
+        self._feed, self._store, self._config = feed, store, config
+        self._refused, self._poll_s = refused, poll_s
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10.0)
+        self._feed.close()
+
+    def follow(self, value: bytes) -> None:
+        """Act on one published value (the thread calls it; tests may too)."""
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                values = self._feed.poll(self._poll_s)
+            except Exception:  # the follower must never end the worker; the next poll tries again
+                log.exception("%s: reading the model control topic failed", type(self).__name__)
+                self._stop.wait(self._poll_s)
+                continue
+            if values:
+                self.follow(values[-1])  # only the newest record matters
+
+
+class ModelFollower(ControlFollower):
     """Follows one channel's activations in a background thread and keeps the newest verified set ready.
 
     ``serving`` is the version the worker scores with now. ``refused(reason)`` is called (from the thread) for
@@ -92,19 +134,10 @@ class ModelFollower:
         refused: Callable[[str], None],
         poll_s: float = _POLL_S,
     ) -> None:
-        self._feed, self._store, self._config = feed, store, config
+        super().__init__(feed, store, config, refused, poll_s)
         self._wanted = serving  # the version served or ready to be: an activation of it again changes nothing
         self._serving = serving
-        self._refused = refused
-        self._poll_s = poll_s
         self._ready: ModelSet | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="model-follower", daemon=True)
-
-    def start(self) -> ModelFollower:
-        self._thread.start()
-        return self
 
     def take(self) -> ModelSet | None:
         """The set loaded since the last call, once (None: nothing new). Cheap: the loop calls it every batch."""
@@ -116,14 +149,7 @@ class ModelFollower:
             self._serving = ready.version
         return ready
 
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10.0)
-        self._feed.close()
-
     def follow(self, value: bytes) -> None:
-        """Act on one published value (the thread calls it; tests may too)."""
         try:
             activation = Activation.from_json(value)
         except ValueError as exc:
@@ -143,17 +169,6 @@ class ModelFollower:
         log.info("model set %s verified and loaded in %.2f s; the next batch scores with it", models.version, seconds)
         with self._lock:
             self._ready, self._wanted = models, activation.version
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                values = self._feed.poll(self._poll_s)
-            except Exception:  # the follower must never end the worker; the next poll tries again
-                log.exception("reading the model control topic failed")
-                self._stop.wait(self._poll_s)
-                continue
-            if values:
-                self.follow(values[-1])  # only the newest activation matters
 
     def _refuse(self, refusal: Refused) -> None:
         log.error("%s; refused, still scoring with model set %s", refusal, self._serving)
