@@ -211,7 +211,7 @@ def _read_results(bootstrap: str, lanes: Lanes, expected: int) -> list[ScoredRes
     def decode(value: bytes) -> dict[str, Any]:
         return dict(decoder.decode(value))
 
-    back = read_back(bootstrap, [lanes.output], expected, decode=decode, timeout=60)
+    back = read_back(bootstrap, [lanes.output], expected, decode=decode, timeout=300)  # ~3k results/s decoded
     return [
         ScoredResult(ts, str(r["event_id"]), _millis(r["event_time"]), result_versions(r))
         for ts, r in zip(back.timestamps_ms, back.values, strict=True)
