@@ -166,6 +166,14 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def scorer_argv(bootstrap: str, lanes: Lanes, workers: int, metrics_port: int, config: Path | None) -> list[str]:
+    """The ``crm-scorer run`` command line of a scorer on ``lanes`` (its topics and group)."""
+    args = [sys.executable, "-m", "consumer.commands.cli", "run", "--bootstrap-servers", bootstrap]
+    args += ["--input-topic", lanes.input, "--output-topic", lanes.output, "--dlq-topic", lanes.dlq]
+    args += ["--group-id", lanes.group, "--workers", str(workers), "--metrics-port", str(metrics_port)]
+    return args + (["--config", str(config)] if config is not None else [])
+
+
 class ScorerProcess:
     """``crm-scorer run`` on one phase's lanes; stopped with SIGTERM (finish the batch, flush, commit)."""
 
@@ -183,28 +191,7 @@ class ScorerProcess:
         self.workers = workers
         self.log_path = log_path
         self.metrics_port = metrics_port
-        args = [
-            sys.executable,
-            "-m",
-            "consumer.commands.cli",
-            "run",
-            "--bootstrap-servers",
-            bootstrap,
-            "--input-topic",
-            lanes.input,
-            "--output-topic",
-            lanes.output,
-            "--dlq-topic",
-            lanes.dlq,
-            "--group-id",
-            lanes.group,
-            "--workers",
-            str(workers),
-            "--metrics-port",
-            str(metrics_port),
-        ]
-        if config is not None:
-            args += ["--config", str(config)]
+        args = scorer_argv(bootstrap, lanes, workers, metrics_port, config)
         args += extra_args
         # The local broker makes a join wait about half the session timeout: keep it short (as the tests do).
         env = os.environ | {"CRM_SCORER_CONSUMER__SESSION_TIMEOUT_MS": "6000"} | (extra_env or {})

@@ -24,7 +24,6 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -37,7 +36,7 @@ from confluent_kafka.admin import AdminClient
 
 from producer_tools.bench.offer import live_stamped, offer
 from producer_tools.bench.phases import workload
-from producer_tools.bench.probe import Lanes, committed_total, group_reader
+from producer_tools.bench.probe import Lanes, committed_total, group_reader, scorer_argv
 from producer_tools.publishing.publisher import OutboundMessage
 from producer_tools.publishing.topics import ensure_topics, scan_topic
 from producer_tools.servers.broker import BrokerError
@@ -97,28 +96,7 @@ class Worker:
     """One ``crm-scorer run`` process (one worker) in the probe's group, on ``protocol``."""
 
     def __init__(self, bootstrap: str, lanes: Lanes, protocol: str, log_path: Path, config: Path | None) -> None:
-        args = [
-            sys.executable,
-            "-m",
-            "consumer.commands.cli",
-            "run",
-            "--bootstrap-servers",
-            bootstrap,
-            "--input-topic",
-            lanes.input,
-            "--output-topic",
-            lanes.output,
-            "--dlq-topic",
-            lanes.dlq,
-            "--group-id",
-            lanes.group,
-            "--workers",
-            "1",
-            "--metrics-port",
-            "0",
-        ]
-        if config is not None:
-            args += ["--config", str(config)]
+        args = scorer_argv(bootstrap, lanes, 1, 0, config)
         env = os.environ | {"CRM_SCORER_CONSUMER__GROUP_PROTOCOL": protocol}
         self.log_path = log_path
         with log_path.open("ab") as log:
