@@ -281,8 +281,7 @@ class ExactlyOnce:
         if refusal is None and error is not None:
             # the transaction's error names no topic: the ones this batch produced to (the output, mostly)
             refusal = refusal_of(error, " or ".join(sorted(self._publisher.topics)) or self._output)
-        # _STATE from produce(): an earlier delivery of this transaction failed (the broker refused a record) and
-        # the transaction waits to be aborted; librdkafka refuses every produce() until it is.
+        # _STATE from produce(): a record of this transaction was refused and librdkafka awaits the abort
         if error is None or error.txn_requires_abort() or error.code() == KafkaError._STATE:
             try:
                 self._abort(consumer, messages, error.str() if error else refusal.error if refusal else "")
