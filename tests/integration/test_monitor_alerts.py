@@ -80,7 +80,7 @@ def test_prometheus_fires_promoted_model_rolled_back_once_the_rule_rolls_back(
         wait_until(lambda: [a["state"] for a in rolled_back()] == ["firing"], 30, "PromotedModelRolledBack")
         (alert,) = rolled_back()
         assert alert["labels"]["model"] == "bank_c"
-        assert alert["annotations"]["runbook_url"] == "docs/model-lifecycle.md#runbook-a-promotion-rolled-back"
+        assert alert["annotations"]["runbook_url"] == "docs/runbook.md#promotedmodelrolledback"
     finally:
         server.shutdown()
         server.server_close()
