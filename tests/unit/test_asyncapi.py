@@ -1,4 +1,5 @@
-"""asyncapi.yaml against what it describes: the Avro schemas, the dead-letter contract, the settings' topics."""
+"""schemas/asyncapi.yaml against what it describes: the Avro schemas, the dead-letter contract, the settings'
+topics, and the broker and registry of docker-compose.yml."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from schemas.errors import InvalidEventError
 from schemas.json_view import from_json_view, to_json_view
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCUMENT = ROOT / "schemas" / "asyncapi.yaml"
 AVRO_FORMAT = "application/vnd.apache.avro;version=1.9.0"
 
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "asyncapi.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load(DOCUMENT.read_text(encoding="utf-8"))
 
 
 def resolve(spec: dict[str, Any], ref: str) -> Any:
@@ -103,7 +105,7 @@ def test_every_shipped_schema_version_is_a_message(spec: dict[str, Any]) -> None
     shipped = {version.label for version in load_catalog()}
     assert referenced == shipped
     for message, _ in avro_messages(spec).values():
-        assert (ROOT / message["payload"]["schema"]["$ref"]).is_file()
+        assert (DOCUMENT.parent / message["payload"]["schema"]["$ref"]).is_file()
 
 
 def test_examples_use_the_schemas_field_names_and_encode(spec: dict[str, Any]) -> None:
@@ -155,3 +157,25 @@ def test_operations_receive_events_and_send_scores_and_dead_letters(spec: dict[s
     assert monitor == MonitorSettings().kafka.group_id
     group = spec["operations"]["consumeApplications"]["bindings"]["kafka"]["groupId"]["default"]
     assert group == Settings().consumer.group_id
+
+
+def test_servers_are_the_compose_broker_and_registry(spec: dict[str, Any]) -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    listeners = dict(
+        item.split("://") for item in compose["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    )
+    scorer = compose["scorer"]["environment"]
+    registry_url = scorer["CRM_SCORER_SCHEMA_REGISTRY__URL"]  # http://schema-registry:8080/apis/ccompat/v7
+    internal = re.fullmatch(r"http://([\w.-]+):(\d+)(/.*)", registry_url)
+    assert internal, registry_url
+    host_port = next(p.split(":")[0] for p in compose["schema-registry"]["ports"] if p.endswith(f":{internal[2]}"))
+    servers = spec["servers"]
+
+    assert servers["compose"]["host"] == listeners["HOST"]
+    assert servers["compose-internal"]["host"] == listeners["INTERNAL"] == scorer["CRM_SCORER_KAFKA__BOOTSTRAP_SERVERS"]
+    assert servers["schema-registry"]["host"] == f"localhost:{host_port}"
+    assert servers["schema-registry"]["pathname"] == internal[3]
+    assert servers["compose"]["bindings"]["kafka"]["schemaRegistryUrl"] == f"http://localhost:{host_port}{internal[3]}"
+    assert servers["compose-internal"]["bindings"]["kafka"]["schemaRegistryUrl"] == registry_url
+    assert "apicurio" in compose["schema-registry"]["image"]
+    assert {s["bindings"]["kafka"]["schemaRegistryVendor"] for s in servers.values() if "bindings" in s} == {"apicurio"}

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def contract_reasons() -> set[str]:
-    spec = yaml.safe_load((ROOT / "asyncapi.yaml").read_text(encoding="utf-8"))
+    spec = yaml.safe_load((ROOT / "schemas" / "asyncapi.yaml").read_text(encoding="utf-8"))
     (headers,) = [
         message["headers"]
         for message in spec["components"]["messages"].values()
