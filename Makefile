@@ -7,13 +7,30 @@ EVENTS ?= 20000
 # The demo's local broker: tansu (no Java) or kafka (Apache Kafka from Maven Central; needs java and mvn).
 BROKER ?= tansu
 
-.PHONY: demo demo-lifecycle stack test test-unit test-integration test-faults test-security lint format train bench bench-quick bench-switch clean
+.PHONY: demo demo-lifecycle stack test tools test-unit test-integration test-faults test-security lint format train bench bench-quick bench-switch clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The Helm chart's offline checks (tests/deploy): helm, and KEDA's ScaledObject and TriggerAuthentication CRDs,
+# both from the Go module proxy, into .tools/ (a version change installs again).
+GO ?= go
+HELM_VERSION := v3.21.4
+KEDA_VERSION := v2.20.2
+TOOLS := .tools
+TOOLS_STAMP := $(TOOLS)/.installed-helm-$(HELM_VERSION)-keda-$(KEDA_VERSION)
+
+$(TOOLS_STAMP):
+	mkdir -p $(TOOLS)/bin $(TOOLS)/keda
+	GOBIN=$(abspath $(TOOLS)/bin) GOTOOLCHAIN=local $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	GOTOOLCHAIN=local $(GO) mod download github.com/kedacore/keda/v2@$(KEDA_VERSION)
+	for crd in scaledobjects triggerauthentications; do \
+		install -m 644 "$$($(GO) env GOMODCACHE)/github.com/kedacore/keda/v2@$(KEDA_VERSION)/config/crd/bases/keda.sh_$$crd.yaml" $(TOOLS)/keda/; \
+	done
+	touch $@
 
 demo: $(STAMP)
 	$(VENV)/bin/crm-producer demo --events $(EVENTS) --broker $(BROKER)
@@ -39,7 +56,7 @@ stack: $(STAMP)
 # Everything but the one-million-event soak, the three-broker cluster scenarios and the second guarantee of the
 # scenarios marked make_test_guarantee (all three run in test-faults), on a local Apache Kafka (Tansu without
 # java/mvn).
-test: $(STAMP)
+test: $(STAMP) $(TOOLS_STAMP)
 	$(PY) -m pytest -q -m "not soak and not cluster and not matrix and not unsettled"
 
 test-unit: $(STAMP)
@@ -56,6 +73,8 @@ test-faults: $(STAMP)
 # The security suite alone: a secured Apache Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and its table of refusals.
 test-security: $(STAMP)
 	CRM_SECURITY_FULL=1 $(PY) -m pytest -q -s tests/integration/security
+
+tools: $(TOOLS_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -81,4 +100,4 @@ bench-switch: $(STAMP)
 	$(VENV)/bin/crm-scorer bench --switch --json bench-switch.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
