@@ -33,6 +33,7 @@ _COMMAND_MODULES = [
     "consumer.commands.models_cmd",
     "consumer.commands.check_schema_cmd",
     "consumer.commands.check_cmd",
+    "consumer.commands.schemas_cmd",
 ]
 
 
