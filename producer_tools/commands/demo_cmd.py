@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, help="scorer worker processes")
     parser.add_argument("--seed", type=int, default=2026, help="the synthetic world's seed")
     parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print each sampled score result as its full JSON record instead of the tail table",
+    )
+    parser.add_argument(
         "--broker",
         choices=KINDS,
         default=None,

@@ -2,8 +2,9 @@
 
 Starts the local broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``), creates the topics, starts ``crm-scorer run``
 as a subprocess (the service is never imported by the tools), streams synthetic CRM traffic with a little
-malformed input, prints a few decoded score records and a live throughput line, and stops cleanly after
-``--events`` messages are accounted for (scored or dead-lettered) or on Ctrl-C, with a summary.
+malformed input, prints a few score results as ``crm-producer tail --format table`` shows them (the full JSON
+record with ``--json``) and a throughput line, and stops cleanly after ``--events`` messages are accounted for
+(scored or dead-lettered) or on Ctrl-C, with a summary.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from producer_tools.publishing.publisher import PublishSummary, event_encoders, publish_events
 from producer_tools.publishing.topics import ensure_topics
-from producer_tools.publishing.views import score_view
+from producer_tools.publishing.views import score_row, score_view
 from producer_tools.servers.broker import broker_from_env
 from producer_tools.world import generate
 from schemas import ResultDecoder
@@ -169,7 +170,7 @@ def _watch(args: argparse.Namespace, tally: Tally, scorer: subprocess.Popen[byte
         if scorer.poll() is not None:
             raise SystemExit(f"the scorer exited with code {scorer.returncode}")
         while shown < len(tally.samples):
-            print(json.dumps(tally.samples[shown], ensure_ascii=False, indent=1), flush=True)
+            print(_sample(tally.samples[shown], args.json), flush=True)
             shown += 1
         line = (
             f"scored {tally.scored:>9,}  dead-lettered {tally.dead:>6,}  {tally.rate():>8,.0f} events/s  "
@@ -181,6 +182,11 @@ def _watch(args: argparse.Namespace, tally: Tally, scorer: subprocess.Popen[byte
             print(line, flush=True)
             last_line = time.monotonic()
     print(flush=True)
+
+
+def _sample(view: dict[str, Any], full: bool) -> str:
+    """A sampled result as the tail table shows it, or with ``full`` its whole JSON view."""
+    return json.dumps(view, ensure_ascii=False, indent=1) if full else score_row(view)
 
 
 def _finish(scorer: subprocess.Popen[bytes], tally: Tally, published: list[PublishSummary]) -> int:
