@@ -2,10 +2,11 @@
 
 The capture (``consumer.monitor.capture``) is a hive-style folder, ``<dir>/date=YYYY-MM-DD/*.parquet``: one row
 per joined outcome with the model, the outcome, the routing rule that made the label exist and the application
-event as it was scored (``event``, the JSON view). Capture is at-least-once (a member that rebuilds a partition
-writes its rows again), so rows are deduplicated on ``outcome_id``; a row whose event never reached the monitor
-cannot give features and is skipped. Both are counted. pyarrow reads the files (training, not the hot path);
-it is imported only here, when a capture is read.
+event as it was scored (``event``, the JSON view). A kill -9 of the monitor neither loses nor doubles a row, but
+a member that rebuilds a partition from the topics writes its rows again, in files of its own: rows are
+deduplicated here, on ``outcome_id`` (the copy that carries its event, else the first in file order); a row
+whose event never reached the monitor cannot give features and is skipped. Both are counted. pyarrow reads the
+files (training, not the hot path); it is imported only here, when a capture is read.
 """
 
 from __future__ import annotations
@@ -126,8 +127,7 @@ def _read(path: Path, directory: Path) -> Any:
 
 def _rows(columns: dict[str, list[Any]], files: list[Path], since_ms: int | None) -> CapturedRows:
     ids = columns["outcome_id"]
-    _, first = np.unique(np.array(ids, dtype=object), return_index=True)
-    keep = np.sort(first)  # the first copy of each outcome, in file order
+    keep = first_copies(ids, columns["event"])
     duplicates = len(ids) - len(keep)
     events = np.array(columns["event"], dtype=object)[keep]
     has_event = np.array([e is not None for e in events], dtype=bool)
@@ -153,6 +153,17 @@ def _rows(columns: dict[str, list[Any]], files: list[Path], since_ms: int | None
         event_index=event_index,
         events=decoded,
     )
+
+
+def first_copies(outcome_ids: Sequence[str], events: Sequence[str | None]) -> np.ndarray:
+    """Positions of the row kept for each ``outcome_id``, in file order: the first copy that carries its event,
+    else the first copy (a rebuilt partition may have written a row before or after its event was read)."""
+    if not outcome_ids:
+        return np.empty(0, dtype=np.int64)
+    missing = np.array([e is None for e in events], dtype=bool)
+    order = np.argsort(missing, kind="stable")  # copies with their event first, each group in file order
+    _, first = np.unique(np.array(outcome_ids, dtype=object)[order], return_index=True)
+    return np.sort(order[first])
 
 
 def _events(score_event_ids: list[str], texts: list[str | None], rows: np.ndarray) -> tuple[np.ndarray, list]:

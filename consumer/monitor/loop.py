@@ -5,7 +5,8 @@ Range assignment gives a member partition N of both topics together (they are co
 from the offsets its state store holds, or, when the store holds nothing for it or the group committed
 further than the store (another member had it meanwhile), its state is dropped and rebuilt by reading both
 topics from the beginning: the topics are the changelog. The group's committed offsets follow the store
-(after each write), for lag and for that check; they are never where a member resumes from.
+(after each write), for lag and for that check; they are never where a member resumes from. The captured rows
+are in that same write (the capture's outbox), so no offset is stored or committed past a row not yet durable.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class MonitorLoop:
         return batch
 
     def _apply(self, consumer: Consumer, batch: list[InputMessage]) -> None:
-        result = self._core.apply(batch)
+        result = self._core.apply(batch, self._capture.stage if self._capture is not None else None)
         for stream, count in result.undecodable.items():
             if count:
                 self._metrics.undecodable.labels(stream).inc(count)
@@ -178,6 +179,7 @@ def run_monitor(
     summary line of what the store holds when it stops."""
     from prometheus_client import start_http_server
 
+    from consumer.monitor.outbox import StoreOutbox
     from consumer.monitor.store import StateStore
 
     metrics = MonitorMetrics()
@@ -188,7 +190,7 @@ def run_monitor(
         with StateStore(settings.store.path) as store:
             core = MonitorCore(store, settings, registry_source(settings), rule_of(settings))
             capture = (
-                Capture(settings.capture_dir, core.event_of, settings.capture_flush_s)
+                Capture(settings.capture_dir, core.event_of, settings.capture_flush_s, StoreOutbox(store))
                 if settings.capture_dir is not None
                 else None
             )

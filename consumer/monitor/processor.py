@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from consumer.monitor.join import CHALLENGER, LEAD, JoinedRow, PartitionJoin, outcome_fields, score_snapshot
+from consumer.monitor.join import CHALLENGER, LEAD, Changes, JoinedRow, PartitionJoin, outcome_fields, score_snapshot
 from consumer.monitor.metrics import MonitorState
 from consumer.monitor.paired import Paired, compare, paired_rows
 from consumer.monitor.rollback import RollbackRule
@@ -27,6 +27,7 @@ from schemas.errors import InvalidEventError
 
 log = logging.getLogger(__name__)
 SCORES, OUTCOMES, APPLICATIONS, SHADOW = "scores", "outcomes", "applications", "shadow"
+Stage = Callable[[Changes, list[JoinedRow]], None]
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,9 @@ class MonitorCore:
         self._store.drop_partition(partition)
         self._detectors.forget()
 
-    def apply(self, batch: Sequence[InputMessage]) -> BatchResult:
-        """Join ``batch`` and write it, with the next offsets, in one transaction."""
+    def apply(self, batch: Sequence[InputMessage], stage: Stage | None = None) -> BatchResult:
+        """Join ``batch`` and write it, with the next offsets, in one transaction; ``stage`` puts the joined rows
+        in that transaction too (the capture's outbox: a row is stored with the offsets that made it)."""
         tx = self._store.transaction()
         rows: list[JoinedRow] = []
         undecodable = {SCORES: 0, OUTCOMES: 0, APPLICATIONS: 0, SHADOW: 0}
@@ -101,6 +103,8 @@ class MonitorCore:
         ttl_ms = int(self._settings.store.ttl_s * 1000)
         for partition in touched:
             PartitionJoin(tx, partition_prefix(partition)).expire(self._store, ttl_ms)
+        if stage is not None:
+            stage(tx, rows)
         tx.commit()
         self.models.update(row.model for row in rows)
         return BatchResult(rows, undecodable, fired)

@@ -30,6 +30,7 @@ from consumer.monitor.capture import Capture
 from consumer.monitor.join import JoinedRow
 from consumer.monitor.loop import MonitorLoop
 from consumer.monitor.metrics import MonitorMetrics, MonitorState
+from consumer.monitor.outbox import StoreOutbox
 from consumer.monitor.processor import MonitorCore
 from consumer.monitor.quality import ece
 from consumer.monitor.settings import MonitorSettings
@@ -138,7 +139,9 @@ def _monitor(settings: MonitorSettings) -> MonitorState:
     """Run a monitor in this process until the topics are drained; the figures its store holds."""
     with StateStore(settings.store.path) as store:
         core = MonitorCore(store, settings)
-        capture = Capture(settings.capture_dir, core.event_of) if settings.capture_dir is not None else None
+        capture = None
+        if settings.capture_dir is not None:  # rows wait in the store, as crm-scorer monitor's do
+            capture = Capture(settings.capture_dir, core.event_of, outbox=StoreOutbox(store))
         for _ in range(5):  # a member idle for 2 s on a loaded machine may still be behind: run it on until caught up
             monitor = MonitorLoop(settings, core, MonitorMetrics(CollectorRegistry()), capture)
             monitor.run(until_idle_s=2.0)
