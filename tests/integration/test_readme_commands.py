@@ -1,9 +1,10 @@
-"""Every command README.md shows, checked the way a new user would meet it.
+"""Every command README.md and the operator's pages of docs/ show, checked the way a new user would meet it.
 
-Commands are the lines of the README's ``bash`` blocks. Each one must match a rule below: ``RUN`` commands are
-executed in order in a scratch directory (and must exit 0); the others are skipped for the reason given, and
-every ``crm-*`` command among them is still parsed by the real argument parser, so a renamed or removed flag
-fails here. A README command that matches no rule fails the test: the lists are explicit on purpose.
+Commands are the lines of the ``bash`` blocks of README.md and of the docs pages that hold what an operator runs
+(``DOCS``: the README's former sections). Each one must match a rule below: ``RUN`` commands are executed in
+order in a scratch directory (and must exit 0); the others are skipped for the reason given, and every ``crm-*``
+command among them is still parsed by the real argument parser, so a renamed or removed flag fails here. A
+command that matches no rule fails the test: the lists are explicit on purpose.
 """
 
 from __future__ import annotations
@@ -24,6 +25,22 @@ from producer_tools.commands.cli import build_parser as producer_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+DOCS = [
+    ROOT / "docs" / f"{name}.md"
+    for name in (
+        "deployment",
+        "configuring",
+        "results",
+        "delivery",
+        "scaling",
+        "dead-letters",
+        "operations",
+        "security",
+        "troubleshooting",
+        "brokers",
+        "development",
+    )
+]
 SHELL_BLOCKS = {"bash", "sh", "shell"}
 RUN = "run"
 
@@ -46,6 +63,7 @@ RULES: list[Rule] = [
     ("config reference", _starts("crm-scorer", "config-reference"), RUN),
     ("acls", _starts("crm-scorer", "acls"), RUN),
     ("evaluate models", lambda a: a[0] == "crm-train" and "--evaluate" in a, RUN),
+    ("export the contract", _starts("crm-scorer", "schemas", "export"), RUN),
     ("look at a file", _starts("head"), RUN),
     ("activate", _starts("."), "shell state: the test puts the environment's bin directory on PATH"),
     ("export", _starts("export"), "shell state: the test sets KAFKA_BOOTSTRAP_SERVERS for parsing"),
@@ -53,6 +71,7 @@ RULES: list[Rule] = [
     ("docker", _starts("docker"), "needs a Docker engine"),
     ("kafka tools", lambda a: a[0] == "kafka-topics.sh", "needs an Apache Kafka cluster"),
     ("broker", _starts("crm-producer", "broker"), "runs in the foreground until stopped"),
+    ("demo", _starts("crm-producer", "demo"), "starts a broker and the scorer: tests/integration/test_demo.py runs it"),
     ("produce", _starts("crm-producer", "produce"), "needs a broker"),
     ("tail", _starts("crm-producer", "tail"), "needs a broker"),
     ("replay", _starts("crm-producer", "replay-dlq"), "needs a broker"),
@@ -65,9 +84,11 @@ PARSERS = {"crm-scorer": scorer_parser, "crm-producer": producer_parser, "crm-tr
 
 
 def readme_commands() -> Iterator[str]:
-    """The command lines of the README's shell blocks, continuation lines joined, comments dropped."""
+    """The command lines of the shell blocks of the README and ``DOCS``, continuation lines joined, comments
+    dropped."""
     inside, pending = False, ""
-    for line in README.read_text(encoding="utf-8").splitlines():
+    lines = [line for page in (README, *DOCS) for line in page.read_text(encoding="utf-8").splitlines()]
+    for line in lines:
         fence = re.match(r"^\s*```(\w*)", line)
         if fence:
             inside = not inside and fence.group(1) in SHELL_BLOCKS
@@ -87,7 +108,7 @@ def rule_for(command: str) -> Rule:
     for rule in RULES:
         if rule[1](argv):
             return rule
-    raise AssertionError(f"README command matches no rule in {__name__}: {command}")
+    raise AssertionError(f"a README or docs command matches no rule in {__name__}: {command}")
 
 
 COMMANDS = list(readme_commands())
