@@ -34,6 +34,8 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY configs/scorer.yaml configs/scorer.yaml
+# crm-scorer monitor --config /app/configs/monitor.yaml (Kubernetes runs the monitor from this image).
+COPY configs/monitor.yaml configs/monitor.yaml
 COPY models/artifacts models/artifacts
 USER scorer
 
