@@ -18,13 +18,17 @@ from consumer.commands.cli import build_parser as scorer_parser
 from consumer.commands.config_reference import setting_docs
 from consumer.gateway.settings import ENV_PREFIX as GATEWAY_ENV_PREFIX
 from consumer.gateway.settings import GatewaySettings
+from consumer.monitor.settings import MonitorSettings, load_monitor_settings
 from consumer.settings import ENV_PREFIX, Settings
 from producer_tools.commands.cli import build_parser as producer_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-SERVICES = {"kafka", "schema-registry", "topic-init", "scorer", "gateway", "producer", "prometheus", "grafana"}
+SERVICES = {
+    *("kafka", "schema-registry", "topic-init", "scorer", "gateway", "monitor", "outcomes", "producer"),
+    *("prometheus", "grafana"),
+}
 GATEWAY_PORT = 8000
 PINNED = re.compile(r"^[\w./-]+:v?\d+(\.\d+)+[\w.-]*$")
 
@@ -276,6 +280,31 @@ def test_prometheus_gets_the_projects_config_and_rules_and_scrapes_the_scorer(
     jobs = {name: (sd["names"], sd["port"]) for name, sd in found.items()}
     assert jobs["crm-scorer"] == (["scorer"], Settings().metrics.port)
     assert jobs["crm-gateway"] == (["gateway"], GATEWAY_PORT)
+    assert jobs["crm-monitor"] == (["monitor"], MonitorSettings().metrics_port)
+
+
+def test_the_monitor_joins_the_outcomes_the_world_answers_on_the_topics_topic_init_creates(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monitor, init = services["monitor"], services["topic-init"]["environment"]
+    scorer_parser().parse_args([*monitor["entrypoint"][1:], *monitor["command"]])
+    for key, value in monitor["environment"].items():
+        monkeypatch.setenv(key, str(value))
+    settings = load_monitor_settings(ROOT / "configs" / "monitor.yaml")
+    assert settings.kafka.bootstrap_servers == scorer_env(services)["CRM_SCORER_KAFKA__BOOTSTRAP_SERVERS"]
+    assert settings.schema_registry.url == scorer_env(services)["CRM_SCORER_SCHEMA_REGISTRY__URL"]
+    assert (settings.topics.scores, settings.topics.outcomes) == (init["OUTPUT_TOPIC"], init["OUTCOMES_TOPIC"])
+    assert '"$$OUTCOMES_TOPIC" "$$RETENTION_MS"' in services["topic-init"]["command"][0]
+    outcomes = producer_parser().parse_args(services["outcomes"]["command"])
+    produced = producer_parser().parse_args(services["producer"]["command"])
+    assert (outcomes.scores_topic, outcomes.topic) == (settings.topics.scores, settings.topics.outcomes)
+    assert (outcomes.count, outcomes.seed, outcomes.schema_version) == (
+        produced.count,
+        produced.seed,
+        produced.schema_version,
+    ), "the outcomes answer the world the producer sends"
+    registry = services["outcomes"]["environment"]["CRM_PRODUCER_SCHEMA_REGISTRY__URL"]
+    assert registry == settings.schema_registry.url, "the scores are Confluent-framed"
 
 
 def test_grafana_provisioning_reaches_prometheus_and_the_dashboard(services: dict[str, dict[str, Any]]) -> None:
