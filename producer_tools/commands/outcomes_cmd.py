@@ -23,6 +23,7 @@ from producer_tools.commands.arguments import (
     SCORES_TOPIC,
     add_bootstrap_argument,
     connect,
+    registry_of,
     require_broker,
 )
 from producer_tools.errors import BrokerError
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     """Answer the scores as the arguments say; print the summary line on stdout."""
     try:
         connect(args)
+        args.score_registry = registry_of(args)  # Confluent-framed scores name their writer schema there
         require_broker(args.bootstrap_servers, topics=[args.scores_topic])
         if args.partitions:
             ensure_topics(args.bootstrap_servers, {args.topic: args.partitions})

@@ -97,6 +97,8 @@ def answer_scores(
     """Read scores from the beginning, publish their outcomes when due, until idle (or ``stop``); the tally.
 
     ``truths`` (by event id) defaults to the world regenerated from ``args``; the demo passes the world it sent.
+    ``args.score_registry`` (optional): the Schema Registry behind Confluent-framed scores (a scorer with a
+    registry writes them so).
     ``tally``: counted into as it goes, so a caller in another thread can watch the progress.
     """
     if truths is None:
@@ -139,7 +141,8 @@ class _Answerer:
     def __init__(self, args: argparse.Namespace, truths: dict[str, Truth], tally: OutcomeTally | None = None) -> None:
         self._args, self._truths = args, truths
         self._draws = OutcomeDraws(args.missing, args.duplicates)
-        self._decoder, self._encode = ResultDecoder(), SingleObjectEncoder(load_catalog().outcome)
+        self._decoder = ResultDecoder(registry=getattr(args, "score_registry", None))
+        self._encode = SingleObjectEncoder(load_catalog().outcome)
         self.producer = Producer(producer_config(args.bootstrap_servers))
         self.tally = tally if tally is not None else OutcomeTally()
         self.schedule = OutcomeSchedule(args.time_scale, getattr(args, "lead_time_scale", None))
