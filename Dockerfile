@@ -26,10 +26,12 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/python -c "import consumer.commands.cli, producer_tools.commands.cli, xgboost, sklearn, confluent_kafka"
 
 FROM ${PYTHON_IMAGE} AS runtime
+# NUMBA_CACHE_DIR: the compiled tree walk (models/tree_walk.py) is cached where the non-root user may write.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    CRM_SCORER_MODELS__ARTIFACTS_DIR=/app/models/artifacts
+    CRM_SCORER_MODELS__ARTIFACTS_DIR=/app/models/artifacts \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin scorer
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

@@ -24,6 +24,7 @@ from models.lead_model import LeadParameters
 from models.leaf_table import LeafTable
 from models.manifest import MANIFEST, Manifest, ModelEntry, StoredFile
 from models.pipeline import check_pipeline
+from models.tree_walk import TreeWalker, compiled
 from schemas.errors import ArtifactError
 
 __all__ = ["MANIFEST", "BankModel", "LeadModel", "ModelSet", "load_models", "read_manifest", "verified_file"]
@@ -75,7 +76,21 @@ class BankModel:
     def explain(self, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """From ``leaves``: calibrated log-odds (float64, the same as ``margin``) and every feature's
         contribution to them (float32, ``contributions`` to float32 precision)."""
-        summed = self.leaf_table.margin_and_contributions(leaves)
+        return self._calibrated(self.leaf_table.margin_and_contributions(leaves))
+
+    @functools.cached_property
+    def walker(self) -> TreeWalker:
+        """The trees as flat arrays over the whole feature matrix (``models.features.FEATURE_NAMES`` columns)."""
+        return TreeWalker.of(self.booster, self.leaf_table, [FEATURE_INDEX[name] for name in self.features])
+
+    def explain_rows(self, matrix: np.ndarray, x: np.ndarray | Any | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``explain`` of the leaves the rows of ``matrix`` (a ``FeatureFrame.matrix``) land in: one compiled
+        walk when numba is there, else ``pred_leaf`` on ``x`` (this bank's columns, or their shared DMatrix)."""
+        if compiled():
+            return self._calibrated(self.walker.margin_and_contributions(matrix))
+        return self.explain(self.leaves(x if x is not None else matrix[:, [FEATURE_INDEX[n] for n in self.features]]))
+
+    def _calibrated(self, summed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = np.float32(self.calibration[0])
         return calibrated(summed[:, -1], self.calibration), a * summed[:, :-1]
 
@@ -190,6 +205,8 @@ def load_models(config: ModelsConfig, directory: Path | None = None) -> ModelSet
         model = BankModel(bank.name, entry.version, features, threshold, booster, (a, b))
         try:
             model.leaf_table  # noqa: B018  built now, not on the first batch
+            if compiled():  # the walk's arrays, and the loop compiled (or read from numba's cache) now
+                model.explain_rows(np.zeros((1, len(FEATURE_INDEX))))
         except ValueError as exc:
             raise ArtifactError(f"model {bank.name!r}: {path.name} cannot be explained: {exc}") from exc
         banks.append(model)

@@ -1,11 +1,12 @@
 """Scoring a feature frame: every bank with its reasons, the lead with its reasons, and the ranked offers.
 
-One ``pred_leaf`` pass per bank per batch names the leaf of every tree for every row; one sparse product over
-the bank's precomputed leaf vectors (``models.leaf_table``) gives its margin (XGBoost's own, to the last bit)
-and every feature's approximate (Saabas) contribution at once, so reasons for every bank cost one gather, not
-one tree walk per bank and row. An approval's reasons are the features that pushed its score up the most, a
-decline's those that pulled it down the most (at most ``top_k`` each, only of that sign). The lead model is
-linear: its contributions are exact, relative to the average lead, its one-hot fields summed per field.
+One compiled walk per bank per batch (``models.tree_walk``; XGBoost's ``pred_leaf`` where numba is missing)
+lands every row in a leaf of every tree and sums the bank's precomputed leaf vectors (``models.leaf_table``):
+its margin (XGBoost's own, to the last bit) and every feature's approximate (Saabas) contribution at once, so
+reasons for every bank cost no tree walk of their own. An approval's reasons are the features that pushed its
+score up the most, a decline's those that pulled it down the most (at most ``top_k`` each, only of that sign).
+The lead model is linear: its contributions are exact, relative to the average lead, its one-hot fields summed
+per field.
 
 Everything stays column-wise (``ScoreColumns``), and ``consumer.core.result_writer`` turns the columns into
 result bytes.
@@ -25,6 +26,7 @@ from models.artifacts import ModelSet, feature_matrix
 from models.calibration import sigmoid
 from models.features import FeatureFrame
 from models.reasons import ReasonInputs, reason_inputs, top_reasons
+from models.tree_walk import compiled
 
 
 class Timer(Protocol):
@@ -100,26 +102,27 @@ def model_outputs(
     """Every bank's and the lead's probabilities and top ``top_k`` reasons (see the module docstring)."""
     banks = models.banks
     seconds = model_seconds if model_seconds is not None else {}
-    inputs: dict[tuple[str, ...], tuple[np.ndarray, Any]] = {}  # banks with the same features share them
-    leaves = []
+    inputs: dict[tuple[str, ...], np.ndarray] = {}  # banks with the same features share them
+    shared: dict[tuple[str, ...], Any] = {}  # ... and, without the compiled walk, their DMatrix
+    explained = []
     with timer("predict"):
         for bank in banks:
             started = time.perf_counter()
             if bank.features not in inputs:
-                x = frame.columns(bank.features)
-                inputs[bank.features] = (x, feature_matrix(x))
-            leaves.append(bank.leaves(inputs[bank.features][1]))
+                inputs[bank.features] = frame.columns(bank.features)
+                if not compiled():
+                    shared[bank.features] = feature_matrix(inputs[bank.features])
+            explained.append(bank.explain_rows(frame.matrix, shared.get(bank.features)))
             seconds[bank.name] = seconds.get(bank.name, 0.0) + time.perf_counter() - started
         started = time.perf_counter()
         lead_x = frame.columns(models.lead.features).astype(np.float64)
         lead_p = models.lead.probability(lead_x)
         seconds["lead"] = seconds.get("lead", 0.0) + time.perf_counter() - started
     with timer("reasons"):
-        explained = [bank.explain(leaf) for bank, leaf in zip(banks, leaves, strict=True)]
         bank_p = sigmoid(np.column_stack([margin for margin, _ in explained]))
         approved = bank_p >= np.array([b.threshold for b in banks])
         bank_reasons = [
-            _reasons(reason_inputs(bank.features), inputs[bank.features][0], contributions, approved[:, j], top_k)
+            _reasons(reason_inputs(bank.features), inputs[bank.features], contributions, approved[:, j], top_k)
             for j, (bank, (_, contributions)) in enumerate(zip(banks, explained, strict=True))
         ]
         lead_contributions = models.lead.params.contributions(lead_x)
