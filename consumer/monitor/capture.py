@@ -73,8 +73,9 @@ class Capture:
             self._write(sequence, records)
             self.recovered += len(records)
 
-    def stage(self, changes: Changes, rows: Iterable[JoinedRow]) -> None:
-        """Put ``rows`` in the outbox inside a batch's transaction (a store outbox; memory ignores it)."""
+    def stage(self, changes: Changes, rows: Iterable[tuple[int, JoinedRow]]) -> None:
+        """Put ``rows`` (partition, row) in the outbox inside a batch's transaction (a store outbox; memory ignores
+        it)."""
         self._outbox.stage(changes, rows)
 
     def add(self, rows: Iterable[JoinedRow]) -> None:
@@ -101,9 +102,9 @@ class Capture:
         keys: list[bytes] = []
         records: Records = []
         waited: dict[bytes, tuple[int, float]] = {}
-        for key, row in self._outbox.pending():
+        for key, row, stored in self._outbox.pending():
             tries, first = self._waited.get(key, (0, now))
-            raw = self._event_of(row) if self._event_of is not None else None
+            raw = stored if stored is not None or self._event_of is None else self._event_of(row)
             patient = tries < _PATIENCE or now - first < _PATIENCE_S
             if raw is None and self._event_of is not None and not final and patient:
                 waited[key] = (tries + 1, first)

@@ -9,7 +9,8 @@ of the state store. Keys of one partition (all under its prefix):
 - ``row/<model>/<scored_at>/<outcome event_id>``: a joined row, read back by the quality windows.
 - ``exp/``, ``pexp/``, ``rexp/`` + ``<event time>/...``: what to expire when the partition's event time passes
   its TTL (the latest ``scored_at`` or ``decided_at`` seen: replaying the topics expires the same entries).
-- ``evt/<event_id>``: the application event's bytes, kept only when the input topic is joined too (capture).
+- ``evt/<event_id>``: the application event's bytes, kept only when the input topic is joined too (capture);
+  ``eearly/<event_id>``: one read before the partition's first score or outcome, its TTL not started yet.
 - ``stat/<counter>``: the counters the metrics export, in the same write as the state they count.
 - ``shad/<application_id>``: a challenger's scores (the shadow topic) that came before the score they shadow.
 
@@ -172,8 +173,12 @@ class PartitionJoin:
         self._tx.put(self._key("evt", event_id), value)
         # Its TTL runs from the partition's event time when it came (the scores' and outcomes' clock), or from
         # when it occurred if later: a replayed or back-dated event would otherwise expire before its score.
-        since = max(occurred_at_ms, int(self._tx.get(self._key("wm")) or 0))
-        self._tx.put(self._key("eexp", _ts(since), event_id), b"")
+        # Before the partition's first score or outcome there is no such time yet: the TTL waits for it.
+        watermark = int(self._tx.get(self._key("wm")) or 0)
+        if watermark == 0:
+            self._tx.put(self._key("eearly", event_id), b"")
+            return
+        self._tx.put(self._key("eexp", _ts(max(occurred_at_ms, watermark)), event_id), b"")
 
     def add_outcome(self, outcome: dict[str, Any]) -> list[JoinedRow]:
         """Join ``outcome`` with its score, park it until one comes, or count it as a duplicate."""
@@ -239,7 +244,10 @@ class PartitionJoin:
 
     def expire(self, committed: Scan, ttl_ms: int) -> None:
         """Drop what the partition's event time has carried past ``ttl_ms`` (entries already committed)."""
-        cutoff = int(self._tx.get(self._key("wm")) or 0) - ttl_ms
+        watermark = int(self._tx.get(self._key("wm")) or 0)
+        if watermark > 0:
+            self._start_event_ttls(committed, watermark)
+        cutoff = watermark - ttl_ms
         if cutoff <= 0:
             return
         stop = _ts(cutoff).encode()
@@ -258,6 +266,15 @@ class PartitionJoin:
             if row_key is not None:
                 self._tx.delete(row_key)
             self._tx.delete(rid)
+            self._tx.delete(key)
+
+    def _start_event_ttls(self, committed: Scan, watermark: int) -> None:
+        """Events read before the partition had an event time: their TTL runs from the one it has now (their
+        own times may be far older, on another clock: a back-dated world's events, scored today, would expire
+        at the first score and reach the capture without their event)."""
+        early = self._key("eearly", "")
+        for key, _ in committed.scan(early, early[:-1] + b"0"):
+            self._tx.put(self._key("eexp", _ts(watermark), key[len(early) :].decode()), b"")
             self._tx.delete(key)
 
     def _expire_parked(self, application_id: str, outcome_id: str) -> None:

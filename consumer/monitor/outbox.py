@@ -4,7 +4,8 @@ A row enters the outbox in the batch's own ``WriteBatch``, with the offsets of t
 member killed at any point resumes from offsets whose rows are either in the outbox or already in a file,
 never from past a row that was only in memory. Keys, beside the partitions' (``consumer.monitor.store``):
 
-- ``g/cap/<outcome_id>``: a row waiting to be written (the row as JSON).
+- ``g/cap/<partition>/<outcome_id>``: a row waiting to be written (the row as JSON); its event is looked up in
+  its own partition's state, whether or not the member still holds that partition.
 - ``g/capfile/<sequence>``: a sealed flush: the records of one write, taken out of ``cap/`` in one batch,
   until every file of that write is in place; a member that finds one when it opens writes it again under
   the same names (``rename`` over what an earlier attempt left), so a write is never lost and never doubled.
@@ -21,7 +22,7 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from consumer.monitor.join import CHALLENGER, Changes, JoinedRow
-from consumer.monitor.store import StateStore
+from consumer.monitor.store import StateStore, partition_prefix
 from consumer.monitor.windows import GLOBAL
 
 PENDING = GLOBAL + b"cap/"
@@ -36,9 +37,9 @@ class Outbox(Protocol):
 
     writer: str
 
-    def stage(self, changes: Changes, rows: Iterable[JoinedRow]) -> None: ...
+    def stage(self, changes: Changes, rows: Iterable[tuple[int, JoinedRow]]) -> None: ...
     def add(self, rows: Iterable[JoinedRow]) -> None: ...
-    def pending(self) -> Iterator[tuple[bytes, JoinedRow]]: ...
+    def pending(self) -> Iterator[tuple[bytes, JoinedRow, bytes | None]]: ...
     def seal(self, keys: list[bytes], records: Records) -> int: ...
     def sealed(self) -> Iterator[tuple[int, Records]]: ...
     def release(self, sequence: int) -> None: ...
@@ -62,17 +63,23 @@ class StoreOutbox:
             tx.commit()
         self.writer = writer.decode()
 
-    def stage(self, changes: Changes, rows: Iterable[JoinedRow]) -> None:
-        """Put ``rows`` in the batch's transaction (``changes``): written with its offsets or not at all."""
-        for row in captured(rows):
-            changes.put(PENDING + row.outcome_id.encode(), json.dumps(asdict(row)).encode())
+    def stage(self, changes: Changes, rows: Iterable[tuple[int, JoinedRow]]) -> None:
+        """Put ``rows`` (partition, row) in the batch's transaction (``changes``): written with its offsets or not
+        at all."""
+        for partition, row in rows:
+            if not row.model.endswith(CHALLENGER):  # as ``captured``
+                key = PENDING + b"%04d/" % partition + row.outcome_id.encode()
+                changes.put(key, json.dumps(asdict(row)).encode())
 
     def add(self, rows: Iterable[JoinedRow]) -> None:
         """Nothing to do: ``stage`` put the rows in the store with their batch."""
 
-    def pending(self) -> Iterator[tuple[bytes, JoinedRow]]:
-        for key, value in self._store.scan(PENDING, PENDING[:-1] + b"0"):
-            yield key, JoinedRow(**json.loads(value))
+    def pending(self) -> Iterator[tuple[bytes, JoinedRow, bytes | None]]:
+        """The waiting rows, each with its application event when its partition's state holds it."""
+        for key, value in list(self._store.scan(PENDING, PENDING[:-1] + b"0")):
+            row = JoinedRow(**json.loads(value))
+            partition = int(key[len(PENDING) :].split(b"/", 1)[0])
+            yield key, row, self._store.get(partition_prefix(partition) + b"evt/" + row.score_event_id.encode())
 
     def seal(self, keys: list[bytes], records: Records) -> int:
         """Move ``keys`` out of the outbox into one sealed write of ``records``, in one batch; its sequence."""
@@ -104,15 +111,17 @@ class MemoryOutbox:
         self._rows: dict[bytes, JoinedRow] = {}
         self._sequence = 0
 
-    def stage(self, changes: Changes, rows: Iterable[JoinedRow]) -> None:
+    def stage(self, changes: Changes, rows: Iterable[tuple[int, JoinedRow]]) -> None:
         """Nothing to do: ``add`` keeps the rows."""
 
     def add(self, rows: Iterable[JoinedRow]) -> None:
         for row in captured(rows):
             self._rows[row.outcome_id.encode()] = row
 
-    def pending(self) -> Iterator[tuple[bytes, JoinedRow]]:
-        yield from list(self._rows.items())
+    def pending(self) -> Iterator[tuple[bytes, JoinedRow, bytes | None]]:
+        """The waiting rows (their events are the capture's ``event_of`` to find)."""
+        for key, row in list(self._rows.items()):
+            yield key, row, None
 
     def seal(self, keys: list[bytes], records: Records) -> int:
         for key in keys:

@@ -27,7 +27,7 @@ from schemas.errors import InvalidEventError
 
 log = logging.getLogger(__name__)
 SCORES, OUTCOMES, APPLICATIONS, SHADOW = "scores", "outcomes", "applications", "shadow"
-Stage = Callable[[Changes, list[JoinedRow]], None]
+Stage = Callable[[Changes, list[tuple[int, JoinedRow]]], None]  # (input partition, row)
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class MonitorCore:
         in that transaction too (the capture's outbox: a row is stored with the offsets that made it)."""
         tx = self._store.transaction()
         rows: list[JoinedRow] = []
+        staged: list[tuple[int, JoinedRow]] = []
         undecodable = {SCORES: 0, OUTCOMES: 0, APPLICATIONS: 0, SHADOW: 0}
         touched: set[int] = set()
         for message in batch:
@@ -94,7 +95,9 @@ class MonitorCore:
             touched.add(message.partition)
             tx.put(partition_prefix(message.partition) + f"off/{message.stream}".encode(), b"%d" % (message.offset + 1))
             try:
-                rows += self._apply_one(join, message)
+                joined = self._apply_one(join, message)
+                rows += joined
+                staged += [(message.partition, row) for row in joined]
             except (InvalidEventError, KeyError, TypeError, ValueError) as exc:
                 undecodable[message.stream] += 1
                 tx.add(partition_prefix(message.partition) + f"stat/undecodable_{message.stream}".encode())
@@ -104,7 +107,7 @@ class MonitorCore:
         for partition in touched:
             PartitionJoin(tx, partition_prefix(partition)).expire(self._store, ttl_ms)
         if stage is not None:
-            stage(tx, rows)
+            stage(tx, staged)
         tx.commit()
         self.models.update(row.model for row in rows)
         return BatchResult(rows, undecodable, fired)

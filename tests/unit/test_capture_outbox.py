@@ -4,6 +4,7 @@ dropped where crm-train reads the capture."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -67,7 +68,7 @@ def _join(store: StateStore, capture: Capture, rows: list[JoinedRow], offset: in
     """What a batch of the monitor writes: its rows staged with its next offset, in one transaction."""
     tx = store.transaction()
     tx.put(b"p0000/off/outcomes", b"%d" % offset)
-    capture.stage(tx, rows)
+    capture.stage(tx, [(0, row) for row in rows])
     tx.commit()
     capture.add(rows)
 
@@ -138,3 +139,33 @@ def test_the_first_copy_with_its_event_is_kept_in_file_order() -> None:
     events = [None, "e", "e1", None, "e2", "e3"]
     assert first_copies(ids, events).tolist() == [1, 2, 3]
     assert first_copies([], []).tolist() == []
+
+
+def test_an_event_read_before_its_partitions_first_score_waits_for_the_partitions_clock_to_expire(
+    tmp_path: Path,
+) -> None:
+    from consumer.monitor.join import PartitionJoin
+
+    day = 86_400_000
+    march, december = 1_772_400_000_000, 1_796_500_000_000  # a back-dated world's events, scored today
+
+    def batch(store: StateStore, change: Callable[[PartitionJoin], object]) -> None:
+        tx = store.transaction()
+        join = PartitionJoin(tx, b"p0000/")
+        change(join)
+        join.expire(store, 7 * day)
+        tx.commit()
+
+    def score(at: int, event_id: str) -> Callable[[PartitionJoin], object]:
+        return lambda join: join.add_score(
+            "app", {"event_id": event_id, "scored_at": at, "models": {}, "answered": True}
+        )
+
+    with StateStore(tmp_path / "store") as store:
+        batch(store, lambda join: join.add_event("e-1", march, b"event"))
+        for at, event_id in ((december, "e-1"), (december + day, "e-2")):
+            batch(store, score(at, event_id))
+        assert store.get(b"p0000/evt/e-1") == b"event", "expired at its partition's first score"
+        for at, event_id in ((december + 8 * day, "e-3"), (december + 9 * day, "e-4")):
+            batch(store, score(at, event_id))
+        assert store.get(b"p0000/evt/e-1") is None, "kept past its TTL"
