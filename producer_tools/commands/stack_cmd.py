@@ -16,10 +16,12 @@ from producer_tools.servers.process import BrokerError
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "stack",
-        help="run the whole stack (Kafka, registry, two scorers, gateway, producer, Prometheus) without Docker",
+        help="run the whole stack (Kafka, registry, two scorers, gateway, producer, outcomes, monitor, Prometheus) "
+        "without Docker",
         description="Apache Kafka, Apicurio Registry, two scorer replicas in one group (Confluent framing), the "
-        "synthetic CRM at a steady rate with about 1%% malformed messages, the HTTP gateway, and Prometheus with the "
-        "alert rules, as local processes; Ctrl-C stops them all. Needs java 17+ (Kafka), java 21+ (the registry) "
+        "synthetic CRM at a steady rate with about 1%% malformed messages, the HTTP gateway, the world's outcomes and "
+        "crm-scorer monitor joining them, and Prometheus with the alert rules, as local processes; Ctrl-C stops "
+        "them all. Needs java 17+ (Kafka), java 21+ (the registry) "
         "and mvn.",
     )
     parser.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")

@@ -2,11 +2,13 @@
 
 Apache Kafka (one KRaft node, :mod:`producer_tools.servers.apache_kafka`), Apicurio Registry
 (:mod:`producer_tools.servers.apicurio`),
-the three topics, two ``crm-scorer run`` replicas in one consumer group with Confluent framing (each its own
+the four topics, two ``crm-scorer run`` replicas in one consumer group with Confluent framing (each its own
 process, instance id and metrics port), the synthetic CRM producing at a steady rate with about 1% malformed
-messages, the HTTP gateway (``crm-scorer gateway``, its scores view in the stack's folder), and Prometheus
-(Debian's package, installed by ``scripts/install-prometheus.sh`` when missing) with ``configs/prometheus.yml``'s
-rules, scraping both replicas and the gateway. Grafana has no Debian package; its dashboard's
+messages, the HTTP gateway (``crm-scorer gateway``, its scores view in the stack's folder), the feedback loop
+(the world's banks and leads answering the scores on ``crm.outcomes``, :mod:`producer_tools.demos.stack_outcomes`,
+and ``crm-scorer monitor`` joining them, its state store in the stack's folder), and Prometheus (Debian's package,
+installed by ``scripts/install-prometheus.sh`` when missing) with ``configs/prometheus.yml``'s rules, scraping
+both replicas, the gateway and the monitor. Grafana has no Debian package; its dashboard's
 queries are evaluated against Prometheus by the test suite instead. Every process logs into the stack's folder.
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from producer_tools.demos.stack_outcomes import StackOutcomes
 from producer_tools.publishing.topics import ensure_topics
 from producer_tools.servers.apache_kafka import ApacheKafka
 from producer_tools.servers.apicurio import ApicurioRegistry
@@ -36,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout: producer_tools/demos
 CONFIGS = ROOT / "configs"
 INSTALL_PROMETHEUS = ROOT / "scripts" / "install-prometheus.sh"
 TOPICS = {"input": "crm.applications", "output": "crm.scores", "dlq": "crm.applications.dlq"}
+OUTCOMES = "crm.outcomes"  # co-partitioned with crm.scores: the monitor joins them partition by partition
 GROUP = "crm-scorer"
 _BATCH = 5000  # events per producer run; the next run takes the next seed, so the stream never repeats
 
@@ -48,6 +52,7 @@ class StackPorts:
     scorers: tuple[int, int] = (9400, 9401)
     prometheus: int = 9090
     gateway: int = 8000
+    monitor: int = 9410
 
 
 def _port(wanted: int) -> int:
@@ -74,10 +79,13 @@ class Stack:
         self.scorer_ports = tuple(_port(p) for p in wanted.scorers)
         self.prometheus_port = _port(wanted.prometheus) if prometheus else None
         self.gateway_port = _port(wanted.gateway)
+        self.monitor_port = _port(wanted.monitor)
         self._rate, self._bad_ratio = rate, bad_ratio
         self._scorers: list[ServerProcess] = []
         self._prometheus: ServerProcess | None = None
         self._gateway: ServerProcess | None = None
+        self._monitor: ServerProcess | None = None
+        self._outcomes: StackOutcomes | None = None
         self._producer: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._producer_thread: threading.Thread | None = None
@@ -91,6 +99,7 @@ class Stack:
         for i, port in enumerate(self.scorer_ports):
             urls[f"scorer {i + 1}"] = f"http://{HOST}:{port}/metrics"
         urls["gateway"] = f"http://{HOST}:{self.gateway_port}/docs"
+        urls["monitor"] = f"http://{HOST}:{self.monitor_port}/metrics"
         if self.prometheus_url:
             urls["prometheus"] = self.prometheus_url
         urls["logs"] = str(self.folder)
@@ -100,10 +109,14 @@ class Stack:
         """Bring every part up and wait until each answers. Raises BrokerError naming the part that did not."""
         self.kafka.start()
         self.registry.start()
-        ensure_topics(self.kafka.bootstrap_servers, {TOPICS["input"]: 6, TOPICS["output"]: 6, TOPICS["dlq"]: 1})
+        partitions = {TOPICS["input"]: 6, TOPICS["output"]: 6, TOPICS["dlq"]: 1, OUTCOMES: 6}
+        ensure_topics(self.kafka.bootstrap_servers, partitions)
         for i, port in enumerate(self.scorer_ports):
             self._scorers.append(self._scorer(i, port))
         self._gateway = self._start_gateway(self.gateway_port)
+        self._monitor = self._start_monitor(self.monitor_port)
+        self._outcomes = StackOutcomes(self.kafka.bootstrap_servers, self.registry.url, TOPICS["output"], OUTCOMES)
+        self._outcomes.start()
         self._producer_thread = threading.Thread(target=self._produce_forever, name="stack-producer", daemon=True)
         self._producer_thread.start()
         if self.prometheus_port:
@@ -111,8 +124,9 @@ class Stack:
         return self
 
     def processes(self) -> list[ServerProcess]:
-        """The scorer replicas, the gateway and Prometheus (the broker and the registry have objects of their own)."""
-        others = [server for server in (self._gateway, self._prometheus) if server is not None]
+        """The scorer replicas, the gateway, the monitor and Prometheus (the broker and the registry have objects of
+        their own)."""
+        others = [server for server in (self._gateway, self._monitor, self._prometheus) if server is not None]
         return [*self._scorers, *others]
 
     def problems(self) -> list[str]:
@@ -121,6 +135,8 @@ class Stack:
         for server in self.processes():
             if not server.is_running():
                 found.append(f"{server.name} exited:\n{server.log_tail(1500)}")
+        if self._outcomes is not None and not self._outcomes.is_running():
+            found.append(f"the outcomes stopped: {self._outcomes.tally.line()}")
         if not self.kafka.is_running():
             found.append(f"Apache Kafka exited:\n{self.kafka.log_tail()[-1500:]}")
         if not self.registry.is_running():
@@ -135,6 +151,8 @@ class Stack:
             self._producer.wait(15)
         if self._producer_thread is not None:
             self._producer_thread.join(15)
+        if self._outcomes is not None:
+            self._outcomes.stop()
         servers = [*reversed(self.processes())]
         for server in servers:
             server.request_stop()
@@ -199,11 +217,28 @@ class Stack:
         server.wait_until(lambda: _http_status(f"http://{HOST}:{port}/readyz") == 200, 120, f"be ready on port {port}")
         return server
 
+    def _start_monitor(self, port: int) -> ServerProcess:
+        """``crm-scorer monitor`` on the stack's scores and outcomes; up once it serves /metrics."""
+        command = [
+            *(sys.executable, "-m", "consumer.commands.cli", "monitor"),
+            *("--bootstrap-servers", self.kafka.bootstrap_servers, "--schema-registry-url", self.registry.url),
+            *("--scores-topic", TOPICS["output"], "--outcomes-topic", OUTCOMES),
+            *("--store-path", str(self.folder / "monitor-state"), "--metrics-port", str(port)),
+        ]
+        env = {"CRM_MONITOR_METRICS_HOST": HOST}
+        server = ServerProcess("monitor", command, self.folder / "monitor.log", env=env)
+        server.start()
+        server.wait_until(lambda: _http_status(f"http://{HOST}:{port}/metrics") == 200, 60, f"serve /metrics on {port}")
+        return server
+
     def _produce_forever(self) -> None:
-        """The synthetic CRM: runs of ``crm-producer produce`` at the stack's rate, each with the next seed."""
+        """The synthetic CRM: runs of ``crm-producer produce`` at the stack's rate, each with the next seed (its
+        world's outcomes follow the scores)."""
         seed = 1
         with (self.folder / "producer.log").open("ab") as log:
             while not self._stopping.is_set():
+                if self._outcomes is not None:
+                    self._outcomes.add_world(_BATCH, seed, "mixed")
                 command = [
                     sys.executable,
                     "-m",
@@ -239,7 +274,8 @@ class Stack:
         binary = prometheus_binary()
         path = self.folder / "prometheus.yml"
         scorers, gateway = [f"{HOST}:{p}" for p in self.scorer_ports], [f"{HOST}:{self.gateway_port}"]
-        path.write_text(yaml.safe_dump(local_prometheus_config(scorers, "5s", gateway)))
+        monitor = [f"{HOST}:{self.monitor_port}"]
+        path.write_text(yaml.safe_dump(local_prometheus_config(scorers, "5s", gateway, monitor)))
         command = [
             binary,
             f"--config.file={path}",
@@ -253,14 +289,16 @@ class Stack:
         return server
 
 
-def local_prometheus_config(targets: list[str], interval: str, gateways: Sequence[str] = ()) -> dict[str, Any]:
-    """``configs/prometheus.yml`` for scorers (and gateways) on this machine: the same rules (by absolute path)
-    and scrape jobs, each target named by address instead of found by DNS (as compose does), scraped every
+def local_prometheus_config(
+    targets: list[str], interval: str, gateways: Sequence[str] = (), monitors: Sequence[str] = ()
+) -> dict[str, Any]:
+    """``configs/prometheus.yml`` for scorers (and gateways, monitors) on this machine: the same rules (by absolute
+    path) and scrape jobs, each target named by address instead of found by DNS (as compose does), scraped every
     ``interval``; a job with no target here (no gateway) is left out."""
     config: dict[str, Any] = yaml.safe_load((CONFIGS / "prometheus.yml").read_text())
     config["global"] |= {"scrape_interval": interval, "evaluation_interval": interval}
     config["rule_files"] = [str(CONFIGS / name) for name in config["rule_files"]]
-    local = {"crm-scorer": list(targets), "crm-gateway": list(gateways)}
+    local = {"crm-scorer": list(targets), "crm-gateway": list(gateways), "crm-monitor": list(monitors)}
     jobs = [job for job in config["scrape_configs"] if local.get(job["job_name"])]
     for job in jobs:
         job.pop("dns_sd_configs", None)
