@@ -48,8 +48,9 @@ demo-outcomes: $(STAMP)
 demo-lifecycle: $(STAMP)
 	$(VENV)/bin/crm-producer lifecycle-demo --broker $(BROKER)
 
-# The docker-compose topology as local processes (Apache Kafka, Apicurio Registry, two scorers, the producer,
-# Prometheus) until Ctrl-C; needs java 17+, java 21+ for the registry, and mvn.
+# The docker-compose topology as local processes (Apache Kafka, Apicurio Registry, two scorers, the gateway, the
+# producer, the world's outcomes, the monitor, Prometheus) until Ctrl-C; needs java 17+, java 21+ for the registry,
+# and mvn.
 stack: $(STAMP)
 	$(VENV)/bin/crm-producer stack
 
