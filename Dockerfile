@@ -4,7 +4,7 @@
 #   docker build -t crm-scorer:0.1.0 .                           the scorer (the default, last stage)
 #   docker build -t crm-scorer-tools:0.1.0 --target tools .      crm-producer: synthetic traffic, tail, replay-dlq
 # Both carry only the runtime dependencies (`pip install .`, no local-broker or test extras), run as a non-root
-# user, and hold the trained models and scorer.yaml under /app; mount over /app/models/artifacts or
+# user, and hold the trained models, scorer.yaml and monitor.yaml under /app; mount over /app/models/artifacts or
 # /app/configs/scorer.yaml to serve other ones without rebuilding.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
