@@ -15,21 +15,27 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The Helm chart's offline checks (tests/deploy): helm, and KEDA's ScaledObject and TriggerAuthentication CRDs,
-# both from the Go module proxy, into .tools/ (a version change installs again).
+# The Helm chart's offline checks (tests/deploy): helm, KEDA's ScaledObject and TriggerAuthentication CRDs and the
+# Prometheus Operator's ServiceMonitor CRD, all from the Go module proxy, into .tools/ (a version change installs
+# again).
 GO ?= go
 HELM_VERSION := v3.21.4
 KEDA_VERSION := v2.20.2
+PROMETHEUS_OPERATOR_VERSION := v0.85.0
 TOOLS := .tools
-TOOLS_STAMP := $(TOOLS)/.installed-helm-$(HELM_VERSION)-keda-$(KEDA_VERSION)
+TOOLS_STAMP := $(TOOLS)/.installed-helm-$(HELM_VERSION)-keda-$(KEDA_VERSION)-operator-$(PROMETHEUS_OPERATOR_VERSION)
+KEDA_MODULE := github.com/kedacore/keda/v2@$(KEDA_VERSION)
+OPERATOR_MODULE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION)
 
 $(TOOLS_STAMP):
-	mkdir -p $(TOOLS)/bin $(TOOLS)/keda
+	mkdir -p $(TOOLS)/bin $(TOOLS)/crds
 	GOBIN=$(abspath $(TOOLS)/bin) GOTOOLCHAIN=local $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
-	GOTOOLCHAIN=local $(GO) mod download github.com/kedacore/keda/v2@$(KEDA_VERSION)
-	for crd in scaledobjects triggerauthentications; do \
-		install -m 644 "$$($(GO) env GOMODCACHE)/github.com/kedacore/keda/v2@$(KEDA_VERSION)/config/crd/bases/keda.sh_$$crd.yaml" $(TOOLS)/keda/; \
-	done
+	GOTOOLCHAIN=local $(GO) mod download $(KEDA_MODULE) $(OPERATOR_MODULE)
+	modules="$$($(GO) env GOMODCACHE)" && install -m 644 \
+		"$$modules/$(KEDA_MODULE)/config/crd/bases/keda.sh_scaledobjects.yaml" \
+		"$$modules/$(KEDA_MODULE)/config/crd/bases/keda.sh_triggerauthentications.yaml" \
+		"$$modules/$(OPERATOR_MODULE)/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
+		$(TOOLS)/crds/
 	touch $@
 
 demo: $(STAMP)
