@@ -1,4 +1,5 @@
-"""The Helm chart rendered by the helm binary `make tools` installs, and KEDA's CRD schemas it copied beside it."""
+"""The Helm chart rendered by the helm binary `make tools` installs, and the CRD schemas (KEDA's, the Prometheus
+Operator's) it copied beside it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "crm-scorer"
 TOOLS = ROOT / ".tools"
 HELM = TOOLS / "bin" / "helm"
-KEDA_CRDS = TOOLS / "keda"
+CRDS = TOOLS / "crds"
 RELEASE = "crm-scorer"
 # The values a secured cluster needs: SASL_SSL with SCRAM, the broker's CA and a client certificate, a registry
 # with basic auth, and configs of the operator's own.
@@ -85,9 +86,9 @@ def plain_env(found: dict[str, Any]) -> dict[str, str]:
 
 
 def crd_schema(name: str) -> dict[str, Any]:
-    """The openAPIV3Schema of KEDA's CRD ``name`` (keda.sh_<name>.yaml), made strict: an object that declares its
+    """The openAPIV3Schema of the CRD ``name`` (keda.sh_scaledobjects...), made strict: an object that declares its
     properties accepts no other (the API server prunes unknown fields, and a misspelt one would go unnoticed)."""
-    crd = yaml.safe_load((tool(KEDA_CRDS) / f"keda.sh_{name}.yaml").read_text())
+    crd = yaml.safe_load((tool(CRDS) / f"{name}.yaml").read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["served"] and v["storage"]]
     schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
     _strict(schema)
