@@ -239,3 +239,12 @@ def test_the_pods_run_the_command_line_and_settings_of_the_compose_services(tmp_
 def test_the_image_holds_the_configs_the_pods_name() -> None:
     copied = [args.split()[-1] for instruction, args in stage("runtime") if instruction == "COPY"]
     assert "configs/scorer.yaml" in copied and "configs/monitor.yaml" in copied
+
+
+def test_without_keda_the_operator_or_the_monitor_the_scorer_runs_its_replicas(tmp_path: Path) -> None:
+    off = {"enabled": False}
+    manifests = render(tmp_path, {"autoscaling": off, "serviceMonitor": off, "monitor": off})
+    assert sorted(m["kind"] for m in manifests) == ["Deployment", "PodDisruptionBudget", "Service"]
+    (deployment,) = kind(manifests, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
