@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -38,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         help="a model it challenges (default: every one that differs)",
     )
+    parser.add_argument(
+        "--markers",
+        action="store_true",
+        help="call os.getpgrp() at every batch and stage edge, for valgrind --dump-before (make bench-instructions)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -52,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     make = (
         build_engine if args.challenger is None else partial(_with_challenger, args.challenger, args.challenger_model)
     )
-    measurement = measure_engine(lambda: make(settings), values, batch_size)
+    marker = os.getpgrp if args.markers else None  # a C call nothing else makes while scoring
+    measurement = measure_engine(lambda: make(settings), values, batch_size, marker)
     print(summary_line(measurement))
     if args.json_path is not None:
         args.json_path.write_text(json.dumps(measurement.as_dict(), indent=1) + "\n")

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumer.core.engine import ScoringEngine, quiet_collector
+from consumer.core.engine import STAGES, ScoringEngine, quiet_collector
 
 _LENGTH = struct.Struct(">I")
 _NONE = 0xFFFFFFFF  # the length that marks a message without a value (a tombstone)
@@ -78,6 +78,7 @@ class EngineMeasurement:
     model_us: dict[str, float] = field(default_factory=dict)
     trees: dict[str, int] = field(default_factory=dict)
     peak_rss_mb: float | None = None
+    marks: list[str] = field(default_factory=list)  # with a marker: what each call marked, in order
 
     @property
     def events_per_s(self) -> float:
@@ -88,22 +89,35 @@ class EngineMeasurement:
 
 
 def measure_engine(
-    make_engine: Callable[[], ScoringEngine], values: Sequence[bytes | None], batch_size: int = 1000
+    make_engine: Callable[[], ScoringEngine],
+    values: Sequence[bytes | None],
+    batch_size: int = 1000,
+    marker: Callable[[], object] | None = None,
 ) -> EngineMeasurement:
     """Score ``values`` in batches of ``batch_size`` with a fresh engine and time it.
 
     A first engine scores one batch to warm up the libraries, then a second one (with an empty cache of recent
     applications, so nothing is skipped that the streaming run would score) is timed over every value.
+
+    ``marker`` (for the instruction count, ``producer_tools.bench.instructions``) is called before and after
+    every timed batch and at the start and end of every stage; ``EngineMeasurement.marks`` names each call.
     """
     make_engine().score_batch(values[:batch_size])
     engine = make_engine()
+    if marker is not None:
+        engine.stage_clock = _marking(marker)
     quiet_collector()  # as the run loop does once its engine is built
     result = EngineMeasurement(0, 0, 0, 0, 0.0, batch_size, trees=trees_per_bank(engine))
     stage_seconds: dict[str, float] = {}
     model_seconds: dict[str, float] = {}
     started = time.perf_counter()
     for start in range(0, len(values), batch_size):
+        if marker is not None:
+            marker()
         outcome = engine.score_batch(values[start : start + batch_size])
+        if marker is not None:
+            marker()
+            result.marks += _batch_marks(outcome.stage_seconds)
         result.scored += len(outcome.scored)
         result.dead_letters += len(outcome.rejected)
         result.duplicates += outcome.duplicates
@@ -116,6 +130,21 @@ def measure_engine(
     result.model_us = {k: v * per_event for k, v in model_seconds.items()}
     result.peak_rss_mb = peak_rss_mb()
     return result
+
+
+def _marking(marker: Callable[[], object]) -> Callable[[], float]:
+    def clock() -> float:
+        marker()
+        return time.perf_counter()
+
+    return clock
+
+
+def _batch_marks(stage_seconds: dict[str, float]) -> list[str]:
+    """The marks of one batch: its start, the start and end of each stage it ran (in ``STAGES`` order, the order
+    the engine runs them; a batch with nothing to score afresh skips features, predict and reasons), its end."""
+    ran = [stage for stage in STAGES if stage_seconds.get(stage, 0.0) > 0.0]
+    return ["batch", *[f"{edge}:{stage}" for stage in ran for edge in ("start", "end")], "batch-end"]
 
 
 def trees_per_bank(engine: ScoringEngine) -> dict[str, int]:

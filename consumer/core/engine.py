@@ -123,6 +123,8 @@ class ScoringEngine:
         self._header, self._reason_codes = result_header, reason_codes
         self._writer = ResultWriter(result_header, models, config_hash, self._book, reason_codes)
         self.challenger: Challenger | None = None
+        # Read at the start and the end of every stage: the instruction count swaps in a clock that marks them.
+        self.stage_clock: Callable[[], float] = time.perf_counter
 
     def set_challenger(self, challenger: Challenger | None) -> None:
         """Score ``challenger``'s models beside the champion's from the next batch on (None: no challenger).
@@ -164,7 +166,7 @@ class ScoringEngine:
     def score_batch(self, payloads: Sequence[bytes | None]) -> BatchOutcome:
         """Score framed message values; bad ones come back as ``rejected`` with their error, never raised."""
         outcome = BatchOutcome()
-        timer = _StageTimer(outcome.stage_seconds)
+        timer = _StageTimer(outcome.stage_seconds, self.stage_clock)
         with timer("decode"):
             events, indices = self._decode(payloads, outcome.rejected)
         self._score(events, indices, outcome, timer)
@@ -276,8 +278,9 @@ def avro_millis(when: dt.datetime) -> int:
 class _StageTimer:
     """Adds the wall time of ``with timer("stage"):`` blocks into a dict of seconds per stage."""
 
-    def __init__(self, seconds: dict[str, float]) -> None:
+    def __init__(self, seconds: dict[str, float], clock: Callable[[], float] = time.perf_counter) -> None:
         self.seconds = seconds
+        self._clock = clock
         self._stage = ""
         self._started = 0.0
 
@@ -286,7 +289,7 @@ class _StageTimer:
         return self
 
     def __enter__(self) -> None:
-        self._started = time.perf_counter()
+        self._started = self._clock()
 
     def __exit__(self, *exc: object) -> None:
-        self.seconds[self._stage] = self.seconds.get(self._stage, 0.0) + time.perf_counter() - self._started
+        self.seconds[self._stage] = self.seconds.get(self._stage, 0.0) + self._clock() - self._started
