@@ -7,7 +7,7 @@ EVENTS ?= 20000
 # The demo's local broker: tansu (no Java) or kafka (Apache Kafka from Maven Central; needs java and mvn).
 BROKER ?= tansu
 
-.PHONY: demo demo-lifecycle stack test tools test-unit test-integration test-faults test-security lint format train bench bench-quick bench-switch clean
+.PHONY: demo demo-lifecycle stack test tools test-unit test-integration test-faults test-security lint format train bench bench-quick bench-switch bench-instructions clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,11 @@ train: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/crm-scorer bench --json bench.json
+
+# The engine's instructions per event and per stage under valgrind's callgrind: the same figure whatever else the
+# machine runs (a few minutes; needs valgrind).
+bench-instructions: $(STAMP)
+	$(VENV)/bin/crm-scorer bench --instructions --json bench-instructions.json
 
 bench-quick: $(STAMP)
 	$(VENV)/bin/crm-scorer bench --quick

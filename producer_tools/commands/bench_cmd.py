@@ -63,10 +63,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="--switch: the guarantee(s) measured (default both)",
     )
     add("--train-events", type=int, default=None, help="--switch: crm-train --count of the second set (20,000)")
+    add(
+        "--instructions",
+        action="store_true",
+        help="instead: the engine's instructions per event and per stage under valgrind's callgrind (no broker; "
+        "--events default 2,000)",
+    )
+    add("--batch-size", type=int, default=1000, help="--instructions: the engine's batch size")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.instructions:
+        return _instructions(args)
     from producer_tools.bench.report import machine, table
     from producer_tools.bench.switch import switch_table
     from producer_tools.servers.broker import BrokerError, BrokerKind, ExternalBroker, broker_from_env
@@ -94,6 +103,27 @@ def run(args: argparse.Namespace) -> int:
     print(switch_table(data["switch"]) if args.switch else table(data))
     if args.json_path is not None:
         _write(args.json_path, data)
+    return 0
+
+
+def _instructions(args: argparse.Namespace) -> int:
+    """``--instructions``: count, print the table, write the JSON."""
+    from producer_tools.bench.instructions import InstructionCountError, count_instructions, instruction_table
+    from producer_tools.bench.report import machine
+
+    with tempfile.TemporaryDirectory(prefix="crm-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        events = args.events or 2000
+        say(f"instructions: {events:,} events under callgrind (a few minutes)")
+        try:
+            count = count_instructions(workdir, events, args.seed, args.bad_ratio, args.batch_size, args.config)
+        except InstructionCountError as exc:
+            print(f"crm-scorer bench: {exc}", file=sys.stderr)
+            return 2
+    print(instruction_table(count))
+    if args.json_path is not None:
+        _write(args.json_path, {"instructions": count.as_dict(), "machine": machine()})
     return 0
 
 
