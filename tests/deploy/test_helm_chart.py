@@ -5,9 +5,10 @@ resources and autoscaler against the code and the benchmark, and the pods agains
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import jsonschema
 import kubernetes_validate
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from consumer.monitor.settings import load_monitor_settings
-from consumer.settings import load_settings
+from consumer.settings import Settings, load_settings
 from tests.deploy.chart import CHART, ROOT, SECURED, container, crd_schema, helm, kind, plain_env, render
 from tests.unit.test_deployment import COMPOSE, stage
 
@@ -248,3 +249,13 @@ def test_without_keda_the_operator_or_the_monitor_the_scorer_runs_its_replicas(t
     (deployment,) = kind(manifests, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_the_values_schema_refuses_what_the_settings_would(tmp_path: Path) -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    guarantees = schema["properties"]["scorer"]["properties"]["guarantee"]["enum"]
+    assert guarantees == list(get_args(Settings.model_fields["guarantee"].annotation))
+    with pytest.raises(AssertionError, match="value must be one of 'at_least_once', 'exactly_once'"):
+        render(tmp_path, {"scorer": {"guarantee": "twice"}})
+    with pytest.raises(AssertionError, match="/kafka/partitions"):
+        render(tmp_path, {"kafka": {"partitions": 0}})
