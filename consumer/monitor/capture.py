@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ from consumer.monitor.outbox import MemoryOutbox, Outbox, Records
 from schemas import EventDecoder
 from schemas.json_view import to_json_view
 
+log = logging.getLogger(__name__)
 _FLUSH_ROWS = 20_000
 _PATIENCE = 3
 _PATIENCE_S = 60.0  # and at least this long: flushes by time may come every few seconds
@@ -72,6 +74,8 @@ class Capture:
         for sequence, records in self._outbox.sealed():
             self._write(sequence, records)
             self.recovered += len(records)
+        if self.recovered:
+            log.info("capture: %d rows of a write the last run sealed and did not finish, written", self.recovered)
 
     def stage(self, changes: Changes, rows: Iterable[tuple[int, JoinedRow]]) -> None:
         """Put ``rows`` (partition, row) in the outbox inside a batch's transaction (a store outbox; memory ignores
