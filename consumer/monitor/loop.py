@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.monitor.capture import Capture
 from consumer.monitor.join import CHALLENGER
@@ -154,7 +154,24 @@ class MonitorLoop:
         self._metrics.partitions.set(len(self._core.partitions))
         self._last_activity = time.monotonic()
         log.info("monitor assigned partitions %s", numbers)
+        self._warn_if_partial(consumer)
         consumer.assign(partitions)
+
+    def _warn_if_partial(self, consumer: Consumer) -> None:
+        """One writer is the design (docs/reliability.md): say so when another member holds some partitions."""
+        topic = self._settings.topics.scores
+        try:
+            metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        except KafkaException:  # only a warning is at stake: never fail an assignment for it
+            return
+        total = len(metadata.partitions) if metadata is not None else 0
+        if 0 < len(self._core.partitions) < total:
+            log.warning(
+                "monitor owns %d of the %d partitions: another member has the rest, and this member's figures, "
+                "detectors and decisions are over its own partitions only",
+                len(self._core.partitions),
+                total,
+            )
 
     def _resume(self, number: int, committed: dict[tuple[str, int], int]) -> None:
         """Drop ``number``'s local state when it is missing for a stream or older than the group's commit."""
