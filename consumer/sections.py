@@ -1,12 +1,14 @@
-"""The scorer's sections of settings beside the connection: topics, consumer, producer, metrics, dedup, log."""
+"""The scorer's sections of settings beside the connection: topics, results, consumer, producer, metrics, dedup,
+log."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from consumer.connection import Extra, KafkaConnection, masked
+from models.reasons import LANGUAGES
 
 
 class _Section(BaseModel):
@@ -35,6 +37,22 @@ class TopicSettings(_Section):
     dlq: str = Field(
         "crm.applications.dlq", description="dead letters: the original key and value, the reason in dlq.* headers"
     )
+
+
+class ResultSettings(_Section):
+    statement_languages: list[Literal["ru", "en"]] = Field(
+        default_factory=list,
+        description=f"languages of the reason statements written into every result ({', '.join(LANGUAGES)}; "
+        "default none: results carry reason codes, and subscribers render statements from the reason-code "
+        "catalogue that `crm-scorer schemas export` writes)",
+    )
+
+    @field_validator("statement_languages")
+    @classmethod
+    def _once_each(cls, languages: list[str]) -> list[str]:
+        if len(set(languages)) != len(languages):
+            raise ValueError(f"a language is named twice: {', '.join(languages)}")
+        return languages
 
 
 class ConsumerSettings(_Section):

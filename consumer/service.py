@@ -75,4 +75,5 @@ def _engine(
         recent=RecentScores[bytes](capacity),
         offers=OfferBook.of(settings.models),
         reason_codes=settings.models.reason_codes,
+        statement_languages=settings.results.statement_languages,
     )

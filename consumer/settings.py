@@ -37,6 +37,7 @@ from consumer.sections import (
     LogSettings,
     MetricsSettings,
     ProducerSettings,
+    ResultSettings,
     TopicSettings,
 )
 from models.config import ModelsConfig
@@ -76,6 +77,7 @@ class Settings(LayeredSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
+    results: ResultSettings = Field(default_factory=ResultSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     guarantee: Literal["at_least_once", "exactly_once"] = Field(

@@ -63,6 +63,17 @@ def shipped_reason_codes() -> dict[str, FeatureReasons]:
     return {name: FeatureReasons.model_validate(entry) for name, entry in raw.items()}
 
 
+def statements_by_code(table: Mapping[str, FeatureReasons] | None = None) -> dict[str, dict[str, str]]:
+    """Every reason code of ``table`` (default: the shipped one) with its statement per language: how a
+    subscriber renders the codes a result carries without statements (``results.statement_languages``)."""
+    out: dict[str, dict[str, str]] = {}
+    for entry in (table if table is not None else shipped_reason_codes()).values():
+        for kind in KINDS:
+            statement = entry.statement(kind)
+            out[statement.code] = {lang: getattr(statement, lang) for lang in LANGUAGES}
+    return out
+
+
 def merged_reason_codes(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """The shipped table with ``overrides`` replacing (or adding) whole features' entries."""
     merged: dict[str, Any] = {

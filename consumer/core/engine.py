@@ -97,7 +97,8 @@ class ScoringEngine:
     ``result_header`` is the framing written before every result body (``schemas.framing``'s single-object
     or Confluent header of ``consumer.core.result_writer.result_schema()``). ``offers`` holds the banks'
     products and the ranking (default: none, ranked by cost); ``reason_codes`` the reason-code table (default:
-    the shipped one).
+    the shipped one); ``statement_languages`` the languages of the statements written beside each reason code
+    (default none: the code alone).
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class ScoringEngine:
         clock: Callable[[], float] = time.time,
         offers: OfferBook | None = None,
         reason_codes: Mapping[str, FeatureReasons] | None = None,
+        statement_languages: Sequence[str] = (),
     ) -> None:
         self.models = models
         self._decoder = decoder
@@ -120,8 +122,8 @@ class ScoringEngine:
         self._recent = recent if recent is not None else RecentScores[bytes](0)
         self._clock = clock
         self._book = offers if offers is not None else OfferBook([b.name for b in models.banks], {})
-        self._header, self._reason_codes = result_header, reason_codes
-        self._writer = ResultWriter(result_header, models, config_hash, self._book, reason_codes)
+        self._header, self._reason_codes, self._languages = result_header, reason_codes, tuple(statement_languages)
+        self._writer = self._result_writer(models)
         self.challenger: Challenger | None = None
         # Read at the start and the end of every stage: the instruction count swaps in a clock that marks them.
         self.stage_clock: Callable[[], float] = time.perf_counter
@@ -152,11 +154,14 @@ class ScoringEngine:
         """
         if [b.name for b in models.banks] != [b.name for b in self.models.banks]:
             raise ValueError(f"model set {models.version} has other banks than the running set")
-        writer = ResultWriter(self._header, models, self.config_hash, self._book, self._reason_codes)
+        writer = self._result_writer(models)
         self.models, self._writer = models, writer
         self._recent = RecentScores[bytes](self._recent.capacity)
         if self.challenger is not None and self.challenger.version == models.version:
             self.challenger = None  # promoted: the challenger is the champion now
+
+    def _result_writer(self, models: ModelSet) -> ResultWriter:
+        return ResultWriter(self._header, models, self.config_hash, self._book, self._reason_codes, self._languages)
 
     @property
     def decoder(self) -> BatchDecoder:

@@ -57,14 +57,18 @@ def avro_string(text: str) -> bytes:
 _SCORES = [zigzag_varint(n) for n in range(1001)]
 
 
-def _statement_bytes(entry: FeatureReasons) -> list[bytes]:
-    """Per kind (down, up, missing): the reason's ``code`` and ``statement`` map, encoded."""
+def _statement_bytes(entry: FeatureReasons, languages: Sequence[str]) -> list[bytes]:
+    """Per kind (down, up, missing): the reason's ``code`` and its ``statement`` map in ``languages`` (an empty
+    map when there are none), encoded."""
     out = []
     for kind in KINDS:
         statement = entry.statement(kind)
         texts = statement.model_dump()
-        body = b"".join(avro_string(lang) + avro_string(texts[lang]) for lang in LANGUAGES)
-        out.append(avro_string(statement.code) + zigzag_varint(len(LANGUAGES)) + body + _ZERO)
+        if not languages:
+            out.append(avro_string(statement.code) + _ZERO)
+            continue
+        body = b"".join(avro_string(lang) + avro_string(texts[lang]) for lang in languages)
+        out.append(avro_string(statement.code) + zigzag_varint(len(languages)) + body + _ZERO)
     return out
 
 
@@ -117,9 +121,9 @@ def _constant(rows: int, value: bytes) -> np.ndarray:
 class _ReasonParts:
     """The constant parts of one model's reasons: per reason name its feature, per name and kind its code."""
 
-    def __init__(self, names: Sequence[str], table: Mapping[str, FeatureReasons]) -> None:
+    def __init__(self, names: Sequence[str], table: Mapping[str, FeatureReasons], languages: Sequence[str]) -> None:
         self.feature = _table([avro_string(n) for n in names])
-        self.code = _table([code for n in names for code in _statement_bytes(table[n])])
+        self.code = _table([code for n in names for code in _statement_bytes(table[n], languages)])
         self.count = _counts(MAX_REASONS)
 
     def parts(self, reasons: Reasons, k: int) -> np.ndarray:
@@ -159,6 +163,7 @@ class ResultWriter:
         config_hash: str,
         book: OfferBook | None = None,
         reason_codes: Mapping[str, FeatureReasons] | None = None,
+        statement_languages: Sequence[str] = (),
     ) -> None:
         self.header = header
         table = reason_codes if reason_codes is not None else shipped_reason_codes()
@@ -167,11 +172,15 @@ class ResultWriter:
         products = book.products
         self._scores = _table(_SCORES)
         self._lead_version = avro_string(models.lead.version)
-        self._lead_reasons = _ReasonParts(reason_inputs(models.lead.features).names, table)
+        languages = tuple(statement_languages)
+        unknown = [lang for lang in languages if lang not in LANGUAGES]
+        if unknown:
+            raise ValueError(f"statement languages {', '.join(unknown)}: the reason codes have {', '.join(LANGUAGES)}")
+        self._lead_reasons = _ReasonParts(reason_inputs(models.lead.features).names, table, languages)
         self._bank_count = zigzag_varint(len(banks))
         self._bank_names = [avro_string(b.name) for b in banks]
         self._decisions = [_table([_FALSE + avro_string(b.version), _TRUE + avro_string(b.version)]) for b in banks]
-        self._bank_reasons = [_ReasonParts(reason_inputs(b.features).names, table) for b in banks]
+        self._bank_reasons = [_ReasonParts(reason_inputs(b.features).names, table, languages) for b in banks]
         self._best = _table([_SECOND + avro_string(b.name) for b in banks] + [_NULL])[:-1]  # -1: no offer (null)
         self._offer_bank = np.array([p.bank for p in products], dtype=np.intp)
         self._priced = np.array([p.annual_rate is not None for p in products])

@@ -6,9 +6,12 @@ string under the bank's name; that shape is kept, and the new keys (``best_offer
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from models.reasons import statements_by_code
 from schemas.dead_letter import DeadLetterInfo
 
 TASK_ID = re.compile(r"[0-9a-f]{32}")  # an application hash (blake2b, 16 bytes, hex)
@@ -16,8 +19,11 @@ TASK_ID = re.compile(r"[0-9a-f]{32}")  # an application hash (blake2b, 16 bytes,
 RESERVED_KEYS = frozenset({"task_id", "best_offer", "reasons"})
 
 
-def result_record(result: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a decoded score result the answers need."""
+def result_record(result: dict[str, Any], statements: Mapping[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """The parts of a decoded score result the answers need. A reason that came without its statement (the
+    scorer's default ``results.statement_languages``) gets it from ``statements`` by code (default: the shipped
+    reason-code catalogue), so the gateway's answers keep their texts."""
+    statements = statements if statements is not None else _shipped_statements()
     return {
         "banks": {bank["bank"]: bank["probability"] for bank in result["banks"]},
         "best_offer": result.get("best_offer"),
@@ -26,11 +32,16 @@ def result_record(result: dict[str, Any]) -> dict[str, Any]:
                 "feature": reason["feature"],
                 "contribution": reason["contribution"],
                 "code": reason.get("code", ""),
-                "statement": dict(reason.get("statement") or {}),
+                "statement": dict(reason.get("statement") or statements.get(reason.get("code", ""), {})),
             }
             for reason in result.get("reasons") or ()
         ],
     }
+
+
+@functools.cache
+def _shipped_statements() -> dict[str, dict[str, str]]:
+    return statements_by_code()
 
 
 def dead_letter_record(info: DeadLetterInfo) -> dict[str, Any]:

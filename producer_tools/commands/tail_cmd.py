@@ -16,9 +16,10 @@ from collections import Counter
 from typing import Any
 
 from consumer.cli_style import add_idle_timeout
+from models.reasons import LANGUAGES, statements_by_code
 from producer_tools.commands.arguments import SCORES_TOPIC, add_bootstrap_argument, connect, registry_of, require_broker
 from producer_tools.publishing.topics import follow
-from producer_tools.publishing.views import Filter, dead_letter_row, render, score_row
+from producer_tools.publishing.views import Filter, dead_letter_row, render, score_row, with_statements
 from schemas import ResultDecoder
 from schemas.errors import CrmScorerError, InvalidEventError
 
@@ -48,6 +49,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--schema-registry-url", default=None, help="for Confluent-framed results, over the connection file's"
     )
+    parser.add_argument(
+        "--statements",
+        choices=LANGUAGES,
+        default=None,
+        help="show every reason's statement in this language, from the result or else the reason-code catalogue "
+        "(default: codes only)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -55,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     """Print matching records on stdout until --max or --timeout. Messages that are neither score results nor
     dead letters are counted per reason on stderr (the first of each reason in full)."""
     printed, skipped = 0, Counter[str]()
+    statements = statements_by_code() if args.statements else {}
     try:
         connect(args)
         decoder = ResultDecoder(registry=registry_of(args))
@@ -69,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
                     )
                 skipped[exc.reason] += 1
                 continue
+            if args.statements and not is_dead_letter:
+                view = with_statements(view, args.statements, statements)
             if all(f.matches(view) for f in args.filter):
                 print(_line(view, is_dead_letter, args.format), flush=True)
                 printed += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,9 +87,24 @@ def dead_letter_view(info: DeadLetterInfo, message: RecordedMessage) -> dict[str
     }
 
 
+def with_statements(view: dict[str, Any], language: str, statements: Mapping[str, dict[str, str]]) -> dict[str, Any]:
+    """``view`` with every reason's statement in ``language``: the result's own when it carries one, else the
+    reason-code catalogue's (``statements``: code -> language -> text; results carry codes alone by default)."""
+    reason_lists = [b.get("reasons") or [] for b in view["banks"]]
+    reason_lists += [view["lead"].get("reasons") or [], view.get("reasons") or []]
+    for reasons in reason_lists:
+        for reason in reasons:
+            text = (reason.get("statement") or {}).get(language) or statements.get(reason.get("code", ""), {}).get(
+                language
+            )
+            reason["statement"] = {language: text} if text else {}
+    return view
+
+
 def score_row(view: dict[str, Any]) -> str:
     """A result as a small table: ids, best offer and lead score; then each bank's probability, decision and
-    reasons (code and contribution), the lead's reasons, and the offers in rank order."""
+    reasons (code and contribution, and the statement when the view has one: ``with_statements``), the lead's
+    reasons, and the offers in rank order."""
     ids = f"{view['event_id']}  {view['application_id']:<22}"
     lines = [f"{ids} best_offer={view['best_offer'] or '-'}  lead={view['lead']['score']}"]
     width = max([len(b["bank"]) for b in view["banks"]] + [6])
@@ -110,7 +125,13 @@ def score_row(view: dict[str, Any]) -> str:
 
 
 def _reasons(reasons: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{r.get('code') or r['feature']}({r['contribution']:+.2f})" for r in reasons) or "-"
+    return ", ".join(_reason(r) for r in reasons) or "-"
+
+
+def _reason(reason: dict[str, Any]) -> str:
+    shown = f"{reason.get('code') or reason['feature']}({reason['contribution']:+.2f})"
+    statement = reason.get("statement") or {}
+    return f'{shown} "{next(iter(statement.values()))}"' if len(statement) == 1 else shown
 
 
 def _offer(offer: dict[str, Any]) -> str:

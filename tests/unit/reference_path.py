@@ -21,7 +21,7 @@ from consumer.core.offers import OfferBook
 from consumer.core.validation import check_event
 from models.artifacts import ModelSet
 from models.features import FeatureFrame, build_features
-from models.reasons import reason_name, shipped_reason_codes
+from models.reasons import LANGUAGES, reason_name, shipped_reason_codes
 from schemas import EventDecoder, SingleObjectEncoder, load_catalog
 from schemas.errors import InvalidEventError
 
@@ -56,7 +56,11 @@ def reference_hash(event: dict[str, Any]) -> str:
 
 
 def reference_scores(
-    models: ModelSet, events: list[dict[str, Any]], top_k: int, book: OfferBook | None = None
+    models: ModelSet,
+    events: list[dict[str, Any]],
+    top_k: int,
+    book: OfferBook | None = None,
+    languages: tuple[str, ...] = LANGUAGES,
 ) -> list[dict[str, Any]]:
     """Features one event at a time; each model once over the stacked rows; every bank's reasons and the
     lead's picked row by row in Python; offers ranked row by row with ``sorted``."""
@@ -73,11 +77,11 @@ def reference_scores(
         p, lead = bank_p[row].tolist(), float(lead_p[row])
         approved = [p[j] >= b.threshold for j, b in enumerate(models.banks)]
         bank_reasons = [
-            _reference_reasons(b.features, xs[j][row], contribs[j][row], approved[j], top_k)
+            _reference_reasons(b.features, xs[j][row], contribs[j][row], approved[j], top_k, languages)
             for j, b in enumerate(models.banks)
         ]
         lead_reasons = _reference_reasons(
-            models.lead.features, lead_x[row], lead_contribs[row], lead >= models.lead.threshold, top_k
+            models.lead.features, lead_x[row], lead_contribs[row], lead >= models.lead.threshold, top_k, languages
         )
         offers = _reference_offers(book, frame, row, p, approved)
         explained = (
@@ -120,7 +124,12 @@ def _reference_banks(
 
 
 def _reference_reasons(
-    features: tuple[str, ...], x: np.ndarray, contributions: np.ndarray, up: bool, top_k: int
+    features: tuple[str, ...],
+    x: np.ndarray,
+    contributions: np.ndarray,
+    up: bool,
+    top_k: int,
+    languages: tuple[str, ...] = LANGUAGES,
 ) -> list[dict[str, Any]]:
     """Contributions summed per reason name, the ``top_k`` strongest of the decision's sign, with their codes."""
     table = shipped_reason_codes()
@@ -146,7 +155,7 @@ def _reference_reasons(
                 "feature": name,
                 "contribution": value,
                 "code": statement.code,
-                "statement": {"ru": statement.ru, "en": statement.en},
+                "statement": {lang: getattr(statement, lang) for lang in languages},
             }
         )
     return reasons
@@ -204,7 +213,9 @@ def reference_value(event: dict[str, Any], scores: dict[str, Any]) -> bytes:
     return RESULT_ENCODER(record)
 
 
-def fast_engine(models: ModelSet, top_k: int = 3, book: OfferBook | None = None) -> ScoringEngine:
+def fast_engine(
+    models: ModelSet, top_k: int = 3, book: OfferBook | None = None, languages: tuple[str, ...] = LANGUAGES
+) -> ScoringEngine:
     return ScoringEngine(
         models,
         EventDecoder(CATALOG),
@@ -214,6 +225,7 @@ def fast_engine(models: ModelSet, top_k: int = 3, book: OfferBook | None = None)
         recent=RecentScores(100_000),
         clock=lambda: CLOCK,
         offers=book,
+        statement_languages=languages,
     )
 
 
@@ -233,10 +245,14 @@ def reference_events(payloads: list[bytes | None]) -> tuple[dict[int, dict[str, 
 
 
 def reference_values(
-    models: ModelSet, events: dict[int, dict[str, Any]], top_k: int = 3, book: OfferBook | None = None
+    models: ModelSet,
+    events: dict[int, dict[str, Any]],
+    top_k: int = 3,
+    book: OfferBook | None = None,
+    languages: tuple[str, ...] = LANGUAGES,
 ) -> dict[int, bytes]:
     """The result bytes of every event by message index, the straightforward way."""
-    scores = reference_scores(models, list(events.values()), top_k, book)
+    scores = reference_scores(models, list(events.values()), top_k, book, languages)
     return {index: reference_value(event, s) for (index, event), s in zip(events.items(), scores, strict=True)}
 
 

@@ -92,6 +92,23 @@ def test_no_reasons_and_short_banks_write_the_same_bytes(model_set: ModelSet, pa
     assert max(short_reasons) == 2 and any(r["best_offer"] == "bank_zz" for r in results)  # the padded case ran
 
 
+def test_results_carry_the_statements_of_the_configured_languages_only(
+    model_set: ModelSet, payloads: list[bytes | None]
+) -> None:
+    """``results.statement_languages``: none (the default: codes alone), one, or both, against the oracle; the
+    default's results are a fraction of the size."""
+    batch = payloads[:300]
+    events, _ = reference_events(batch)
+    sizes = {}
+    for languages in ((), ("en",), ("ru", "en")):
+        fast = fast_engine(model_set, 3, None, languages).score_batch(batch)
+        assert {s.index: s.value for s in fast.scored} == reference_values(model_set, events, 3, None, languages)
+        sizes[languages] = sum(len(s.value) for s in fast.scored) / len(fast.scored)
+        reasons = ResultDecoder(CATALOG).decode(fast.scored[0].value)["banks"][0]["reasons"]
+        assert reasons and all(set(r["statement"]) == set(languages) and r["code"] for r in reasons)
+    assert sizes[()] < 0.5 * sizes[("ru", "en")]
+
+
 def test_offers_of_configured_products_write_the_same_bytes(model_set: ModelSet, payloads: list[bytes | None]) -> None:
     """Products on some banks (one overlapping another's range, one at a zero rate), none on the others; both
     ranking policies; four reasons, the most a result gives."""

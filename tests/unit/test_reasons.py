@@ -12,11 +12,13 @@ from pydantic import ValidationError
 from consumer.core.engine import ScoringEngine
 from consumer.core.reason_report import bank_accuracy
 from consumer.core.result_writer import result_schema
+from consumer.service import build_engine
+from consumer.settings import load_settings
 from models.artifacts import BankModel, ModelSet, feature_matrix
 from models.config import ModelsConfig
 from models.features import build_features
 from models.leaf_table import LeafTable
-from models.reasons import reason_inputs, shipped_reason_codes, top_reasons
+from models.reasons import LANGUAGES, reason_inputs, shipped_reason_codes, top_reasons
 from producer_tools.world import generate
 from schemas import EventDecoder, ResultDecoder, SingleObjectEncoder, load_catalog
 from schemas.framing import single_object_header
@@ -99,7 +101,9 @@ def test_a_low_income_is_income_low_for_banks_that_use_income_and_never_for_one_
 ) -> None:
     models = ModelSet((*model_set.banks, _bank_without_income()), model_set.lead, model_set.manifest)
     header = single_object_header(result_schema())
-    engine = ScoringEngine(models, EventDecoder(CATALOG), header, config_hash="test", reasons=3)
+    engine = ScoringEngine(
+        models, EventDecoder(CATALOG), header, config_hash="test", reasons=3, statement_languages=LANGUAGES
+    )
     events = [_low_income(e) for e in generate(5, seed=11).events]
     results = [RESULTS.decode(s.value) for s in engine.score_batch([ENCODE(e) for e in events]).scored]
     assert len(results) == 5
@@ -115,7 +119,8 @@ def test_a_low_income_is_income_low_for_banks_that_use_income_and_never_for_one_
         assert {r["feature"] for r in without["reasons"]} <= {"age_years", "loan_amount", "loan_term"}
 
 
-def test_missing_income_is_its_own_code_and_an_approvals_reasons_pushed_it_up(engine: ScoringEngine) -> None:
+def test_missing_income_is_its_own_code_and_an_approvals_reasons_pushed_it_up() -> None:
+    engine = build_engine(load_settings(None, results={"statement_languages": ["ru", "en"]}))
     events = generate(200, seed=11).events
     missing = _low_income(events[0])
     missing["applicant"]["monthprofit"] = None
