@@ -18,11 +18,14 @@ def anchors(markdown: Path) -> set[str]:
 @pytest.mark.parametrize("page", sorted(DOCS.glob("*.md")), ids=lambda page: page.name)
 def test_links_resolve(page: Path) -> None:
     text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)  # code is not a link
+    broken = []
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
         if target.startswith(("http://", "https://", "mailto:")):
             continue
         path, _, anchor = target.partition("#")
         document = (page.parent / path) if path else page
-        assert document.exists(), f"{page.name} links to {path}, which does not exist"
-        if anchor and document.suffix == ".md":
-            assert anchor in anchors(document), f"{page.name} links to {target}: no such heading"
+        if not document.exists():
+            broken.append(f"{page.name} links to {path}, which does not exist")
+        elif anchor and document.suffix == ".md" and anchor not in anchors(document):
+            broken.append(f"{page.name} links to {target}: no such heading")
+    assert broken == []
