@@ -7,7 +7,8 @@ the same trees as flat arrays (split feature as a column of the batch's feature 
 default direction) and one numba-compiled loop walks every row through every tree and adds the leaf's row of the
 table as it lands, so a bank costs one call with no per-batch setup.
 
-Bit for bit what XGBoost and ``LeafTable`` give: a feature value is rounded to float32 as a DMatrix stores it,
+Bit for bit what XGBoost and ``LeafTable`` give: a feature value is rounded to float32 as a DMatrix stores it
+(once per batch, for every bank),
 a split sends ``value < threshold`` left and a missing (NaN) value the tree's default way, and a row's sum
 starts from the base margin and adds the leaves' rows in tree order in float32, the order of the sparse product
 (``tests/unit/test_tree_walk.py`` compares leaves, margins and contributions with both on the committed models).
@@ -51,16 +52,23 @@ def _walk_and_sum(
     roots: np.ndarray,
     depths: np.ndarray,
     table: np.ndarray,
+    credit_start: np.ndarray,
+    credit_column: np.ndarray,
+    credit_value: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """For each row of ``x``: ``out[row] = table[base] + sum over trees of table[leaf]`` in float32, in tree order.
 
     A leaf is its own child, so every row takes its tree's depth in steps, with no test for having arrived; a
-    block of rows takes each step together (one row's step does not wait for another's loads).
+    block of rows takes each step together (one row's step does not wait for another's loads). A leaf's row of
+    the table is zero but for the few features split on its path (``credit_*``, CSR) and its value (the last
+    column): only those are added. Adding +0.0 never changes a float32 sum that is not -0.0, and a sum starting
+    at +0.0 never becomes -0.0, so the result is the full row's sum, bit for bit.
     """
     rows, trees, width = x.shape[0], roots.shape[0], table.shape[1]
     base = table.shape[0] - 1
-    nodes = np.empty(_BLOCK, dtype=np.int64)
+    last = np.uint64(width - 1)
+    nodes = np.empty(_BLOCK, dtype=np.uint64)  # unsigned indices: no negative-index wraparound per load
     acc = np.empty((_BLOCK, width), dtype=np.float32)
     for start in range(0, rows, _BLOCK):
         block = min(_BLOCK, rows - start)
@@ -68,19 +76,22 @@ def _walk_and_sum(
             for j in range(width):
                 acc[i, j] = np.float32(0.0) + table[base, j]
         for tree in range(trees):
+            root = np.uint64(roots[tree])
             for i in range(block):
-                nodes[i] = roots[tree]
+                nodes[i] = root
             for _ in range(depths[tree]):
                 for i in range(block):
                     node = nodes[i]
-                    value = np.float32(x[start + i, columns[node]])
+                    value = x[start + i, columns[node]]
                     # branch-free: left when below the threshold, or missing with the default left
-                    go_left = np.int64(value < thresholds[node]) | (np.int64(value != value) & default_left[node])
-                    nodes[i] = right[node] - go_left * (right[node] - left[node])
+                    go_left = np.uint64(value < thresholds[node]) | (np.uint64(value != value) & default_left[node])
+                    right_child = right[node]
+                    nodes[i] = right_child - go_left * (right_child - left[node])
             for i in range(block):
                 leaf = nodes[i]
-                for j in range(width):
-                    acc[i, j] += table[leaf, j]
+                acc[i, last] += table[leaf, last]
+                for k in range(credit_start[leaf], credit_start[leaf + np.uint64(1)]):
+                    acc[i, credit_column[k]] += credit_value[k]
         for i in range(block):
             for j in range(width):
                 out[start + i, j] = acc[i, j]
@@ -97,14 +108,17 @@ if numba is not None:
 class TreeWalker:
     """One bank's trees as flat arrays indexed like ``LeafTable.table``'s rows (node ids offset per tree)."""
 
-    columns: np.ndarray  # (nodes,) int64: the split's column in the batch's feature matrix
+    columns: np.ndarray  # (nodes,) uint64: the split's column in the batch's feature matrix
     thresholds: np.ndarray  # (nodes,) float32
-    left: np.ndarray  # (nodes,) int64 global node id; a leaf is its own child
-    right: np.ndarray  # (nodes,) int64
-    default_left: np.ndarray  # (nodes,) int64: 1 where a missing value goes left
-    roots: np.ndarray  # (trees,) int64: each tree's root (its offset)
+    left: np.ndarray  # (nodes,) uint64 global node id; a leaf is its own child
+    right: np.ndarray  # (nodes,) uint64
+    default_left: np.ndarray  # (nodes,) uint64: 1 where a missing value goes left
+    roots: np.ndarray  # (trees,) uint64: each tree's root (its offset)
     depths: np.ndarray  # (trees,) int64: the longest path from the root to a leaf
     inner: np.ndarray  # (nodes,) bool: a split, not a leaf
+    credit_start: np.ndarray  # (nodes + 1,) uint64: node n's non-zero contributions are [start[n], start[n + 1])
+    credit_column: np.ndarray  # uint64: their columns of the table
+    credit_value: np.ndarray  # float32: their values (the table's own)
     table: LeafTable
 
     @classmethod
@@ -130,22 +144,32 @@ class TreeWalker:
             parts["inner"].append(~leaf)
             depths.append(_depth(left.tolist(), right.tolist()))
         joined = {k: np.concatenate(v) for k, v in parts.items()}
+        index = {k: joined[k].astype(np.uint64) for k in ("columns", "left", "right", "default")}
+        credits = table.table[:-1, :-1]  # every node's feature contributions (the base row and the values apart)
+        nodes, columns_nz = np.nonzero(credits)  # row-major: each node's columns in order
+        start = np.zeros(len(credits) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(nodes, minlength=len(credits)), out=start[1:])
         return cls(
-            joined["columns"],
+            index["columns"],
             joined["thresholds"],
-            joined["left"],
-            joined["right"],
-            joined["default"],
-            table.offsets.astype(np.int64),
+            index["left"],
+            index["right"],
+            index["default"],
+            table.offsets.astype(np.uint64),
             np.asarray(depths, dtype=np.int64),
             joined["inner"],
+            start.astype(np.uint64),
+            columns_nz.astype(np.uint64),
+            credits[nodes, columns_nz],
             table,
         )
 
     def margin_and_contributions(self, matrix: np.ndarray) -> np.ndarray:
         """``LeafTable.margin_and_contributions`` of the leaves ``matrix``'s rows land in (``matrix``: the batch's
-        whole feature matrix, float64 or float32, C-contiguous): (rows, features + 1) float32."""
+        whole feature matrix; float64 is rounded to float32 here, as a DMatrix stores it: pass the float32
+        matrix once for every bank): (rows, features + 1) float32."""
         out = np.empty((matrix.shape[0], self.table.table.shape[1]), dtype=np.float32)
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         _walk_and_sum(
             matrix,
             self.columns,
@@ -156,6 +180,9 @@ class TreeWalker:
             self.roots,
             self.depths,
             self.table.table,
+            self.credit_start,
+            self.credit_column,
+            self.credit_value,
             out,
         )
         return out

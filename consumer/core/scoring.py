@@ -106,13 +106,14 @@ def model_outputs(
     shared: dict[tuple[str, ...], Any] = {}  # ... and, without the compiled walk, their DMatrix
     explained = []
     with timer("predict"):
+        walked = frame.matrix.astype(np.float32) if compiled() else frame.matrix  # as a DMatrix holds it
         for bank in banks:
             started = time.perf_counter()
             if bank.features not in inputs:
                 inputs[bank.features] = frame.columns(bank.features)
                 if not compiled():
                     shared[bank.features] = feature_matrix(inputs[bank.features])
-            explained.append(bank.explain_rows(frame.matrix, shared.get(bank.features)))
+            explained.append(bank.explain_rows(walked, shared.get(bank.features)))
             seconds[bank.name] = seconds.get(bank.name, 0.0) + time.perf_counter() - started
         started = time.perf_counter()
         lead_x = frame.columns(models.lead.features).astype(np.float64)

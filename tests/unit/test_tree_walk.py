@@ -23,6 +23,7 @@ def _matrix(rows: int, seed: int, missing: float) -> np.ndarray:
 
 def test_walk_equals_pred_leaf_and_the_leaf_table(model_set: ModelSet) -> None:
     matrix = _matrix(3000, 7, 0.15)
+    assert len(model_set.banks) == 5
     for bank in model_set.banks:
         x = np.ascontiguousarray(matrix[:, [FEATURE_INDEX[n] for n in bank.features]])
         expected = bank.leaf_table.margin_and_contributions(bank.leaves(x))
