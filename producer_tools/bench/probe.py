@@ -233,13 +233,18 @@ class ScorerProcess:
 
 class CpuWatch:
     """Measures how much CPU processes outside this benchmark used while it ran (a shared 2-core machine
-    makes every number depend on it). Samples every second: the system's busy time minus that of this
-    process and its descendants (the broker, the scorers). Use as a context manager; ``other_percent`` is
-    the average, in percent of one CPU."""
+    makes every number depend on it), and what this benchmark's own processes used, by role. Samples every
+    ``interval_s``: the system's busy time minus that of this process and its descendants (the broker, the
+    scorers). Use as a context manager; ``other_percent`` is the average, in percent of one CPU; ``role_s`` the
+    CPU seconds of each role (``broker``, ``scorer``, ``relay``, ``engine``, ``bench``: this process, which
+    offers the load and reads the results back; ``other``: any other child). A process that ends between two
+    samples loses its last interval."""
 
-    def __init__(self, interval_s: float = 1.0) -> None:
+    def __init__(self, interval_s: float = 0.5) -> None:
         self.interval_s = interval_s
         self.other_percent = 0.0
+        self.role_s: dict[str, float] = {}
+        self._roles: dict[int, str] = {}
         self._other_s = 0.0
         self._seconds = 0.0
         self._stop = threading.Event()
@@ -257,13 +262,63 @@ class CpuWatch:
 
     def _run(self) -> None:
         system, own, started = _system_busy_s(), _tree_cpu_s(os.getpid()), time.monotonic()
-        while not self._stop.wait(self.interval_s):
+        for pid in own:
+            self._role(pid)
+        while True:
+            stopped = self._stop.wait(self.interval_s)
             system2, own2, now = _system_busy_s(), _tree_cpu_s(os.getpid()), time.monotonic()
-            shared = own.keys() & own2.keys()
-            mine = sum(max(0.0, own2[p] - own[p]) for p in shared) + sum(own2[p] for p in own2.keys() - own.keys())
+            mine = 0.0
+            for pid, seconds in own2.items():
+                used = max(0.0, seconds - own.get(pid, 0.0))
+                mine += used
+                role = self._role(pid)
+                self.role_s[role] = self.role_s.get(role, 0.0) + used
             self._other_s += max(0.0, system2 - system - mine)
             self._seconds += now - started
             system, own, started = system2, own2, now
+            if stopped:
+                return
+
+    def _role(self, pid: int) -> str:
+        role = self._roles.get(pid)
+        if role is None:
+            role = self._roles[pid] = process_role(pid)
+        return role
+
+
+def process_role(pid: int) -> str:
+    """What a process of the benchmark is, from its command line or its nearest ancestor's below this process
+    (a scorer's worker processes are the scorer's; see ``CpuWatch``)."""
+    if pid == os.getpid():
+        return "bench"
+    try:
+        process = psutil.Process(pid)
+        lineage = [process, *process.parents()]
+    except psutil.Error:
+        return "other"
+    for ancestor in lineage:
+        if ancestor.pid == os.getpid():
+            break
+        try:
+            role = _role_of(ancestor.cmdline())
+        except psutil.Error:
+            continue
+        if role != "other":
+            return role
+    return "other"
+
+
+def _role_of(words: list[str]) -> str:
+    line = " ".join(words)
+    if (words and "java" in words[0]) or "tansu" in line:
+        return "broker"
+    if "producer_tools.bench.relay" in line:
+        return "relay"
+    if "bench-engine" in words:
+        return "engine"
+    if "run" in words and ("consumer.commands.cli" in line or "crm-scorer" in line):
+        return "scorer"
+    return "other"
 
 
 def _system_busy_s() -> float:

@@ -76,7 +76,8 @@ def table(d: dict[str, Any]) -> str:
             f"({soak['growth_mb']:+.1f} MiB)"
         )
     stages = "  ".join(f"{k} {v:.1f}" for k, v in d["stage_us_per_event"].items() if v is not None)
-    lines += ["", f"us/event: {stages}", *_outside_lines(d.get("outside_cpu_percent") or {})]
+    lines += ["", f"us/event: {stages}", *_cpu_lines(d.get("cpu_s_per_1k_events") or {})]
+    lines += _outside_lines(d.get("outside_cpu_percent") or {})
     return "\n".join(lines)
 
 
@@ -91,6 +92,18 @@ def _curve_lines(curve: list[dict[str, float]]) -> list[str]:
         for p in curve
     ]
     return [*header, "|---:|---:|---:|---:|", *rows]
+
+
+def _cpu_lines(per_1k: dict[str, dict[str, float]]) -> list[str]:
+    """CPU seconds per 1,000 events of each role (scorer, broker, relay, engine, bench) in each phase: on a
+    2-core machine that also runs the broker, scaling is judged by cost per event, not by events/s alone."""
+    if not per_1k:
+        return []
+    lines = ["CPU seconds per 1,000 events (bench = load offered and results read back):"]
+    for phase, roles in per_1k.items():
+        shown = "  ".join(f"{role} {seconds:.3f}" for role, seconds in roles.items() if seconds >= 0.0005)
+        lines.append(f"  {phase:<14} {shown}")
+    return lines
 
 
 def _outside_lines(outside: dict[str, float]) -> list[str]:

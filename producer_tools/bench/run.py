@@ -56,12 +56,16 @@ class _Run:
     say: Say
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     outside: dict[str, float] = field(default_factory=dict)
+    cpu_per_1k: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def watched(self, phase: str, measure: Callable[[], T]) -> T:
-        """``measure()``, with the CPU other processes took meanwhile recorded under ``phase``."""
+    def watched(self, phase: str, measure: Callable[[], T], events: float | None = None) -> T:
+        """``measure()``, with the CPU other processes took meanwhile recorded under ``phase``, and (given the
+        ``events`` it handles) the CPU seconds of each of the bench's roles per 1,000 of them."""
         with CpuWatch() as watch:
             result = measure()
         self.outside[phase] = watch.other_percent
+        if events:
+            self.cpu_per_1k[phase] = {role: 1000 * s / events for role, s in sorted(watch.role_s.items())}
         return result
 
     def lanes(self, phase: str, input_topic: str | None = None) -> Lanes:
@@ -79,16 +83,17 @@ def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[
     run = _Run(plan, bootstrap, workdir, say)
     shared, malformed, ceiling = _preload_and_ceiling(run)
     say("one worker")
-    one = run.watched("one_worker", lambda: run.phase(shared, 1))
+    one = run.watched("one_worker", lambda: run.phase(shared, 1), plan.events)
     challenged = _with_challenger(run, shared) if plan.challenger is not None else {}
     say("two workers")
-    two = run.watched("two_workers", lambda: run.phase(run.lanes("two", shared.input), 2))
+    two = run.watched("two_workers", lambda: run.phase(run.lanes("two", shared.input), 2), plan.events)
     say("relay baseline: the same topic, the scorer's Kafka settings, no scoring")
-    relay = run.watched("relay", lambda: run.phase(run.lanes("relay", shared.input), 1, relay=True))
+    relay = run.watched("relay", lambda: run.phase(run.lanes("relay", shared.input), 1, relay=True), plan.events)
     rate = round(one.events_per_s / 2)
     say(f"latency: offering {rate:,} events/s for {plan.latency_seconds:.0f} s, to the scorer and to the relay")
-    latency = run.watched("latency", lambda: run.latency(rate))
-    relay_latency = run.watched("relay_latency", lambda: run.latency(rate, relay=True))
+    offered = rate * plan.latency_seconds
+    latency = run.watched("latency", lambda: run.latency(rate), offered)
+    relay_latency = run.watched("relay_latency", lambda: run.latency(rate, relay=True), offered)
     curve = _curve(run, one.events_per_s, latency) if plan.curve else []
     soak = None
     if plan.soak_events:
@@ -96,7 +101,7 @@ def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[
         soak = run.watched("soak", lambda: run_soak(bootstrap, run.run_id, plan, workdir))
     data = report(plan, malformed, ceiling, one, two, latency, soak)
     data |= relay_keys(one, relay, relay_latency, latency) | challenged
-    return data | {"curve": curve, "outside_cpu_percent": run.outside}
+    return data | {"curve": curve, "outside_cpu_percent": run.outside, "cpu_s_per_1k_events": run.cpu_per_1k}
 
 
 def _with_challenger(run: _Run, shared: Lanes) -> dict[str, Any]:
@@ -126,7 +131,7 @@ def _preload_and_ceiling(run: _Run) -> tuple[Lanes, int, dict[str, Any]]:
     preload(run.bootstrap, shared.input, messages)
     run.say("ceiling: the engine alone, one process, no Kafka")
     values = [m.value for m in messages]
-    ceiling = run.watched("ceiling", lambda: measure_ceiling(values, plan.config, run.workdir))
+    ceiling = run.watched("ceiling", lambda: measure_ceiling(values, plan.config, run.workdir), plan.events)
     if plan.challenger is not None:
         run.say(f"ceiling with the challenger {plan.challenger}: the same bytes, the set in the champion's shadow")
         shadowed = run.watched(
