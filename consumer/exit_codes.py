@@ -8,3 +8,16 @@ PUBLISH_FAILED = 4  # a delivery no retry mends (a missing topic while running)
 KAFKA_UNREACHABLE = 5  # no broker answered, or it refused the credentials
 TOPICS = 6  # a topic is missing or its partition count breaks co-partitioning
 ACLS = 7  # an ACL the running mode needs is not granted
+
+
+def exit_code_of(error: BaseException) -> int:
+    """The code a command ends with when ``error`` stops it (every command maps errors the same way)."""
+    from schemas.errors import KafkaRefusedError, KafkaUnreachableError, RegistryUnavailableError
+
+    if isinstance(error, KafkaUnreachableError):
+        return KAFKA_UNREACHABLE
+    if isinstance(error, KafkaRefusedError):
+        return ACLS
+    if isinstance(error, RegistryUnavailableError):
+        return REGISTRY_UNAVAILABLE
+    return BAD_INPUT

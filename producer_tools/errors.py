@@ -2,6 +2,7 @@
 
 ``CrmScorerError`` (``schemas.errors``)
     ``BrokerError``: a broker could not be started, did not answer, or refused a topic operation.
+    ``InstructionCountError``: valgrind is missing, or the engine's run under it failed (``bench --instructions``).
 """
 
 from __future__ import annotations
@@ -11,3 +12,7 @@ from schemas.errors import CrmScorerError
 
 class BrokerError(CrmScorerError):
     """The broker could not be started, did not answer, or refused a topic operation."""
+
+
+class InstructionCountError(CrmScorerError):
+    """valgrind is missing, or the counted run failed."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer.cli_style import CommandParser, configure_logs
-from consumer.exit_codes import ACLS, KAFKA_UNREACHABLE
+from consumer.exit_codes import ACLS, BAD_INPUT, KAFKA_UNREACHABLE, PUBLISH_FAILED, REGISTRY_UNAVAILABLE
 from consumer.kafka.delivery import PublishError
 from schemas.errors import (
     ArtifactError,
@@ -76,13 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         return ACLS
     except (ConfigError, ArtifactError) as exc:
         print(f"crm-scorer: {exc}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     except PublishError as exc:  # a delivery no retry can mend (a missing topic): already logged by the loop
         print(f"crm-scorer: {exc}", file=sys.stderr)
-        return 4
+        return PUBLISH_FAILED
     except RegistryUnavailableError as exc:  # at start (registering the result schema): let the supervisor retry
         print(f"crm-scorer: {exc}; exiting so the supervisor restarts the scorer", file=sys.stderr)
-        return 3
+        return REGISTRY_UNAVAILABLE
     except OSError as exc:
         # A file named on the command line (score --in/--out) that cannot be opened: one line naming it. If the
         # offline command comes to translate this itself (ConfigError naming the flag), the branch above says it.
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             "check the path and its permissions",
             file=sys.stderr,
         )
-        return 2
+        return BAD_INPUT
 
 
 if __name__ == "__main__":

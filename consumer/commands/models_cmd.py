@@ -18,6 +18,7 @@ from confluent_kafka import KafkaException
 
 from consumer.commands.promotion import read_verdict
 from consumer.control_topic import ensure_copartitioned, publish
+from consumer.exit_codes import FAILED
 from consumer.kafka.model_control import ensure_control_topic, publish_activation
 from consumer.settings import Settings, load_settings
 from models import challengers
@@ -203,7 +204,7 @@ def _promote(settings: Settings, store: ModelStore, args: argparse.Namespace, by
     print(verdict.line())
     if not verdict.wins and not args.force:
         print(f"crm-scorer models: {args.model}'s challenger does not win (yet): not promoted", file=sys.stderr)
-        return 3
+        return FAILED
     reason = args.reason or f"promote {args.model}: {verdict.line()}"
     activation = store.activate(record.version, _configured(settings), by, reason, action="promote")
     code = _publish(settings, activation)

@@ -27,7 +27,7 @@ from consumer.monitor.processor import APPLICATIONS, OUTCOMES, SCORES, SHADOW, I
 from consumer.monitor.rollback import rule_of
 from consumer.monitor.settings import MonitorSettings
 from schemas import SchemaSource
-from schemas.errors import ConfigError
+from schemas.errors import KafkaRefusedError
 
 log = logging.getLogger(__name__)
 _BATCH = 1000
@@ -108,7 +108,7 @@ class MonitorLoop:
             error = message.error()
             if error is not None:
                 if error.code() in _REFUSED:  # no retry mends a missing ACL: stop with one line saying which
-                    raise ConfigError(
+                    raise KafkaRefusedError(
                         f"Kafka refused the monitor: {error.str()} (grant the ACLs `crm-scorer acls --role "
                         "monitor` prints)"
                     )

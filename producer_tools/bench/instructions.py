@@ -26,13 +26,10 @@ from typing import Any
 
 from consumer.core.engine import STAGES
 from producer_tools.bench.phases import workload
+from producer_tools.errors import InstructionCountError
 
 _MARKER = "os_getpgrp*"
 _TOTALS = re.compile(rb"^totals:\s+(\d+)", re.MULTILINE)
-
-
-class InstructionCountError(RuntimeError):
-    """valgrind is missing, or the counted run failed."""
 
 
 @dataclass

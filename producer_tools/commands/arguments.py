@@ -21,7 +21,7 @@ from producer_tools.errors import BrokerError
 from producer_tools.publishing.connection import Brokers, client_config
 from producer_tools.publishing.publisher import registry_for
 from producer_tools.servers.broker import BOOTSTRAP_ENV
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, KafkaRefusedError, KafkaUnreachableError
 from schemas.registry import RegistrySchemaSource
 
 # The topics' defaults (configs/scorer.yaml's) and the world's default size, shared by the commands.
@@ -86,9 +86,9 @@ def require_broker(bootstrap_servers: str, timeout_s: float | None = None, topic
     credentials when it is a ``Brokers``) and the principal may describe each of ``topics``.
 
     Raises:
-        BrokerError: none answered within ``timeout_s`` (default ``BROKER_ANSWER_S``), the credentials were
-            refused, or a topic may not be described; one line naming the address, librdkafka's reason and
-            what to check.
+        KafkaUnreachableError: none answered within ``timeout_s`` (default ``BROKER_ANSWER_S``), or the
+            credentials were refused; one line naming the address, librdkafka's reason and what to check.
+        KafkaRefusedError: a topic may not be described.
     """
     hint = (
         f"--bootstrap-servers / ${BOOTSTRAP_ENV} / --config (and its credentials) and that the broker runs "
@@ -97,6 +97,8 @@ def require_broker(bootstrap_servers: str, timeout_s: float | None = None, topic
     timeout_s = BROKER_ANSWER_S if timeout_s is None else timeout_s
     try:
         require_kafka(client_config(bootstrap_servers), topics, timeout_s, hint)
+    except (KafkaUnreachableError, KafkaRefusedError):
+        raise  # ended with their own codes (5, 7), as crm-scorer's commands are
     except ConfigError as exc:
         raise BrokerError(str(exc)) from exc
 

