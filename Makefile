@@ -64,7 +64,7 @@ stack: $(STAMP)
 # scenarios marked make_test_guarantee (all three run in test-faults), on a local Apache Kafka (Tansu without
 # java/mvn).
 test: $(STAMP) $(TOOLS_STAMP)
-	$(PY) -m pytest -q -m "not soak and not cluster and not matrix and not unsettled"
+	$(PY) -m pytest -q --durations=25 -m "not soak and not cluster and not matrix and not unsettled"
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -176,7 +177,10 @@ def serve(scorer: Settings, settings: GatewaySettings) -> None:
 
     app = create_app(gw, settings)
     app.router.lifespan_context = lifespan
-    print(f"gateway: listening on http://{settings.host}:{sock.getsockname()[1]}", flush=True)
+    # one write, newline included: print() writes the text and its end apart, and a log line from another thread
+    # landing between them glued its timestamp onto the port
+    sys.stdout.write(f"gateway: listening on http://{settings.host}:{sock.getsockname()[1]}\n")
+    sys.stdout.flush()
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -31,7 +31,7 @@ from tests.integration.harness import Lanes, ScorerProcess
 from tests.model_sets import small_model_set, store_with_two_sets
 
 GATEWAY = [sys.executable, "-m", "consumer.commands.cli", "gateway"]
-_LISTENING = re.compile(r"listening on (http://\S+)")
+_LISTENING = re.compile(r"listening on (http://[^\s/]+:\d+)")
 BANK = re.compile(r"bank_\w+")
 
 
