@@ -20,7 +20,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from consumer.endpoints import serve_endpoints
 from consumer.monitor.capture import Capture
+from consumer.monitor.health import MonitorHealth
 from consumer.monitor.join import CHALLENGER
 from consumer.monitor.metrics import MonitorMetrics, MonitorState
 from consumer.monitor.processor import APPLICATIONS, OUTCOMES, SCORES, SHADOW, InputMessage, MonitorCore
@@ -44,9 +46,15 @@ class MonitorLoop:
     """Consume, join, store, export; ``stop()`` (or SIGTERM through ``run``) ends it after the batch."""
 
     def __init__(
-        self, settings: MonitorSettings, core: MonitorCore, metrics: MonitorMetrics, capture: Capture | None = None
+        self,
+        settings: MonitorSettings,
+        core: MonitorCore,
+        metrics: MonitorMetrics,
+        capture: Capture | None = None,
+        health: MonitorHealth | None = None,
     ) -> None:
         self._settings = settings
+        self._health = health if health is not None else MonitorHealth()
         self._core = core
         self._metrics = metrics
         self._capture = capture
@@ -74,6 +82,7 @@ class MonitorLoop:
         self._last_activity, last_evaluation = time.monotonic(), 0.0
         try:
             while not self._stop.is_set():
+                self._health.beat()
                 messages = consumer.consume(_BATCH, timeout=_POLL_S)
                 batch = self._batch(messages)
                 if batch:
@@ -152,6 +161,7 @@ class MonitorLoop:
             tp.offset = OFFSET_BEGINNING if stored is None else stored
         self._core.assigned(set(self._core.partitions) | set(numbers))
         self._metrics.partitions.set(len(self._core.partitions))
+        self._health.assigned(len(self._core.partitions))
         self._last_activity = time.monotonic()
         log.info("monitor assigned partitions %s", numbers)
         self._warn_if_partial(consumer)
@@ -187,38 +197,34 @@ class MonitorLoop:
         gone = {tp.partition for tp in partitions}
         self._core.assigned(set(self._core.partitions) - gone)
         self._metrics.partitions.set(len(self._core.partitions))
+        self._health.assigned(len(self._core.partitions))
 
 
 def run_monitor(
     settings: MonitorSettings, until_idle_s: float | None = None, ready: Callable[[int], Any] | None = None
 ) -> str:
-    """Open the store, serve /metrics, run the loop (the ``crm-scorer monitor`` command's body); the
-    summary line of what the store holds when it stops."""
-    from prometheus_client import start_http_server
-
+    """Open the store, serve /metrics, /healthz and /readyz, run the loop (the ``crm-scorer monitor`` command's
+    body); the summary line of what the store holds when it stops."""
     from consumer.monitor.outbox import StoreOutbox
     from consumer.monitor.store import StateStore
 
-    metrics = MonitorMetrics()
-    server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
-    port = int(server.server_address[1])
-    log.info("monitor metrics on http://%s:%d/metrics", settings.metrics_host, port)
-    try:
+    metrics, health = MonitorMetrics(), MonitorHealth()
+    host = settings.metrics_host
+    with serve_endpoints(metrics.registry, health, host, settings.metrics_port, "monitor metrics") as port:
+        log.info("monitor metrics on http://%s:%d/metrics (health: /healthz, /readyz)", host, port)
         with StateStore(settings.store.path) as store:
+            health.store_opened()
             core = MonitorCore(store, settings, registry_source(settings), rule_of(settings))
             capture = (
                 Capture(settings.capture_dir, core.event_of, settings.capture_flush_s, StoreOutbox(store))
                 if settings.capture_dir is not None
                 else None
             )
-            loop = MonitorLoop(settings, core, metrics, capture)
+            loop = MonitorLoop(settings, core, metrics, capture, health)
             if ready is not None:
                 ready(port)
             loop.run(until_idle_s)
             return summary_line(loop.last_state)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def registry_source(settings: MonitorSettings) -> SchemaSource | None:

@@ -3,21 +3,21 @@
 ``/healthz`` is 200 while every worker's loop went round in the last ``stale_after_s``; ``/readyz`` is 200 once
 every worker loaded its models, the group gave this host at least one partition, a broker is reachable and no
 worker waits on the Schema Registry. Both answer JSON naming each check; 503 when one fails (served by
-``consumer.telemetry.endpoints``).
+``consumer.endpoints``).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from consumer.endpoints import Verdict
 from consumer.telemetry.metrics import WorkerStateReport
 
 STALE_AFTER_S = 30.0
@@ -33,17 +33,6 @@ class _Worker:
     broker_up: bool | None = None
     registry_up: bool = True  # until a worker finds the Schema Registry not answering
     models: bool = False
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The answer of a health endpoint: ``ok`` and, per check, whether it passed and why."""
-
-    ok: bool
-    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def body(self) -> bytes:
-        return json.dumps({"status": "ok" if self.ok else "fail", "checks": self.checks}).encode()
 
 
 class HealthState(Collector):

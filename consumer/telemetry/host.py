@@ -14,10 +14,10 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from consumer.endpoints import serve_endpoints
 from consumer.settings import Settings
 from consumer.telemetry.drift import DriftMonitor, load_reference_profile
 from consumer.telemetry.drift_timer import evaluating_drift
-from consumer.telemetry.endpoints import serve_endpoints
 from consumer.telemetry.health import HealthState
 from consumer.telemetry.logs import configure_logging
 from consumer.telemetry.metrics import (

@@ -129,7 +129,8 @@ def test_probes_ask_the_scorers_healthz_and_readyz_and_the_monitors_metrics_on_t
     monitor = container(default, "monitor")
     monitor_port = load_monitor_settings(ROOT / "configs" / "monitor.yaml").metrics_port
     assert monitor["ports"][0]["containerPort"] == monitor_port
-    assert monitor["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert monitor["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert monitor["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
 
 
 def test_resources_follow_the_benchmarks_per_worker_figures(

@@ -1,25 +1,51 @@
-"""The host's HTTP endpoints: ``/metrics`` (Prometheus exposition), ``/healthz`` and ``/readyz`` (JSON)."""
+"""A process's HTTP endpoints: ``/metrics`` (Prometheus exposition), ``/healthz`` and ``/readyz`` (JSON).
+
+Shared ground: the scorer's host (``consumer.telemetry``) and the monitor serve their own registry and health
+through it, and it imports neither.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from consumer.telemetry.health import HealthState
 from schemas.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The answer of a health endpoint: ``ok`` and, per check, whether it passed and why."""
+
+    ok: bool
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def body(self) -> bytes:
+        return json.dumps({"status": "ok" if self.ok else "fail", "checks": self.checks}).encode()
+
+
+class Health(Protocol):
+    """What the health endpoints ask: the scorer's ``HealthState``, the monitor's ``MonitorHealth``."""
+
+    def liveness(self) -> Verdict: ...
+
+    def readiness(self) -> Verdict: ...
+
+
 @contextlib.contextmanager
-def serve_endpoints(registry: CollectorRegistry, health: HealthState, host: str, port: int) -> Iterator[int]:
+def serve_endpoints(
+    registry: CollectorRegistry, health: Health, host: str, port: int, what: str = "metrics"
+) -> Iterator[int]:
     """Serve ``registry`` and ``health`` on ``host:port`` until the block ends; yields the bound port.
 
     Raises:
@@ -28,7 +54,7 @@ def serve_endpoints(registry: CollectorRegistry, health: HealthState, host: str,
     try:
         server = ThreadingHTTPServer((host, port), _handler(registry, health))
     except OSError as exc:
-        raise ConfigError(f"metrics.host/metrics.port: cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise ConfigError(f"{what} host/port: cannot listen on {host}:{port}: {exc.strerror}") from exc
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     bound = int(server.server_address[1])
@@ -40,7 +66,7 @@ def serve_endpoints(registry: CollectorRegistry, health: HealthState, host: str,
         server.server_close()
 
 
-def _handler(registry: CollectorRegistry, health: HealthState) -> type[BaseHTTPRequestHandler]:
+def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
