@@ -77,7 +77,7 @@ def table(d: dict[str, Any]) -> str:
         )
     stages = "  ".join(f"{k} {v:.1f}" for k, v in d["stage_us_per_event"].items() if v is not None)
     lines += ["", f"us/event: {stages}", *_cpu_lines(d.get("cpu_s_per_1k_events") or {})]
-    lines += _outside_lines(d.get("outside_cpu_percent") or {})
+    lines += _outside_lines(d.get("outside_cpu_percent") or {}, d.get("kernel_cpu_percent") or {})
     return "\n".join(lines)
 
 
@@ -106,11 +106,14 @@ def _cpu_lines(per_1k: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-def _outside_lines(outside: dict[str, float]) -> list[str]:
-    """The CPU other processes took per phase, and a warning when it was enough to skew a phase."""
+def _outside_lines(outside: dict[str, float], kernel: dict[str, float] | None = None) -> list[str]:
+    """The CPU other processes took per phase (and, where known, how much of it was the kernel's interrupt and
+    softirq time, which no process owns), and a warning when it was enough to skew a phase."""
     if not outside:
         return []
-    lines = ["CPU taken by other processes: " + "  ".join(f"{k} {v:.0f}%" for k, v in outside.items())]
+    kernel = kernel or {}
+    shown = [f"{k} {v:.0f}%" + (f" (kernel {kernel[k]:.0f}%)" if k in kernel else "") for k, v in outside.items()]
+    lines = ["CPU taken by other processes: " + "  ".join(shown)]
     if max(outside.values()) > OUTSIDE_WARN_PERCENT:
         lines.append("warning: other processes competed for the CPU; those phases read low")
     return lines

@@ -57,6 +57,7 @@ class _Run:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     outside: dict[str, float] = field(default_factory=dict)
     cpu_per_1k: dict[str, dict[str, float]] = field(default_factory=dict)
+    kernel: dict[str, float] = field(default_factory=dict)
 
     def watched(self, phase: str, measure: Callable[[], T], events: float | None = None) -> T:
         """``measure()``, with the CPU other processes took meanwhile recorded under ``phase``, and (given the
@@ -64,6 +65,7 @@ class _Run:
         with CpuWatch() as watch:
             result = measure()
         self.outside[phase] = watch.other_percent
+        self.kernel[phase] = watch.kernel_percent
         if events:
             self.cpu_per_1k[phase] = {role: 1000 * s / events for role, s in sorted(watch.role_s.items())}
         return result
@@ -91,9 +93,8 @@ def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[
     relay = run.watched("relay", lambda: run.phase(run.lanes("relay", shared.input), 1, relay=True), plan.events)
     rate = round(one.events_per_s / 2)
     say(f"latency: offering {rate:,} events/s for {plan.latency_seconds:.0f} s, to the scorer and to the relay")
-    offered = rate * plan.latency_seconds
-    latency = run.watched("latency", lambda: run.latency(rate), offered)
-    relay_latency = run.watched("relay_latency", lambda: run.latency(rate, relay=True), offered)
+    latency = run.watched("latency", lambda: run.latency(rate))  # its window holds more than the paced events
+    relay_latency = run.watched("relay_latency", lambda: run.latency(rate, relay=True))
     curve = _curve(run, one.events_per_s, latency) if plan.curve else []
     soak = None
     if plan.soak_events:
@@ -101,7 +102,11 @@ def run_bench(plan: BenchPlan, bootstrap: str, workdir: Path, say: Say) -> dict[
         soak = run.watched("soak", lambda: run_soak(bootstrap, run.run_id, plan, workdir))
     data = report(plan, malformed, ceiling, one, two, latency, soak)
     data |= relay_keys(one, relay, relay_latency, latency) | challenged
-    return data | {"curve": curve, "outside_cpu_percent": run.outside, "cpu_s_per_1k_events": run.cpu_per_1k}
+    return (
+        data
+        | {"curve": curve, "outside_cpu_percent": run.outside, "cpu_s_per_1k_events": run.cpu_per_1k}
+        | {"kernel_cpu_percent": run.kernel}
+    )
 
 
 def _with_challenger(run: _Run, shared: Lanes) -> dict[str, Any]:

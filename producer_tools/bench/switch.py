@@ -101,7 +101,10 @@ def run_switches(
         say(f"switch ({guarantee}): {plan.rate:,.0f} events/s for {plan.seconds:.0f} s, activate then roll back")
         with CpuWatch() as watch:
             figures = _one_guarantee(bootstrap, run_id, guarantee, bench, plan, workdir, store, (first, second), sets)
-        out[guarantee] = figures | {"outside_cpu_percent": watch.other_percent}
+        out[guarantee] = figures | {
+            "outside_cpu_percent": watch.other_percent,
+            "kernel_cpu_percent": watch.kernel_percent,
+        }
     return out
 
 
@@ -275,6 +278,7 @@ def switch_table(d: dict[str, Any]) -> str:
             f"unexpected {g['unexpected']}, "
             f"mixed sets {g['mixed_sets']}, scored by a set not active {g['misplaced']}, "
             f"CPU taken by other processes {g['outside_cpu_percent']:.0f}%"
+            + (f" (kernel {g['kernel_cpu_percent']:.0f}%)" if "kernel_cpu_percent" in g else "")
         )
         swaps = g["swap_ms"]
         for i, (switch, near) in enumerate(zip(g["switches"], g["around"], strict=True)):
