@@ -271,12 +271,14 @@ class CpuWatch:
         while True:
             stopped = self._stop.wait(self.interval_s)
             system2, own2, now = _system_busy_s(), _tree_cpu_s(os.getpid()), time.monotonic()
-            mine = 0.0
-            for pid, seconds in own2.items():
-                used = max(0.0, seconds - own.get(pid, 0.0))
-                mine += used
+            for pid, (seconds, _) in own2.items():
+                used = max(0.0, seconds - own.get(pid, (0.0, 0.0))[0])
                 role = self._role(pid)
                 self.role_s[role] = self.role_s.get(role, 0.0) + used
+            # The tree's CPU with what each process's reaped children used: a process that ended between two
+            # samples moved its whole CPU into its parent's, so its last interval is not lost and taken for
+            # another process's (a short command, a worker that stopped).
+            mine = sum(total for _, total in own2.values()) - sum(total for _, total in own.values())
             self._other_s += max(0.0, system2 - system - mine)
             kernel2 = _kernel_s()
             self._kernel_s += max(0.0, kernel2 - kernel)
@@ -340,8 +342,9 @@ def _system_busy_s() -> float:
     return float(times.user + times.nice + times.system + times.irq + times.softirq + times.steal)
 
 
-def _tree_cpu_s(root: int) -> dict[int, float]:
-    """user + system CPU seconds of ``root`` and every live descendant, by pid."""
+def _tree_cpu_s(root: int) -> dict[int, tuple[float, float]]:
+    """CPU seconds of ``root`` and every live descendant, by pid: (user + system, and with the CPU of the
+    process's children it has reaped)."""
     try:
         top = psutil.Process(root)
         tree = [top, *top.children(recursive=True)]
@@ -353,7 +356,8 @@ def _tree_cpu_s(root: int) -> dict[int, float]:
             times = process.cpu_times()
         except psutil.Error:  # exited since the listing
             continue
-        seconds[process.pid] = times.user + times.system
+        own = times.user + times.system
+        seconds[process.pid] = (own, own + times.children_user + times.children_system)
     return seconds
 
 
