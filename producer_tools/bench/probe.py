@@ -84,7 +84,9 @@ def read_back(
     decode: Callable[[bytes], Any] | None = None,
     timeout: float = 120.0,
 ) -> Readback:
-    """Read ``topics`` from the beginning until ``expected`` messages arrived (or ``timeout``).
+    """Read ``topics`` from the beginning until at least ``expected`` messages arrived and half a second passes
+    with nothing more (or ``timeout``): stopping at the count alone left results unread when the topic holds
+    more than ``expected`` (a malformed message the scorer still scores), and they read as lost.
 
     Raises:
         BrokerError: a fetch failed.
@@ -106,9 +108,12 @@ def read_back(
             assignment += [TopicPartition(topic, p, 0) for p in metadata.partitions]
         consumer.assign(assignment)
         deadline = time.monotonic() + timeout
-        while out.count < expected and time.monotonic() < deadline:
-            for message in consumer.consume(_READ_BATCH, timeout=0.5):
+        while time.monotonic() < deadline:
+            messages = consumer.consume(_READ_BATCH, timeout=0.5)
+            for message in messages:
                 _keep(message, out, decode)
+            if out.count >= expected and not messages:
+                break
     finally:
         consumer.close()
     return out
