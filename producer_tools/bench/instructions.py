@@ -19,13 +19,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from consumer.core.engine import STAGES
-from producer_tools.bench.phases import workload
+from producer_tools.bench.phases import bench_engine_argv, workload
 from producer_tools.errors import InstructionCountError
 
 _MARKER = "os_getpgrp*"
@@ -63,25 +62,8 @@ def count_instructions(
     dumps = workdir / "callgrind"
     shutil.rmtree(dumps, ignore_errors=True)
     dumps.mkdir(parents=True)
-    command = [
-        valgrind,
-        "--tool=callgrind",
-        f"--dump-before={_MARKER}",
-        f"--callgrind-out-file={dumps / 'cg.out'}",
-        sys.executable,
-        "-m",
-        "consumer.commands.cli",
-        "bench-engine",
-        "--messages",
-        str(messages),
-        "--batch-size",
-        str(batch_size),
-        "--markers",
-        "--json",
-        str(out),
-    ]
-    if config is not None:
-        command += ["--config", str(config)]
+    command = [valgrind, "--tool=callgrind", f"--dump-before={_MARKER}", f"--callgrind-out-file={dumps / 'cg.out'}"]
+    command += bench_engine_argv(messages, out, config, "--batch-size", str(batch_size), "--markers")
     done = subprocess.run(
         command, capture_output=True, text=True, check=False, env=os.environ | {"PYTHONHASHSEED": "0"}
     )

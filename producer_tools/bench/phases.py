@@ -104,18 +104,7 @@ def measure_ceiling(
     with messages.open("wb") as file:  # the format consumer.commands.engine_bench.read_messages reads
         for value in values:
             file.write(_LENGTH.pack(_NO_VALUE if value is None else len(value)) + (value or b""))
-    args = [
-        sys.executable,
-        "-m",
-        "consumer.commands.cli",
-        "bench-engine",
-        "--messages",
-        str(messages),
-        "--json",
-        str(out),
-    ]
-    if config is not None:
-        args += ["--config", str(config)]
+    args = bench_engine_argv(messages, out, config)
     if challenger is not None:
         args += ["--challenger", str(challenger)]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
@@ -123,6 +112,13 @@ def measure_ceiling(
     if done.returncode != 0:
         raise BrokerError(f"crm-scorer bench-engine failed ({done.returncode}): {done.stderr[-2000:]}")
     return dict(json.loads(out.read_text()))
+
+
+def bench_engine_argv(messages: Path, out: Path, config: Path | None, *extra: str) -> list[str]:
+    """``crm-scorer bench-engine`` on ``messages`` in a fresh interpreter, its JSON into ``out``."""
+    args = [sys.executable, "-m", "consumer.commands.cli", "bench-engine", "--messages", str(messages)]
+    args += [*extra, "--json", str(out)]
+    return args + (["--config", str(config)] if config is not None else [])
 
 
 def preload(bootstrap: str, topic: str, messages: list[OutboundMessage]) -> None:

@@ -6,6 +6,7 @@ group, and stops it with a real SIGTERM. ``Lanes`` names one test's input, outpu
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Producer
 
@@ -156,3 +158,25 @@ def wait_for_count(bootstrap: str, topic: str, expected: int, timeout: float = 6
             return seen
         time.sleep(0.5)
     raise AssertionError(f"{topic} holds {seen} messages after {timeout} s, expected {expected}")
+
+
+def outcome_args(
+    bootstrap: str, scores: str, topic: str, count: int, seed: int, policy: Any = None
+) -> argparse.Namespace:
+    """``crm-producer outcomes``' arguments answering ``count`` scores of the world of ``seed`` (baseline,
+    v1 outcomes, 3% missing and 1% duplicated, no pacing), as ``answer_scores`` takes them."""
+    return argparse.Namespace(
+        bootstrap_servers=bootstrap,
+        scores_topic=scores,
+        topic=topic,
+        count=count,
+        seed=seed,
+        scenario="baseline",
+        schema_version="v1",
+        time_scale=0.0,
+        missing=0.03,
+        duplicates=0.01,
+        policy_change=policy,
+        idle_exit=30.0,
+        max_scores=count,
+    )

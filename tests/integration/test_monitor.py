@@ -7,7 +7,6 @@ are the ones docs/outcomes.md quotes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -42,7 +41,7 @@ from producer_tools.world import generate
 from producer_tools.world.outcomes import PolicyChange, route
 from schemas import ResultDecoder
 from tests.integration.faults.support import http_get, telemetry_url
-from tests.integration.harness import Lanes, ScorerProcess, encoded, produce
+from tests.integration.harness import Lanes, ScorerProcess, encoded, outcome_args, produce
 from tests.unit.test_monitor import FakeChanges
 
 EVENTS, SEED, CHANGE_AT = 10_000, 313, 5_000
@@ -79,7 +78,7 @@ def loop(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Loop
         psi = _max_feature_psi(url)
         scorer.stop()
     for topic, policy in ((names["outcomes"], None), (names["policy"], PolicyChange("bank_c", CHANGE_AT))):
-        tally = answer_scores(_outcome_args(kafka_bootstrap, names["scores"], topic, policy))
+        tally = answer_scores(outcome_args(kafka_bootstrap, names["scores"], topic, EVENTS, SEED, policy))
         assert tally.scores == EVENTS and tally.unknown == 0 and tally.failed == 0
     decoder = ResultDecoder()
     scored = [decoder.decode(m.value) for m in read_all(kafka_bootstrap, names["scores"], idle=1.0)]
@@ -101,24 +100,6 @@ def _max_feature_psi(url: str, timeout: float = 30.0) -> float:
             return max(values)
         time.sleep(1.0)
     raise AssertionError("the scorer exported no feature PSI")
-
-
-def _outcome_args(bootstrap: str, scores: str, topic: str, policy: PolicyChange | None) -> argparse.Namespace:
-    return argparse.Namespace(
-        bootstrap_servers=bootstrap,
-        scores_topic=scores,
-        topic=topic,
-        count=EVENTS,
-        seed=SEED,
-        scenario="baseline",
-        schema_version="v1",
-        time_scale=0.0,
-        missing=0.03,
-        duplicates=0.01,
-        policy_change=policy,
-        idle_exit=30.0,
-        max_scores=EVENTS,
-    )
 
 
 def _settings(loop: Loop, outcomes: str, store: Path, **quality: Any) -> MonitorSettings:

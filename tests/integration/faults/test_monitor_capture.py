@@ -12,7 +12,6 @@ and writes its rows again. An undisturbed monitor reads the same topics afterwar
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -36,7 +35,7 @@ from models.capture_rows import CaptureSummary, read_capture
 from producer_tools.publishing.outcomes import answer_scores
 from producer_tools.publishing.topics import RecordedMessage, read_all
 from producer_tools.world import generate
-from tests.integration.harness import Lanes, ScorerProcess, encoded, produce
+from tests.integration.harness import Lanes, ScorerProcess, encoded, outcome_args, produce
 
 pytestmark = [pytest.mark.faults, pytest.mark.matrix]  # make test-faults; make test has one kill -9 (test_monitor)
 
@@ -161,27 +160,9 @@ def _scored_and_answered(
         scorer.wait_for(lanes.output, EVENTS, timeout=180)
         scorer.stop()
     outcomes = make_topic(PARTITIONS, "outcomes")
-    tally = answer_scores(_outcome_args(bootstrap, scores, outcomes))
+    tally = answer_scores(outcome_args(bootstrap, scores, outcomes, EVENTS, SEED))
     assert tally.scores == EVENTS and tally.unknown == 0 and tally.failed == 0
     return lanes.input, read_all(bootstrap, scores, idle=1.0), read_all(bootstrap, outcomes, idle=1.0)
-
-
-def _outcome_args(bootstrap: str, scores: str, topic: str) -> argparse.Namespace:
-    return argparse.Namespace(
-        bootstrap_servers=bootstrap,
-        scores_topic=scores,
-        topic=topic,
-        count=EVENTS,
-        seed=SEED,
-        scenario="baseline",
-        schema_version="v1",
-        time_scale=0.0,
-        missing=0.03,
-        duplicates=0.01,
-        policy_change=None,
-        idle_exit=30.0,
-        max_scores=EVENTS,
-    )
 
 
 def _run_and_kill(streams: Streams, folder: Path, rng: random.Random, replay: Replay, chunks: int) -> str:
