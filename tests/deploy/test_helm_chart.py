@@ -143,9 +143,9 @@ def test_resources_follow_the_benchmarks_per_worker_figures(
     assert peaks[-1] <= per_worker["memoryRequestMi"] < per_worker["memoryLimitMi"]
     assert per_worker["cpuMillis"] == 1000, "one worker keeps one core busy at its throughput"
     one = container(default, "scorer")["resources"]
-    assert one == {"requests": {"cpu": "1100m", "memory": "704Mi"}, "limits": {"memory": "1024Mi"}}
+    assert one == {"requests": {"cpu": "1100m", "memory": "832Mi"}, "limits": {"memory": "1152Mi"}}
     two = container(secured, "scorer")["resources"]
-    assert two == {"requests": {"cpu": "2100m", "memory": "1152Mi"}, "limits": {"memory": "1664Mi"}}
+    assert two == {"requests": {"cpu": "2100m", "memory": "1408Mi"}, "limits": {"memory": "1920Mi"}}
 
 
 def test_a_disruption_takes_one_scorer_at_a_time(default: list[dict[str, Any]]) -> None:
