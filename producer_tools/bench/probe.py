@@ -265,7 +265,7 @@ class CpuWatch:
         self._stop.set()
         self._thread.join(5)
         if self._seconds > 0:
-            self.other_percent = 100.0 * self._other_s / self._seconds
+            self.other_percent = max(0.0, 100.0 * self._other_s / self._seconds)
             self.kernel_percent = 100.0 * self._kernel_s / self._seconds
 
     def _run(self) -> None:
@@ -284,7 +284,9 @@ class CpuWatch:
             # samples moved its whole CPU into its parent's, so its last interval is not lost and taken for
             # another process's (a short command, a worker that stopped).
             mine = sum(total for _, total in own2.values()) - sum(total for _, total in own.values())
-            self._other_s += max(0.0, system2 - system - mine)
+            # Signed: the two readings are taken a moment apart, so an interval's figure is off either way;
+            # clipping each at zero kept the errors one way only and read a busy, quiet machine as shared.
+            self._other_s += system2 - system - mine
             kernel2 = _kernel_s()
             self._kernel_s += max(0.0, kernel2 - kernel)
             self._seconds += now - started
