@@ -7,7 +7,7 @@ EVENTS ?= 20000
 # The demo's local broker: tansu (no Java) or kafka (Apache Kafka from Maven Central; needs java and mvn).
 BROKER ?= tansu
 
-.PHONY: demo demo-lifecycle stack test tools test-unit test-integration test-faults test-security lint format train bench bench-quick bench-switch bench-instructions clean
+.PHONY: demo demo-lifecycle stack test tools test-unit test-integration test-faults test-security lint format train bench bench-quick bench-switch bench-instructions test-bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,10 +61,15 @@ stack: $(STAMP)
 	$(VENV)/bin/crm-producer stack
 
 # Everything but the one-million-event soak, the three-broker cluster scenarios and the second guarantee of the
-# scenarios marked make_test_guarantee (all three run in test-faults), on a local Apache Kafka (Tansu without
-# java/mvn).
+# scenarios marked make_test_guarantee (all three run in test-faults) and the benchmarks' smoke runs (test-bench),
+# on a local Apache Kafka (Tansu without java/mvn). Prints its 25 slowest tests: keep the whole under 15 minutes.
 test: $(STAMP) $(TOOLS_STAMP)
-	$(PY) -m pytest -q --durations=25 -m "not soak and not cluster and not matrix and not unsettled"
+	$(PY) -m pytest -q --durations=25 -m "not soak and not cluster and not matrix and not unsettled and not bench"
+
+# The benchmark commands' smoke runs (crm-scorer bench --quick and --switch --quick): about 90 s, outside make
+# test's 15-minute budget.
+test-bench: $(STAMP)
+	$(PY) -m pytest -q -m bench tests/integration
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

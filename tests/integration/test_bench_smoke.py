@@ -32,6 +32,7 @@ HEADLINE_KEYS = (
 )
 
 
+@pytest.mark.bench
 @pytest.mark.timeout(600)
 def test_quick_bench_reports_every_measure(kafka_bootstrap: str, tmp_path: Path) -> None:
     report = tmp_path / "bench.json"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 
+@pytest.mark.bench
 @pytest.mark.timeout(400)
 def test_switch_bench_checks_an_activation_and_a_rollback(kafka_bootstrap: str, tmp_path: Path) -> None:
     report = tmp_path / "switch.json"
