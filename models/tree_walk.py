@@ -115,7 +115,6 @@ class TreeWalker:
     default_left: np.ndarray  # (nodes,) uint64: 1 where a missing value goes left
     roots: np.ndarray  # (trees,) uint64: each tree's root (its offset)
     depths: np.ndarray  # (trees,) int64: the longest path from the root to a leaf
-    inner: np.ndarray  # (nodes,) bool: a split, not a leaf
     credit_start: np.ndarray  # (nodes + 1,) uint64: node n's non-zero contributions are [start[n], start[n + 1])
     credit_column: np.ndarray  # uint64: their columns of the table
     credit_value: np.ndarray  # float32: their values (the table's own)
@@ -128,7 +127,7 @@ class TreeWalker:
         model = json.loads(booster.save_raw(raw_format="json"))["learner"]
         trees = model["gradient_booster"]["model"]["trees"]
         column_of = np.asarray(columns, dtype=np.int64)
-        keys = ("columns", "thresholds", "left", "right", "default", "inner")
+        keys = ("columns", "thresholds", "left", "right", "default")
         parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         depths = []
         for tree, offset in zip(trees, table.offsets.tolist(), strict=True):
@@ -141,7 +140,6 @@ class TreeWalker:
             parts["left"].append(np.where(leaf, own, left + offset))
             parts["right"].append(np.where(leaf, own, right + offset))
             parts["default"].append(np.asarray(tree["default_left"], dtype=np.int64))
-            parts["inner"].append(~leaf)
             depths.append(_depth(left.tolist(), right.tolist()))
         joined = {k: np.concatenate(v) for k, v in parts.items()}
         index = {k: joined[k].astype(np.uint64) for k in ("columns", "left", "right", "default")}
@@ -157,12 +155,16 @@ class TreeWalker:
             index["default"],
             table.offsets.astype(np.uint64),
             np.asarray(depths, dtype=np.int64),
-            joined["inner"],
             start.astype(np.uint64),
             columns_nz.astype(np.uint64),
             credits[nodes, columns_nz],
             table,
         )
+
+    @property
+    def inner(self) -> np.ndarray:
+        """(nodes,) bool: a split, not a leaf (a leaf is its own child)."""
+        return self.left != np.arange(len(self.left), dtype=np.uint64)
 
     def margin_and_contributions(self, matrix: np.ndarray) -> np.ndarray:
         """``LeafTable.margin_and_contributions`` of the leaves ``matrix``'s rows land in (``matrix``: the batch's

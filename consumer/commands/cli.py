@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from consumer.cli_style import CommandParser, configure_logs
-from consumer.exit_codes import ACLS, BAD_INPUT, KAFKA_UNREACHABLE, PUBLISH_FAILED, REGISTRY_UNAVAILABLE
+from consumer.exit_codes import BAD_INPUT, PUBLISH_FAILED, REGISTRY_UNAVAILABLE, exit_code_of
 from consumer.kafka.delivery import PublishError
 from schemas.errors import (
     ArtifactError,
     ConfigError,
-    KafkaRefusedError,
-    KafkaUnreachableError,
     RegistryUnavailableError,
 )
 
@@ -68,15 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logs(args)
     try:
         return int(args.handler(args) or 0)
-    except KafkaUnreachableError as exc:  # at start: a restart may mend it once the broker runs
+    except (ConfigError, ArtifactError) as exc:  # an unreachable broker 5, a refusal 7, the rest 2
         print(f"crm-scorer: {exc}", file=sys.stderr)
-        return KAFKA_UNREACHABLE
-    except KafkaRefusedError as exc:
-        print(f"crm-scorer: {exc}", file=sys.stderr)
-        return ACLS
-    except (ConfigError, ArtifactError) as exc:
-        print(f"crm-scorer: {exc}", file=sys.stderr)
-        return BAD_INPUT
+        return exit_code_of(exc)
     except PublishError as exc:  # a delivery no retry can mend (a missing topic): already logged by the loop
         print(f"crm-scorer: {exc}", file=sys.stderr)
         return PUBLISH_FAILED

@@ -64,11 +64,9 @@ def _statement_bytes(entry: FeatureReasons, languages: Sequence[str]) -> list[by
     for kind in KINDS:
         statement = entry.statement(kind)
         texts = statement.model_dump()
-        if not languages:
-            out.append(avro_string(statement.code) + _ZERO)
-            continue
         body = b"".join(avro_string(lang) + avro_string(texts[lang]) for lang in languages)
-        out.append(avro_string(statement.code) + zigzag_varint(len(languages)) + body + _ZERO)
+        block = zigzag_varint(len(languages)) + body if languages else b""  # an empty map is its end marker alone
+        out.append(avro_string(statement.code) + block + _ZERO)
     return out
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from producer_tools.bench.challenger import challenger_env
+from producer_tools.bench.cpu import CpuWatch
 from producer_tools.bench.latency import LatencyResult, run_latency, run_soak
 from producer_tools.bench.phases import (
     CURVE_SHARES,
@@ -38,7 +39,7 @@ from producer_tools.bench.phases import (
     run_phase,
     workload,
 )
-from producer_tools.bench.probe import CpuWatch, Lanes
+from producer_tools.bench.probe import Lanes
 from producer_tools.bench.report import relay_keys, report
 from producer_tools.bench.switch import SwitchPlan, run_switches
 from producer_tools.publishing.topics import ensure_topics

@@ -26,6 +26,7 @@ from typing import Any
 
 from models.config import DEFAULT_ARTIFACTS_DIR
 from models.store import ModelStore
+from producer_tools.bench.cpu import CpuWatch
 from producer_tools.bench.latency import _millis
 from producer_tools.bench.offer import live_stamped, offer
 from producer_tools.bench.phases import (
@@ -38,7 +39,7 @@ from producer_tools.bench.phases import (
     workload,
     world_events,
 )
-from producer_tools.bench.probe import CpuWatch, Lanes, ScorerProcess, read_back
+from producer_tools.bench.probe import Lanes, ScorerProcess, read_back
 from producer_tools.bench.switch_figures import (
     WINDOW_MS,
     ScoredResult,

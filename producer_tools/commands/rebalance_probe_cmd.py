@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from producer_tools.bench.probe import CpuWatch
+from producer_tools.bench.cpu import CpuWatch
 from producer_tools.bench.rebalance import PROTOCOLS, ProbePlan, format_table, run_probe
 from producer_tools.errors import BrokerError
 from producer_tools.servers.apache_kafka import ApacheKafka
