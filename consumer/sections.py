@@ -97,7 +97,7 @@ class ConsumerSettings(_Section):
         description="Names this replica in its workers' transactional ids (exactly_once: "
         "`<group_id>-<input topic>-<instance_id>-<worker>`): unique per live replica, stable across its restarts, "
         "so a restart fences its own zombie; unset = the host name. Two live replicas with one id fence each "
-        "other, and a worker fenced three times within a minute stops, saying so",
+        "other, and a worker fenced four times within a minute stops, saying so",
     )
 
 

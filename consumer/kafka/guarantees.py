@@ -41,7 +41,10 @@ _SHUTDOWN_FLUSH_S = 8.0
 _TXN_TIMEOUT_S = 30.0
 _CALL_S = 5.0  # one attempt of a transactional call; a retriable failure is retried (and reported) after it
 _FENCED_WINDOW_S = 60.0
-_FENCED_LIMIT = 3
+_FENCED_LIMIT = 4
+# Before replacing a producer fenced again within the window: an intruder's init_transactions, retried every half
+# second while our replacement's transaction is open, fences each replacement in turn unless it waits its turn.
+_FENCED_BACKOFF_S = (0.0, 1.0, 2.0)
 # produce() on a producer already in its fatal state raises _FATAL without the fatal flag set on the error
 _UNUSABLE = {KafkaError._FATAL, KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -367,8 +370,9 @@ class ExactlyOnce:
         now = time.monotonic()
         self._fenced_at = [t for t in self._fenced_at if now - t < _FENCED_WINDOW_S] + [now]
         if len(self._fenced_at) >= _FENCED_LIMIT:
-            # A zombie is fenced once (and a replacement racing an intruder's retried init can be fenced again);
-            # fenced again and again, another live instance shares our transactional id.
+            # A zombie is fenced once (and a replacement racing an intruder's retried init can be fenced again, so
+            # each later replacement waits longer first); fenced again and again, another live instance shares
+            # our transactional id.
             raise PublishError(
                 f"fenced {_FENCED_LIMIT} times within {_FENCED_WINDOW_S:.0f} s ({error.str()}): "
                 "another live replica uses this worker's transactional id; give each replica its "
@@ -379,6 +383,7 @@ class ExactlyOnce:
             "to the committed offsets",
             error.str(),
         )
+        time.sleep(_FENCED_BACKOFF_S[min(len(self._fenced_at), len(_FENCED_BACKOFF_S)) - 1])
         self._start_over(consumer)
 
     def _start_over(self, consumer: Source) -> None:

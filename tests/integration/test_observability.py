@@ -320,6 +320,13 @@ def test_prometheus_evaluates_every_dashboard_query_and_alert_rule(
         scorer,
     )
     wait_until(lambda: prometheus.query("crm_scorer_consumer_lag")["data"]["result"], 15, "lag in Prometheus")
+    # Drift is computed on the scorer's own timer and scraped on Prometheus's: the last batch settled says
+    # nothing about either having run since (a CI run asserted a moment before both had).
+    wait_until(
+        lambda: prometheus.query('crm_scorer_prediction_psi{window="short"}')["data"]["result"],
+        30,
+        "drift of the short window in Prometheus",
+    )
 
     _assert_every_dashboard_query_answers(prometheus)
     _assert_every_alert_rule_evaluates(prometheus)

@@ -166,15 +166,38 @@ def test_an_abort_still_unconfirmed_past_twice_the_transaction_timeout_replaces_
     assert observer.broker_states[-1] is True, "ready again once the replacement took over"
 
 
-def test_fenced_three_times_within_a_minute_stops_the_worker_naming_the_instance_id(engine: ScoringEngine) -> None:
+def test_fenced_four_times_within_a_minute_stops_the_worker_naming_the_instance_id(
+    engine: ScoringEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guarantees, "_FENCED_BACKOFF_S", (0.0,))
     broker = broker_with(EVENTS)
 
     def fence() -> None:
         broker.sink(broker.sinks[0].conf).init_transactions()
 
     with pytest.raises(PublishError, match=r"consumer\.instance_id"):
-        run(broker, settings_for("exactly_once"), engine, {2: fence, 3: fence, 4: fence}, until=scored_all(broker))
+        run(
+            broker, settings_for("exactly_once"), engine, {2: fence, 3: fence, 4: fence, 5: fence}, until=scored_all(broker)
+        )
     assert source_of(broker).closed
+
+
+def test_fenced_three_times_a_worker_waits_longer_before_each_replacement_and_goes_on(
+    engine: ScoringEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An intruder's init_transactions retried while our replacement's transaction is open fences it again: the
+    # replacements back off so the intruder gets its turn, and three fences are not taken for a live replica.
+    waits: list[float] = []
+    monkeypatch.setattr(guarantees.time, "sleep", waits.append)
+    broker = broker_with(EVENTS)
+
+    def fence() -> None:
+        broker.sink(broker.sinks[0].conf).init_transactions()
+
+    run(broker, settings_for("exactly_once"), engine, {2: fence, 3: fence, 4: fence}, until=scored_all(broker))
+    ids = event_ids(broker.records(OUTPUT))
+    assert len(ids) == len(set(ids)) == len(EVENTS)
+    assert [w for w in waits if w in guarantees._FENCED_BACKOFF_S] == [0.0, 1.0, 2.0]
 
 
 def test_a_stop_drains_the_batch_in_flight_then_commits_and_leaves(engine: ScoringEngine) -> None:
