@@ -74,6 +74,15 @@ class ConsumerSettings(_Section):
         description="Longest the broker holds a fetch while no new data arrives (Kafka answers as soon as data "
         "comes; Tansu always waits this long): the latency floor when traffic is light",
     )
+    max_unacknowledged_batches: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="at_least_once: batches scored whose results the broker has not acknowledged yet, at most; "
+        "past it the worker waits for acknowledgements before consuming more, and pauses its partitions while "
+        "the broker does not answer. What a crash or a lost session can score twice is this many batches plus "
+        "200 ms (the commit interval) of acknowledged results. See docs/reliability.md",
+    )
     session_timeout_ms: int = Field(
         10_000,
         ge=1000,

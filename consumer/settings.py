@@ -55,9 +55,10 @@ __all__ = [
 ENV_PREFIX = "CRM_SCORER_"
 DEFAULT_CONFIG = DEFAULT_CONFIG_FILE
 Role = Literal["consumer", "producer"]
-# What a crashed worker re-delivers is what it stored since the last commit: librdkafka's 5 s default would be
-# 5 s of throughput in duplicates.
-_COMMIT_INTERVAL_MS = 1000
+# What a crashed worker (or one whose session was lost) re-delivers is what it stored since the last commit:
+# librdkafka's 5 s default would be 5 s of throughput in duplicates, 1 s was 10,000 after a backlog; an offset
+# commit every 200 ms is one small request.
+_COMMIT_INTERVAL_MS = 200
 # Client properties of the classic group protocol that librdkafka refuses with group.protocol=consumer (KIP-848:
 # the broker owns the session, the heartbeat and the assignor; group.remote.assignor picks a server assignor).
 CLASSIC_ONLY_PROPERTIES = (

@@ -4,6 +4,9 @@
 broker acknowledged every delivery of their batch and of every batch before it; librdkafka's auto-commit commits
 what was stored; revoke and shutdown flush and commit synchronously. A delivery that fails after the producer's
 own retries is produced again (see :mod:`consumer.kafka.delivery`), so an outage delays results and loses none.
+At most ``max_unacknowledged`` batches are published and unacknowledged: past that the worker waits for the
+broker's acknowledgements, and pauses its partitions while they do not come. That bounds what a crash or a lost
+session can score twice: those batches, and what was acknowledged since the last auto-commit (every 200 ms).
 
 ``ExactlyOnce``: each batch's results, dead letters and input offsets commit in one transaction. A delivery that
 fails inside it is never produced again on its own (that would put it outside its transaction, or into the next
@@ -48,6 +51,8 @@ _FENCED_BACKOFF_S = (0.0, 1.0, 2.0)
 # produce() on a producer already in its fatal state raises _FATAL without the fatal flag set on the error
 _UNUSABLE = {KafkaError._FATAL, KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+_ACK_WAIT_S = 1.0  # at_least_once: how long a full window of unacknowledged batches waits before holding
+_HELD_POLL_S = 0.1
 _GRANT_BACKOFF_S = (1.0, 2.0, 5.0)  # while an ACL is missing: an operator's grant is awaited, not a broker
 Report = Callable[[InFlightBatch], None]
 NewSink = Callable[[], Sink]  # a new producer, configured for this worker
@@ -94,11 +99,15 @@ class AtLeastOnce:
         *,
         stalled: Stalled = lambda waiting: None,
         shadow: str | None = None,
+        max_unacknowledged: int = 4,
     ) -> None:
         self._tracker = OffsetTracker()
         self._report = report
         self._stalled = stalled
-        self._held: set[tuple[str, int]] = set()  # partitions paused while the broker refuses a delivery (an ACL)
+        self._max_unacknowledged = max_unacknowledged
+        # partitions paused while the broker refuses a delivery (an ACL) or acknowledges none (an outage)
+        self._held: set[tuple[str, int]] = set()
+        self._awaiting_acks = False
         # a producer fenced after an outage is replaced (only an idempotent one can be; a transactional one never is)
         self._publisher = BatchPublisher(new_sink(), output, dlq, new_sink, shadow=shadow)
 
@@ -106,25 +115,47 @@ class AtLeastOnce:
         return None
 
     def tick(self, consumer: Source) -> None:
-        self._publisher.producer.poll(0)
+        # while held, wait for the broker's answers here rather than spin on consume()'s short timeout
+        self._publisher.producer.poll(_HELD_POLL_S if self._held else 0)
         self._publisher.retry_failed()
         self._release(consumer)
-        self._hold_while_refused(consumer)
+        self._awaiting_acks = self._awaiting_acks and len(self._tracker) >= self._max_unacknowledged
+        self._hold(consumer)
 
     def publish(self, consumer: Source, batch: InFlightBatch, messages: Sequence[Message], out: BatchOutcome) -> None:
         self._tracker.add(batch)
         self._publisher.publish(batch, messages, out)
-        self._hold_while_refused(consumer)
+        self._await_acks(consumer)
+        self._hold(consumer)
 
-    def _hold_while_refused(self, consumer: Source) -> None:
-        """While a delivery is refused for a missing ACL, consume nothing more (what was refused waits in the
-        retries, its offsets unstored) and report not ready; resume once a delivery succeeds again."""
-        if self._publisher.refusal is not None:
+    def _await_acks(self, consumer: Source) -> None:
+        """With ``max_unacknowledged`` batches unacknowledged, serve delivery reports until one completes; if none
+        does within ``_ACK_WAIT_S`` (a broker slow or away), hold the partitions until one does."""
+        deadline = time.monotonic() + _ACK_WAIT_S
+        while len(self._tracker) >= self._max_unacknowledged and time.monotonic() < deadline:
+            self._publisher.producer.poll(0.01)
+            self._publisher.retry_failed()
+            self._release(consumer)
+        if len(self._tracker) >= self._max_unacknowledged and not self._awaiting_acks:
+            log.warning(
+                "%d batches await the broker's acknowledgement for over %.0f s: consuming nothing more until it answers",
+                len(self._tracker),
+                _ACK_WAIT_S,
+            )
+        self._awaiting_acks = len(self._tracker) >= self._max_unacknowledged
+
+    def _hold(self, consumer: Source) -> None:
+        """Consume nothing more while a delivery is refused for a missing ACL (what was refused waits in the
+        retries, its offsets unstored; reported not ready) or while ``max_unacknowledged`` batches await the
+        broker; resume once a delivery succeeds again."""
+        refused = self._publisher.refusal is not None
+        if refused or self._awaiting_acks:
             new = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in self._held]
             if new:
-                consumer.pause(new)
+                consumer.pause(new)  # librdkafka drops what it prefetched and fetches it again on resume
                 self._held |= {(tp.topic, tp.partition) for tp in new}
-            self._stalled(True)
+            if refused:
+                self._stalled(True)
         elif self._held:
             held = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) in self._held]
             self._held.clear()

@@ -156,6 +156,7 @@ class ScoringLoop:
             self._report,
             stalled=self._stalled,
             shadow=settings.models.shadow_topic,
+            max_unacknowledged=settings.consumer.max_unacknowledged_batches,
         )
 
     def _new_sink(self, conf: dict[str, Any]) -> Any:

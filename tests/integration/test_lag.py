@@ -4,7 +4,7 @@ The Admin API's lag of a partition is its log-end offset (``list_offsets`` lates
 consumes, so the last stable offset) minus the group's committed offset (``list_consumer_group_offsets``): what
 ``kafka-consumer-groups --describe`` prints. The backlog is produced before the scorer starts and nothing is
 produced while it drains, so the log-end offsets stand still and each partition's Admin lag only falls, in steps,
-one step per commit the scorer makes (every ``auto.commit.interval.ms``, 1 s).
+one step per commit the scorer makes (every ``auto.commit.interval.ms``, set to 1 s here).
 
 How a sample is bounded: read the Admin lag (``before``), wait ``SETTLE_S``, scrape the gauge, read the Admin lag
 again (``after``). The gauge may not yet show a commit the broker acknowledged a moment ago (the worker hears of
@@ -157,7 +157,9 @@ def test_lag_gauge_agrees_with_the_admin_api_while_a_backlog_drains(
     produce(kafka_bootstrap, lanes.input, pairs(valid_messages(BACKLOG, seed=61)))
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
 
-    with ScorerProcess(lanes, tmp_path, "--batch-size", str(BATCH), "--guarantee", guarantee) as scorer:
+    # One commit a second, not every 200 ms: the settled readings need partitions no commit moved for SETTLE_S.
+    env = {"CRM_SCORER_KAFKA__CONSUMER_EXTRA": '{"auto.commit.interval.ms": 1000}'}
+    with ScorerProcess(lanes, tmp_path, "--batch-size", str(BATCH), "--guarantee", guarantee, env=env) as scorer:
         url = telemetry_url(scorer)
         samples = sample_while_draining(admin, lanes, url, scorer)
         final = drained_gauge(url, lanes.input)

@@ -18,7 +18,7 @@ def test_the_consumer_carries_the_guarantee_and_the_commit_interval() -> None:
     assert conf["group.id"] == "g"
     assert (conf["enable.auto.commit"], conf["enable.auto.offset.store"]) == (True, False)
     assert conf["isolation.level"] == "read_committed"
-    assert conf["auto.commit.interval.ms"] == 1000
+    assert conf["auto.commit.interval.ms"] == 200
     assert conf["queued.min.messages"] == 500
 
 
@@ -33,13 +33,13 @@ def test_exactly_once_names_a_transactional_id_per_worker_and_commits_only_in_tr
 
 def test_extras_go_to_their_client_and_win_over_the_defaults() -> None:
     kafka = {
-        "extra": {"reconnect.backoff.max.ms": 2000, "auto.commit.interval.ms": 200},
+        "extra": {"reconnect.backoff.max.ms": 2000, "auto.commit.interval.ms": 1000},
         "consumer_extra": {"fetch.min.bytes": 10, "reconnect.backoff.max.ms": 3000},
         "producer_extra": {"batch.size": 65536},
     }
     settings = load_settings(None, kafka=kafka)
     consumer, producer = settings.librdkafka("consumer"), settings.librdkafka("producer")
-    assert (consumer["auto.commit.interval.ms"], consumer["fetch.min.bytes"]) == (200, 10)
+    assert (consumer["auto.commit.interval.ms"], consumer["fetch.min.bytes"]) == (1000, 10)
     assert consumer["reconnect.backoff.max.ms"] == 3000, "consumer_extra over extra"
     assert producer["reconnect.backoff.max.ms"] == 2000 and producer["batch.size"] == 65536
     assert "batch.size" not in consumer and "fetch.min.bytes" not in producer

@@ -26,6 +26,7 @@ class MemoryBroker:
         self._next_transaction = 0
         self._owners: dict[str, MemorySink] = {}  # transactional id -> the producer that holds it
         self._failures: list[Callable[[str, Record], KafkaError | None]] = []
+        self.silent = False  # an outage: no delivery is answered, acknowledged or failed, until heal()
         self._fail_next: dict[str, list[KafkaError]] = defaultdict(list)
         self._pending_rebalance: list[tuple[Literal["revoke", "lose"], MemorySource]] = []
         self.sources: list[MemorySource] = []
@@ -60,9 +61,14 @@ class MemoryBroker:
         """From now on each delivery asks ``decide(topic, record)``; an error fails it (None: acknowledged)."""
         self._failures.append(decide)
 
+    def go_silent(self) -> None:
+        """From now on deliveries stay unanswered (neither acknowledged nor failed), as while a broker is frozen."""
+        self.silent = True
+
     def heal(self) -> None:
         """Deliveries are acknowledged again."""
         self._failures.clear()
+        self.silent = False
 
     def fail_next(self, call: str, error: KafkaError) -> None:
         """The next ``call`` (``commit_transaction``, ``send_offsets_to_transaction``, ...) of any producer raises."""

@@ -49,6 +49,8 @@ class MemorySink:
         self.produced += 1
 
     def poll(self, timeout: float = 0.0) -> int:
+        if self.broker.silent:
+            return 0
         queue, self._queue = self._queue, []
         for topic, record, on_delivery in queue:
             error = self.broker._delivery_error(topic, record)

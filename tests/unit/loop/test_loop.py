@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError
 from consumer.core.engine import ScoringEngine
 from consumer.kafka import guarantees
 from consumer.kafka.delivery import PublishError
+from consumer.settings import load_settings
 from tests.unit.loop.support import (
     EVENTS,
     OUTPUT,
@@ -215,3 +216,33 @@ def test_a_missing_output_topic_stops_the_worker_with_nothing_committed(engine: 
         run(broker, settings_for("at_least_once"), engine)
     assert TP not in broker.committed
     assert source_of(broker).closed
+
+
+def test_at_least_once_holds_its_partitions_while_its_unacknowledged_batches_are_at_the_bound(
+    engine: ScoringEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A broker that stops answering: what the worker publishes meanwhile is all a lost session or a crash could
+    # score twice, so it stops at max_unacknowledged_batches, and goes on once the broker answers again.
+    monkeypatch.setattr(guarantees, "_ACK_WAIT_S", 0.01)
+    broker = broker_with(EVENTS)
+    settings = load_settings(
+        None, guarantee="at_least_once", consumer={"batch_size": 5, "instance_id": "unit", "max_unacknowledged_batches": 2}
+    )
+    seen: dict[str, object] = {}
+
+    def silent() -> None:
+        broker.go_silent()
+
+    def look() -> None:
+        seen["produced"] = broker.sinks[0].produced
+        seen["paused"] = set(source_of(broker).paused)
+        broker.heal()
+
+    observer = run(broker, settings, engine, {1: silent, 12: look}, until=scored_all(broker))
+    assert seen["produced"] == 2 * 5, "two batches of five published while the broker said nothing"
+    assert seen["paused"] == {TP}
+    assert not source_of(broker).paused, "resumed once the broker answered"
+    ids = event_ids(broker.records(OUTPUT))
+    assert len(ids) == len(set(ids)) == len(EVENTS)
+    assert broker.committed[TP] == len(EVENTS)
+    assert observer.rounds > 12
