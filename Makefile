@@ -7,7 +7,7 @@ EVENTS ?= 20000
 # The demo's local broker: tansu (no Java) or kafka (Apache Kafka from Maven Central; needs java and mvn).
 BROKER ?= tansu
 
-.PHONY: demo demo-lifecycle stack test tools test-unit test-integration test-faults test-security lint format train bench bench-quick bench-switch bench-instructions test-bench clean
+.PHONY: demo demo-lifecycle stack test tools test-unit test-integration test-faults test-chaos test-security lint format train bench bench-quick bench-switch bench-instructions test-bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,11 @@ test-integration: $(STAMP)
 # produced / scored / dead-lettered / duplicates / lost.
 test-faults: $(STAMP)
 	$(PY) -m pytest -q -m "faults or matrix" -s tests/integration
+
+# The cluster chaos run alone (CRM_CHAOS_RUNS runs, default 30, about half an hour): leader kill, rolling restart
+# and a frozen broker on three brokers, both guarantees, with its table of runs, hangs, losses and watchdog firings.
+test-chaos: $(STAMP)
+	$(PY) -m pytest -q -m chaos -s tests/integration/faults/test_chaos.py
 
 # The security suite alone: a secured Apache Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and its table of refusals.
 test-security: $(STAMP)
