@@ -80,7 +80,7 @@ class Guarantee(Protocol):
     def revoked(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
         """Partitions are being taken away (gracefully): settle what belongs to them."""
 
-    def lost(self, partitions: Sequence[TopicPartition]) -> None:
+    def lost(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
         """Partitions were taken away without a revoke (session lost): forget them."""
 
     def drain(self, consumer: Source) -> None:
@@ -138,7 +138,8 @@ class AtLeastOnce:
             self._release(consumer)
         if len(self._tracker) >= self._max_unacknowledged and not self._awaiting_acks:
             log.warning(
-                "%d batches await the broker's acknowledgement for over %.0f s: consuming nothing more until it answers",
+                "%d batches await the broker's acknowledgement for over %.0f s: consuming nothing more until it "
+                "answers",
                 len(self._tracker),
                 _ACK_WAIT_S,
             )
@@ -165,14 +166,22 @@ class AtLeastOnce:
 
     def revoked(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
         self._flush_and_commit(consumer, _SHUTDOWN_FLUSH_S)
-        self._forget(partitions)
+        self._forget(consumer, partitions)
 
-    def lost(self, partitions: Sequence[TopicPartition]) -> None:
-        self._forget(partitions)
+    def lost(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
+        self._forget(consumer, partitions)
 
-    def _forget(self, partitions: Sequence[TopicPartition]) -> None:
+    def _forget(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._tracker.forget_partitions(gone)
+        # librdkafka keeps a partition paused by the application across a re-assignment: resumed as it goes, so
+        # that the same partition given back after a lost session is consumed again
+        held = [tp for tp in partitions if (tp.topic, tp.partition) in self._held]
+        if held:
+            try:
+                consumer.resume(held)
+            except KafkaException as exc:
+                log.debug("resuming %d partition(s) as they go: %s", len(held), exc.args[0].str())
         self._held -= gone
 
     def drain(self, consumer: Source) -> None:
@@ -337,7 +346,7 @@ class ExactlyOnce:
     def revoked(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
         return None  # every batch committed in its own transaction: nothing is in flight between batches
 
-    def lost(self, partitions: Sequence[TopicPartition]) -> None:
+    def lost(self, consumer: Source, partitions: Sequence[TopicPartition]) -> None:
         return None
 
     def drain(self, consumer: Source) -> None:

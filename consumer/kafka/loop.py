@@ -306,7 +306,7 @@ class ScoringLoop:
 
     def _on_lost(self, guarantee: Guarantee, source: Source, partitions: list[TopicPartition]) -> None:
         log.warning("worker %d lost %d partition(s) (session timed out)", self.worker, len(partitions))
-        guarantee.lost(partitions)
+        guarantee.lost(source, partitions)
         self._gate.forget(partitions)
         self.observer.assignment_changed(0)
 

@@ -177,9 +177,8 @@ def test_fenced_four_times_within_a_minute_stops_the_worker_naming_the_instance_
         broker.sink(broker.sinks[0].conf).init_transactions()
 
     with pytest.raises(PublishError, match=r"consumer\.instance_id"):
-        run(
-            broker, settings_for("exactly_once"), engine, {2: fence, 3: fence, 4: fence, 5: fence}, until=scored_all(broker)
-        )
+        fences = {2: fence, 3: fence, 4: fence, 5: fence}
+        run(broker, settings_for("exactly_once"), engine, fences, until=scored_all(broker))
     assert source_of(broker).closed
 
 
@@ -225,9 +224,8 @@ def test_at_least_once_holds_its_partitions_while_its_unacknowledged_batches_are
     # score twice, so it stops at max_unacknowledged_batches, and goes on once the broker answers again.
     monkeypatch.setattr(guarantees, "_ACK_WAIT_S", 0.01)
     broker = broker_with(EVENTS)
-    settings = load_settings(
-        None, guarantee="at_least_once", consumer={"batch_size": 5, "instance_id": "unit", "max_unacknowledged_batches": 2}
-    )
+    consumer = {"batch_size": 5, "instance_id": "unit", "max_unacknowledged_batches": 2}
+    settings = load_settings(None, guarantee="at_least_once", consumer=consumer)
     seen: dict[str, object] = {}
 
     def silent() -> None:
@@ -246,3 +244,23 @@ def test_at_least_once_holds_its_partitions_while_its_unacknowledged_batches_are
     assert len(ids) == len(set(ids)) == len(EVENTS)
     assert broker.committed[TP] == len(EVENTS)
     assert observer.rounds > 12
+
+
+def test_partitions_held_for_acknowledgements_and_lost_are_consumed_again_when_given_back(
+    engine: ScoringEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker that held its partitions through a frozen broker, lost its session, and got the same partitions
+    # back consumes them again (its hold is released as they go, whatever the client keeps of a pause).
+    monkeypatch.setattr(guarantees, "_ACK_WAIT_S", 0.01)
+    broker = broker_with(EVENTS)
+    consumer = {"batch_size": 5, "instance_id": "unit", "max_unacknowledged_batches": 2}
+    settings = load_settings(None, guarantee="at_least_once", consumer=consumer)
+
+    def lose() -> None:
+        assert source_of(broker).paused == {TP}, "held while the broker said nothing"
+        broker.lose(source_of(broker))
+
+    observer = run(broker, settings, engine, {1: broker.go_silent, 8: lose, 10: broker.heal}, until=scored_all(broker))
+    assert len(set(event_ids(broker.records(OUTPUT)))) == len(EVENTS), f"stopped after {observer.rounds} rounds"
+    assert broker.committed[TP] == len(EVENTS)
+    assert not source_of(broker).paused
