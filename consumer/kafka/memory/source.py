@@ -159,7 +159,8 @@ class MemorySource:
         self._assignment = []
         self._positions.clear()
         self._stored.clear()
-        self.paused.clear()  # librdkafka: a partition assigned again starts unpaused
+        # not self.paused: librdkafka keeps an application's pause across a re-assignment (on Apache Kafka a worker
+        # that paused its partitions, lost its session and got them back consumed nothing more); resume() ends it
         self._joined = False
 
     def _commit_stored(self) -> list[TopicPartition]:

@@ -260,7 +260,7 @@ def test_partitions_held_for_acknowledgements_and_lost_are_consumed_again_when_g
         assert source_of(broker).paused == {TP}, "held while the broker said nothing"
         broker.lose(source_of(broker))
 
-    observer = run(broker, settings, engine, {1: broker.go_silent, 8: lose, 10: broker.heal}, until=scored_all(broker))
+    observer = run(broker, settings, engine, {1: broker.go_silent, 8: lose, 9: broker.heal}, until=scored_all(broker))
     assert len(set(event_ids(broker.records(OUTPUT)))) == len(EVENTS), f"stopped after {observer.rounds} rounds"
     assert broker.committed[TP] == len(EVENTS)
     assert not source_of(broker).paused
