@@ -237,6 +237,10 @@ class BatchPublisher:
         if retries:
             time.sleep(_RETRY_PAUSE_S)  # the broker is likely down: do not spin
         for pending in retries:
+            acks = pending[4]
+            if isinstance(acks, _BatchAcks) and not acks.still_ours:
+                acks.settled_elsewhere()  # its partitions went while it waited (see _failed)
+                continue
             self._produce(*pending)
 
     @property
@@ -301,6 +305,12 @@ class BatchPublisher:
             self._stop = PublishError(
                 f"cannot publish a {what} to topic {msg.topic()!r}: {err.str()}; stopping with its offsets uncommitted"
             )
+            return
+        if not acks.still_ours:
+            # Every partition of its batch was revoked or lost: its offsets will never be stored by this worker,
+            # and the partitions' next owner scores the events again from the committed offsets. Producing it
+            # again would only add a copy (after a frozen broker: the original landing late, this one, the rescore).
+            acks.settled_elsewhere()
             return
         self._retries.append((msg.topic() or "", msg.value(), msg.key(), msg.headers(), acks))
         if err.fatal() or err.code() in _PRODUCER_GONE:
@@ -370,6 +380,15 @@ class _BatchAcks:
             if scored.value == value:
                 return self._messages[scored.index]
         return None
+
+    @property
+    def still_ours(self) -> bool:
+        """False once every input partition of the batch was revoked or lost (its offsets forgotten)."""
+        return bool(self._batch.next_offsets)
+
+    def settled_elsewhere(self) -> None:
+        """A delivery given up because its events are now another member's to score (see ``still_ours``)."""
+        self._batch.pending -= 1
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:

@@ -61,7 +61,9 @@ def test_lost_partitions_forget_their_batches_in_flight_and_nothing_is_lost(engi
 
     observer = run(broker, settings_for("at_least_once"), engine, {2: lose, 4: heal}, until=scored_all(broker))
     ids = event_ids(broker.records(OUTPUT))
-    assert len(set(ids)) == len(EVENTS) and len(ids) > len(EVENTS), "at least once: the lost batch twice"
+    # the lost batch's failed results are not produced again: the partition's next owner (here, the worker itself
+    # once it joins again) scores them from the committed offset, so one copy reaches the output
+    assert len(ids) == len(set(ids)) == len(EVENTS)
     assert broker.committed[TP] == len(EVENTS)
     assert 0 in observer.assignments
 
