@@ -311,6 +311,13 @@ class BatchPublisher:
             # and the partitions' next owner scores the events again from the committed offsets. Producing it
             # again would only add a copy (after a frozen broker: the original landing late, this one, the rescore).
             acks.settled_elsewhere()
+            if self._failure_log.ready():
+                log.warning(
+                    "delivery to %s failed (%s); not produced again: its partitions were revoked or lost, and "
+                    "their next owner scores them again",
+                    msg.topic(),
+                    err.str(),
+                )
             return
         self._retries.append((msg.topic() or "", msg.value(), msg.key(), msg.headers(), acks))
         if err.fatal() or err.code() in _PRODUCER_GONE:
