@@ -39,6 +39,11 @@ from schemas.errors import RegistryUnavailableError
 log = logging.getLogger(__name__)
 _LIBRDKAFKA_TRANSACTION_TIMEOUT_S = 60.0  # librdkafka's default transaction.timeout.ms
 _BROKER_DOWN_CODES = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
+# After a lost session: how often the worker asks whether the cluster answers, and for how long it may answer (at
+# least; three session timeouts if longer) while the group has not taken the worker back before it joins again
+# with a new consumer (docs/reliability.md, "A rejoin that stalls after a frozen broker").
+_REJOIN_PROBE_S = 5.0
+_REJOIN_BOUND_S = 30.0
 
 
 class ScoringLoop:
@@ -76,6 +81,7 @@ class ScoringLoop:
         self.watchdog = CallWatchdog()
         self._fault = injected_hang()
         self._transaction_timeout_s = _LIBRDKAFKA_TRANSACTION_TIMEOUT_S
+        self._rejoin = RejoinWatch(max(_REJOIN_BOUND_S, 3 * settings.consumer.session_timeout_ms / 1000))
 
     def request_stop(self) -> None:
         self._stop = True
@@ -94,12 +100,7 @@ class ScoringLoop:
         followers = self._start_followers()
         source = self._watched(self._clients.source(self._consumer_conf()))
         try:
-            source.subscribe(
-                [self.settings.topics.input],
-                on_assign=self._on_assign,
-                on_revoke=partial(self._on_revoke, guarantee),
-                on_lost=partial(self._on_lost, guarantee),
-            )
+            self._subscribe(source, guarantee)
             log.info(
                 "worker %d consuming %s as group %s (%s)",
                 self.worker,
@@ -109,6 +110,8 @@ class ScoringLoop:
             )
             while not self._stop:
                 self._step(source, guarantee)
+                if self._rejoin.stalled(source, self.settings.topics.input):
+                    source = self._join_again(source, guarantee)
             log.info("worker %d stopping", self.worker)
             guarantee.drain(source)
             self._observe_commits(source)
@@ -120,6 +123,34 @@ class ScoringLoop:
             log.info("worker %d left the group", self.worker)
             for follower in followers:
                 follower.close()
+
+    def _subscribe(self, source: Source, guarantee: Guarantee) -> None:
+        source.subscribe(
+            [self.settings.topics.input],
+            on_assign=self._on_assign,
+            on_revoke=partial(self._on_revoke, guarantee),
+            on_lost=partial(self._on_lost, guarantee),
+        )
+
+    def _join_again(self, source: Source, guarantee: Guarantee) -> Source:
+        """The group has not taken this worker back long after its session was lost, although the cluster
+        answers: close the consumer (and the coordinator connection whose requests stay queued) and join with a
+        new one. Its partitions start again from the group's committed offsets."""
+        log.warning(
+            "worker %d: the cluster has answered for %.0f s, yet the group has not taken this worker back since "
+            "its session was lost %.0f s ago; joining again with a new consumer",
+            self.worker,
+            self._rejoin.answering_s,
+            self._rejoin.lost_s,
+        )
+        try:
+            source.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("worker %d: closing the stalled consumer: %s", self.worker, exc)
+        self._rejoin.renewed()
+        fresh = self._watched(self._clients.source(self._consumer_conf()))
+        self._subscribe(fresh, guarantee)
+        return fresh
 
     def _consumer_conf(self) -> dict[str, Any]:
         callbacks = {
@@ -292,6 +323,7 @@ class ScoringLoop:
 
     def _on_assign(self, source: Source, partitions: list[TopicPartition]) -> None:
         log.info("worker %d assigned %d partition(s)", self.worker, len(partitions))
+        self._rejoin.joined()
         self.observer.assignment_changed(len(source.assignment()) + len(partitions))
 
     def _on_revoke(self, guarantee: Guarantee, source: Source, partitions: list[TopicPartition]) -> None:
@@ -306,6 +338,7 @@ class ScoringLoop:
 
     def _on_lost(self, guarantee: Guarantee, source: Source, partitions: list[TopicPartition]) -> None:
         log.warning("worker %d lost %d partition(s) (session timed out)", self.worker, len(partitions))
+        self._rejoin.lost()
         guarantee.lost(source, partitions)
         self._gate.forget(partitions)
         self.observer.assignment_changed(0)
@@ -334,3 +367,51 @@ def _cached_high_watermark(source: Source, topic: str, partition: int) -> int:
     except KafkaException:
         return -1
     return int(watermarks[1]) if watermarks else -1
+
+
+class RejoinWatch:
+    """Whether a worker whose session was lost has waited too long for the group to take it back.
+
+    Only the time the cluster answers counts (a partition's offsets asked of its leader every
+    ``_REJOIN_PROBE_S``): while a broker is frozen or down nothing can join, and librdkafka rejoins by itself
+    once it is back. A worker given no partitions by a rebalance is in the group (its assign callback ran with
+    none) and never counts as stalled.
+    """
+
+    def __init__(self, bound_s: float, clock: Any = time.monotonic) -> None:
+        self.bound_s = bound_s
+        self._clock = clock
+        self._lost_at: float | None = None
+        self._answering_since: float | None = None
+        self._probed_at = float("-inf")
+
+    def lost(self) -> None:
+        self._lost_at = self._lost_at if self._lost_at is not None else self._clock()
+
+    def joined(self) -> None:
+        self._lost_at = self._answering_since = None
+
+    def renewed(self) -> None:
+        """A new consumer joins: the wait starts again."""
+        self._lost_at, self._answering_since = self._clock(), None
+
+    @property
+    def lost_s(self) -> float:
+        return self._clock() - self._lost_at if self._lost_at is not None else 0.0
+
+    @property
+    def answering_s(self) -> float:
+        return self._clock() - self._answering_since if self._answering_since is not None else 0.0
+
+    def stalled(self, source: Source, topic: str) -> bool:
+        if self._lost_at is None or self._clock() - self._probed_at < _REJOIN_PROBE_S:
+            return False
+        self._probed_at = self._clock()
+        try:
+            source.get_watermark_offsets(TopicPartition(topic, 0), timeout=_REJOIN_PROBE_S)
+        except KafkaException:
+            self._answering_since = None
+            return False
+        if self._answering_since is None:
+            self._answering_since = self._clock()
+        return self.answering_s >= self.bound_s

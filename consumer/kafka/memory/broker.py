@@ -27,6 +27,7 @@ class MemoryBroker:
         self._owners: dict[str, MemorySink] = {}  # transactional id -> the producer that holds it
         self._failures: list[Callable[[str, Record], KafkaError | None]] = []
         self.silent = False  # an outage: no delivery is answered, acknowledged or failed, until heal()
+        self.stuck_rejoins: set[int] = set()  # ids of sources that never join again once their session is lost
         self._fail_next: dict[str, list[KafkaError]] = defaultdict(list)
         self._pending_rebalance: list[tuple[Literal["revoke", "lose"], MemorySource]] = []
         self.sources: list[MemorySource] = []
@@ -81,6 +82,12 @@ class MemoryBroker:
     def lose(self, source: MemorySource) -> None:
         """The session of ``source`` times out: its partitions are lost at its next ``consume()``."""
         self._pending_rebalance.append(("lose", source))
+
+    def lose_for_good(self, source: MemorySource) -> None:
+        """Like ``lose``, and ``source`` never joins again (a client whose coordinator requests stay queued); a new
+        source joins as usual."""
+        self.lose(source)
+        self.stuck_rejoins.add(id(source))
 
     # -- what the clients ask -------------------------------------------------------------------------------
 

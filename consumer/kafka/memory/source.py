@@ -139,7 +139,7 @@ class MemorySource:
         if kind is not None:
             self._revoke(kind)
             return  # the next consume() joins again
-        if not self._joined:
+        if not self._joined and id(self) not in self.broker.stuck_rejoins:
             self._joined = True
             partitions = [tp for topic in self._topics for tp in self.broker.partitions_of(topic)]
             if (on_assign := self._callbacks.get("assign")) is not None:
