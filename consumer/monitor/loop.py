@@ -28,6 +28,7 @@ from consumer.monitor.metrics import MonitorMetrics, MonitorState
 from consumer.monitor.processor import APPLICATIONS, OUTCOMES, SCORES, SHADOW, InputMessage, MonitorCore
 from consumer.monitor.rollback import rule_of
 from consumer.monitor.settings import MonitorSettings
+from consumer.monitor.writer import CHECK_EVERY_S, WriterLease
 from schemas import SchemaSource
 from schemas.errors import KafkaRefusedError
 
@@ -65,6 +66,8 @@ class MonitorLoop:
             self._stream[settings.topics.shadow] = SHADOW
         self._topic = {v: k for k, v in self._stream.items()}
         self._stop = threading.Event()
+        self._lease = WriterLease.over(settings.librdkafka()) if settings.single_writer else None
+        self._standing_by = False
         self.consumer: Consumer | None = None
         self.last_state = MonitorState()
         self._last_activity = 0.0
@@ -78,30 +81,76 @@ class MonitorLoop:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self._stop.set())
         consumer = self.consumer = Consumer(self._settings.librdkafka())
-        consumer.subscribe(list(self._stream), on_assign=self._on_assign, on_revoke=self._on_revoke)
-        self._last_activity, last_evaluation = time.monotonic(), 0.0
         try:
             while not self._stop.is_set():
-                self._health.beat()
-                messages = consumer.consume(_BATCH, timeout=_POLL_S)
-                batch = self._batch(messages)
-                if batch:
-                    self._last_activity = time.monotonic()
-                    self._apply(consumer, batch)
-                now = time.monotonic()
-                if now - last_evaluation >= self._settings.quality.evaluate_every_s:
-                    self.evaluate()
-                    last_evaluation = now
-                if self._capture is not None:
-                    self._capture.tick()
-                # Idle counts from the last message or assignment: a member waiting to join is not idle.
-                if until_idle_s is not None and self._core.partitions and now - self._last_activity > until_idle_s:
+                self._stand_by()
+                if self._stop.is_set():
                     break
+                consumer.subscribe(list(self._stream), on_assign=self._on_assign, on_revoke=self._on_revoke)
+                if self._write(consumer, until_idle_s):
+                    break
+                # another writer won the race to join: hand the partitions back and stand by again
+                if self._capture is not None:
+                    self._capture.flush()
+                consumer.unsubscribe()
             self.evaluate()
         finally:
             if self._capture is not None:
                 self._capture.flush()  # while the partitions (and the events they hold) are still this member's
             consumer.close()  # leaves the group; the store already holds everything consumed
+
+    def _stand_by(self) -> None:
+        """Wait, alive and not ready, while another monitor is in the group (see :mod:`consumer.monitor.writer`)."""
+        if self._lease is None:
+            return
+        checked = float("-inf")
+        while not self._stop.is_set():
+            self._health.beat()
+            now = time.monotonic()
+            if now - checked >= CHECK_EVERY_S:
+                checked = now
+                if self._lease.free():
+                    break
+                if not self._standing_by:
+                    log.info(
+                        "monitor standing by: another member writes for group %s; taking over when it leaves",
+                        self._lease.group,
+                    )
+                    self._standing_by = True
+                    self._metrics.standby.set(1)
+            self._stop.wait(_POLL_S)
+        if self._standing_by:
+            log.info("monitor taking over group %s: no other member left in it", self._lease.group)
+        self._standing_by = False
+        self._metrics.standby.set(0)
+
+    def _write(self, consumer: Consumer, until_idle_s: float | None) -> bool:
+        """Consume, join, store and export until a stop (True), ``until_idle_s`` without a message (True), or
+        another member in the group with the lesser member id (False: this one yields)."""
+        self._last_activity, last_evaluation, checked = time.monotonic(), 0.0, time.monotonic()
+        while not self._stop.is_set():
+            self._health.beat()
+            messages = consumer.consume(_BATCH, timeout=_POLL_S)
+            batch = self._batch(messages)
+            if batch:
+                self._last_activity = time.monotonic()
+                self._apply(consumer, batch)
+            now = time.monotonic()
+            if now - last_evaluation >= self._settings.quality.evaluate_every_s:
+                self.evaluate()
+                last_evaluation = now
+            if self._capture is not None:
+                self._capture.tick()
+            # Idle counts from the last message or assignment: a member waiting to join is not idle.
+            if until_idle_s is not None and self._core.partitions and now - self._last_activity > until_idle_s:
+                return True
+            if self._lease is not None and now - checked >= CHECK_EVERY_S:
+                checked = now
+                member = consumer.memberid()
+                if member and self._lease.yields(member):
+                    log.warning("monitor yielding group %s: another member joined at the same time", self._lease.group)
+                    return False
+        return True
 
     def evaluate(self) -> None:
         """Recompute the figures from the store and publish them to the metrics."""

@@ -186,3 +186,8 @@ class MonitorMetrics:
         self.partitions = Gauge(
             "crm_monitor_partitions_assigned", "Input partitions this member owns", registry=self.registry
         )
+        self.standby = Gauge(
+            "crm_monitor_standby",
+            "1 while this monitor waits for the group's writer to leave (monitor.single_writer)",
+            registry=self.registry,
+        )

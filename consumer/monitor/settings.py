@@ -125,6 +125,11 @@ class MonitorSettings(LayeredSettings):
     capture_flush_s: float | None = Field(
         300.0, gt=0, description="Also write the captured rows every this many seconds (None: every 20,000 rows)"
     )
+    single_writer: bool = Field(
+        True,
+        description="Join the group only while no other monitor is in it, and wait as a standby meanwhile: one "
+        "member computes every figure over all partitions (docs/reliability.md)",
+    )
     metrics_host: str = Field("0.0.0.0", description="Where /metrics listens")
     metrics_port: int = Field(9410, ge=0, le=65535, description="0 picks a free port")
 
