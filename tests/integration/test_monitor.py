@@ -259,7 +259,65 @@ def test_a_monitor_killed_mid_stream_recovers_to_the_figures_of_an_undisturbed_r
 ) -> None:
     undisturbed = baseline.state
     settings = _settings(loop, loop.outcomes, tmp_path / "killed")
-    args = [
+    args = _monitor_args(loop, settings, "--until-idle", "2")
+    log = tmp_path / "monitor.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=MONITOR_ENV)
+        _wait_for_progress(settings.store.path, process, log)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        killed_at = _stored_offsets(settings.store.path)
+        finished = subprocess.run(args, stdout=subprocess.PIPE, stderr=out, env=MONITOR_ENV, timeout=120, check=True)
+    recovered = _stored_state(settings)
+    print(f"kill -9 after {sum(killed_at.values())} messages stored; after restart: {finished.stdout.decode().strip()}")
+    assert 0 < sum(killed_at.values()) < sum(_stored_offsets(settings.store.path).values())
+    assert recovered.counters == undisturbed.counters
+    assert _figures(recovered) == _figures(undisturbed)
+
+
+def test_a_second_monitor_stands_by_and_takes_over_with_the_figures_of_one(
+    loop: Loop, baseline: Baseline, tmp_path: Path
+) -> None:
+    # One writer: the second monitor of a group waits (not ready, crm_monitor_standby 1) while the first writes, and
+    # takes the whole group over once the first is gone (here kill -9: its session expires); what it then reports
+    # is what one undisturbed monitor reports, not a half of it.
+    settings = _settings(loop, loop.outcomes, tmp_path / "first")
+    second_store = tmp_path / "second"
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    with first_log.open("wb") as first_out, second_log.open("wb") as second_out:
+        first = subprocess.Popen(
+            _monitor_args(loop, settings), stdout=first_out, stderr=subprocess.STDOUT, env=MONITOR_ENV
+        )
+        try:
+            _wait_for_progress(settings.store.path, first, first_log)
+            second_args = _monitor_args(loop, settings, "--until-idle", "3", store=second_store)
+            second = subprocess.Popen(second_args, stdout=second_out, stderr=subprocess.STDOUT, env=MONITOR_ENV)
+            _wait_for_line(second_log, "monitor standing by", second)
+            time.sleep(6.0)  # a standby stays one: it never joins while the writer is in the group
+            assert "assigned partitions" not in second_log.read_text(), second_log.read_text()
+            assert "owns" not in first_log.read_text(), "the writer kept every partition"
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        assert second.wait(120) == 0, second_log.read_text()
+    text = second_log.read_text()
+    assert "monitor taking over" in text and "assigned partitions [0, 1, 2, 3, 4, 5]" in text, text
+    took_over = _stored_state(
+        settings.model_copy(update={"store": settings.store.model_copy(update={"path": second_store})})
+    )
+    assert took_over.counters == baseline.state.counters
+    assert _figures(took_over) == _figures(baseline.state)
+
+
+MONITOR_ENV = os.environ | {
+    "CRM_MONITOR_QUALITY__COUNT_WINDOW": "100000",
+    "CRM_MONITOR_KAFKA__SESSION_TIMEOUT_MS": "6000",
+}
+
+
+def _monitor_args(loop: Loop, settings: MonitorSettings, *extra: str, store: Path | None = None) -> list[str]:
+    """``crm-scorer monitor`` on the loop's scores and baseline outcomes, in ``settings``' group."""
+    return [
         *MONITOR,
         "--bootstrap-servers",
         loop.bootstrap,
@@ -270,26 +328,21 @@ def test_a_monitor_killed_mid_stream_recovers_to_the_figures_of_an_undisturbed_r
         "--outcomes-topic",
         loop.outcomes,
         "--store-path",
-        str(settings.store.path),
+        str(store or settings.store.path),
         "--metrics-port",
         "0",
-        "--until-idle",
-        "2",
+        *extra,
     ]
-    env = os.environ | {"CRM_MONITOR_QUALITY__COUNT_WINDOW": "100000", "CRM_MONITOR_KAFKA__SESSION_TIMEOUT_MS": "6000"}
-    log = tmp_path / "monitor.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-        _wait_for_progress(settings.store.path, process, log)
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-        killed_at = _stored_offsets(settings.store.path)
-        finished = subprocess.run(args, stdout=subprocess.PIPE, stderr=out, env=env, timeout=120, check=True)
-    recovered = _stored_state(settings)
-    print(f"kill -9 after {sum(killed_at.values())} messages stored; after restart: {finished.stdout.decode().strip()}")
-    assert 0 < sum(killed_at.values()) < sum(_stored_offsets(settings.store.path).values())
-    assert recovered.counters == undisturbed.counters
-    assert _figures(recovered) == _figures(undisturbed)
+
+
+def _wait_for_line(log: Path, line: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        if line in log.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{line!r} not logged within {timeout} s:\n{log.read_text()}")
 
 
 def _figures(state: MonitorState) -> dict[tuple[str, str], tuple[float, ...]]:
