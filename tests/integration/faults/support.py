@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -127,7 +128,32 @@ class Outcomes:
         return sum(self.scored.values()) - len(self.scored) + sum(self.dead.values()) - len(self.dead)
 
 
+SETTLE_S = 180.0  # the transaction timeout the scorer uses by default (130 s), and a margin
+
+
+def open_transactions(bootstrap: str, topic: str) -> list[int]:
+    """Partitions of ``topic`` whose last stable offset (what a ``read_committed`` reader can reach) is behind the
+    high watermark: an open transaction holds them, say that of a worker its watchdog ended, until the
+    coordinator or a producer with its transactional id aborts it."""
+    ends = {}
+    for isolation in ("read_committed", "read_uncommitted"):
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "settle-probe", "isolation.level": isolation})
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            ends[isolation] = {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+            }
+        finally:
+            consumer.close()
+    return sorted(p for p, end in ends["read_uncommitted"].items() if ends["read_committed"].get(p, -1) < end)
+
+
 def read_outcomes(lanes: Lanes) -> Outcomes:
+    """Every result and dead letter, read ``read_committed`` once no transaction holds the topics back (a result a
+    reader cannot reach yet would read as lost)."""
+    for topic in (lanes.output, lanes.dlq):
+        settled = partial(open_transactions, lanes.bootstrap, topic)
+        wait_until(lambda settled=settled: not settled(), SETTLE_S, f"no open transaction on {topic}")
     outcomes = Outcomes()
 
     def result(message: Message) -> None:
