@@ -12,7 +12,8 @@ from confluent_kafka import KafkaError
 from consumer.core.engine import ScoringEngine
 from consumer.kafka import guarantees
 from consumer.kafka.delivery import PublishError
-from consumer.settings import load_settings
+from consumer.kafka.memory.broker import MemoryBroker
+from consumer.settings import Settings, load_settings
 from tests.unit.loop.support import (
     EVENTS,
     OUTPUT,
@@ -219,15 +220,19 @@ def test_a_missing_output_topic_stops_the_worker_with_nothing_committed(engine: 
     assert source_of(broker).closed
 
 
+def _two_unacknowledged_batches_of_five(monkeypatch: pytest.MonkeyPatch) -> tuple[MemoryBroker, Settings]:
+    """At-least-once over batches of five with at most two awaiting acknowledgement, and a short wait for them."""
+    monkeypatch.setattr(guarantees, "_ACK_WAIT_S", 0.01)
+    consumer = {"batch_size": 5, "instance_id": "unit", "max_unacknowledged_batches": 2}
+    return broker_with(EVENTS), load_settings(None, guarantee="at_least_once", consumer=consumer)
+
+
 def test_at_least_once_holds_its_partitions_while_its_unacknowledged_batches_are_at_the_bound(
     engine: ScoringEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A broker that stops answering: what the worker publishes meanwhile is all a lost session or a crash could
     # score twice, so it stops at max_unacknowledged_batches, and goes on once the broker answers again.
-    monkeypatch.setattr(guarantees, "_ACK_WAIT_S", 0.01)
-    broker = broker_with(EVENTS)
-    consumer = {"batch_size": 5, "instance_id": "unit", "max_unacknowledged_batches": 2}
-    settings = load_settings(None, guarantee="at_least_once", consumer=consumer)
+    broker, settings = _two_unacknowledged_batches_of_five(monkeypatch)
     seen: dict[str, object] = {}
 
     def silent() -> None:
@@ -253,10 +258,7 @@ def test_partitions_held_for_acknowledgements_and_lost_are_consumed_again_when_g
 ) -> None:
     # A worker that held its partitions through a frozen broker, lost its session, and got the same partitions
     # back consumes them again (its hold is released as they go, whatever the client keeps of a pause).
-    monkeypatch.setattr(guarantees, "_ACK_WAIT_S", 0.01)
-    broker = broker_with(EVENTS)
-    consumer = {"batch_size": 5, "instance_id": "unit", "max_unacknowledged_batches": 2}
-    settings = load_settings(None, guarantee="at_least_once", consumer=consumer)
+    broker, settings = _two_unacknowledged_batches_of_five(monkeypatch)
 
     def lose() -> None:
         assert source_of(broker).paused == {TP}, "held while the broker said nothing"
