@@ -57,7 +57,8 @@ class WriterLease:
                 return []
             if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED and not self._refused:
                 self._refused = True
-                log.warning("cannot describe group %s (%s): one writer is not enforced", self.group, error.str())
+                # READ on a group implies DESCRIBE, so the consumer is refused too and says so in its one line
+                log.info("cannot describe group %s (%s): one writer is not enforced", self.group, error.str())
             return None
 
     def free(self) -> bool:
